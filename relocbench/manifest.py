@@ -1,0 +1,446 @@
+"""The manifest format shared by every dataset.
+
+A manifest is a folder holding one Parquet file per table and split
+(``<table>-<split>.parquet``; tables without splits are ``<table>.parquet``) and a
+``manifest.json`` describing them::
+
+    {
+      "schema_version": 1,
+      "name": "activitynet",            # short name of the dataset
+      "task": "temporal",               # or "spatiotemporal": selects the table schemas
+      "builder": {"name": ..., "version": ...},
+      "protocol": "feng2018",
+      "params": {...},                  # every parameter of the build
+      "inputs": {role: {"file": basename, "sha256": ...}},
+      "tables": {file name: {"table": ..., "split": ... or null, "rows": n, "sha256": ...}},
+      "report": {...},                  # what was dropped, and why, with counts
+      "extras": [file names of statistics and figures]
+    }
+
+``load_manifest`` resolves a built-in name (``manifests/<name>/`` of this repository, or
+``$RELOCBENCH_MANIFESTS/<name>``) or a folder path, checks the file's sha256 against
+``manifest.json`` and validates the table against its schema before returning it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import ConfigError, ManifestError
+from .io import atomic_dir, dumps_json, read_json, sha256_file
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+TASKS = ("temporal", "spatiotemporal")
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TableSchema",
+    "SCHEMAS",
+    "Manifest",
+    "open_manifest",
+    "load_manifest",
+    "write_manifest",
+    "validate_table",
+    "manifests_root",
+    "resolve_manifest",
+]
+
+# A check returns a boolean mask of the bad rows; the message says what was expected.
+Check = Tuple[str, Callable[[pd.DataFrame], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Columns (name -> kind) of one table, its id column and its row checks.
+
+    Kinds: ``str``, ``int``, ``float`` (integers accepted), ``bool``, ``list[str]``.
+    """
+
+    columns: Mapping[str, str]
+    id_column: Optional[str] = None
+    checks: Sequence[Check] = field(default_factory=tuple)
+
+
+def _between01(df: pd.DataFrame) -> np.ndarray:
+    x1, y1, x2, y2 = (df[c].to_numpy(float) for c in ("x1", "y1", "x2", "y2"))
+    ok = (x1 >= 0) & (y1 >= 0) & (x2 <= 1) & (y2 <= 1) & (x1 < x2) & (y1 < y2)
+    return ~ok
+
+
+def _lt(a: str, b: str) -> Check:
+    return (f"{a} < {b}", lambda df: ~(df[a].to_numpy() < df[b].to_numpy()))
+
+
+def _le(a: str, b: str) -> Check:
+    return (f"{a} <= {b}", lambda df: ~(df[a].to_numpy() <= df[b].to_numpy()))
+
+
+def _nonneg(a: str) -> Check:
+    return (f"{a} >= 0", lambda df: ~(df[a].to_numpy() >= 0))
+
+
+_BOX_CHECK: Check = ("0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1 (normalised xyxy)", _between01)
+
+_TEMPORAL_SEGMENTS = TableSchema(
+    columns={
+        "segment_id": "str", "video": "str", "label": "str", "split": "str",
+        "start_step": "int", "end_step": "int",
+        "window_start_step": "int", "window_end_step": "int",
+        "start_s": "float", "end_s": "float", "window_start_s": "float", "window_end_s": "float",
+        "duration_s": "float", "n_steps": "int",
+    },
+    id_column="segment_id",
+    checks=(
+        _nonneg("window_start_step"), _le("window_start_step", "start_step"),
+        _lt("start_step", "end_step"), _le("end_step", "window_end_step"),
+        _le("window_end_step", "n_steps"), _le("start_s", "end_s"),
+    ),
+)
+
+_TEMPORAL_PAIRS = TableSchema(
+    columns={
+        "pair_id": "str", "label": "str",
+        "query_segment_id": "str", "query_video": "str",
+        "query_start_step": "int", "query_end_step": "int",
+        "ref_segment_id": "str", "ref_video": "str",
+        "ref_start_step": "int", "ref_end_step": "int",
+        "gt_start_step": "int", "gt_end_step": "int",
+        "query_start_s": "float", "query_end_s": "float",
+        "ref_start_s": "float", "ref_end_s": "float",
+        "gt_start_s": "float", "gt_end_s": "float",
+    },
+    id_column="pair_id",
+    checks=(
+        _nonneg("query_start_step"), _lt("query_start_step", "query_end_step"),
+        _nonneg("ref_start_step"), _lt("ref_start_step", "ref_end_step"),
+        _nonneg("gt_start_step"), _lt("gt_start_step", "gt_end_step"),
+        ("gt_end_step <= ref_end_step - ref_start_step",
+         lambda df: ~(df["gt_end_step"].to_numpy() <= (df["ref_end_step"] - df["ref_start_step"]).to_numpy())),
+        _le("gt_start_s", "gt_end_s"),
+    ),
+)
+
+_TEMPORAL_TIMELINES = TableSchema(
+    columns={
+        "video": "str", "label": "str", "start_s": "float", "end_s": "float",
+        "start_step": "int", "end_step": "int", "kept": "bool",
+        "duration_s": "float", "n_frames": "int", "n_steps": "int",
+    },
+    checks=(_le("start_s", "end_s"), _le("start_step", "end_step"), _nonneg("n_steps")),
+)
+
+_ST_TUBELETS = TableSchema(
+    columns={
+        "tubelet_id": "str", "video": "str", "label": "str", "split": "str",
+        "start": "float", "end": "float", "n_keyframes": "int", "person_id": "int",
+    },
+    id_column="tubelet_id",
+    checks=(_lt("start", "end"), ("n_keyframes >= 1", lambda df: ~(df["n_keyframes"].to_numpy() >= 1))),
+)
+
+_ST_BOXES = TableSchema(
+    columns={"tubelet_id": "str", "time": "float", "x1": "float", "y1": "float", "x2": "float", "y2": "float"},
+    checks=(_BOX_CHECK,),
+)
+
+_ST_PAIRS = TableSchema(
+    columns={
+        "pair_id": "str", "label": "str", "query_tubelet_id": "str", "query_video": "str",
+        "query_start": "float", "query_end": "float", "ref_video": "str",
+        "ref_start": "float", "ref_end": "float", "target_tubelet_ids": "list[str]",
+    },
+    id_column="pair_id",
+    checks=(_lt("query_start", "query_end"), _lt("ref_start", "ref_end")),
+)
+
+_ST_TARGETS = TableSchema(
+    columns={"pair_id": "str", "time": "float", "x1": "float", "y1": "float", "x2": "float", "y2": "float"},
+    checks=(_BOX_CHECK,),
+)
+
+#: (task, table) -> schema. Other modules may add tables with ``register_table``.
+SCHEMAS: Dict[Tuple[str, str], TableSchema] = {
+    ("temporal", "segments"): _TEMPORAL_SEGMENTS,
+    ("temporal", "pairs"): _TEMPORAL_PAIRS,
+    ("temporal", "timelines"): _TEMPORAL_TIMELINES,
+    ("spatiotemporal", "tubelets"): _ST_TUBELETS,
+    ("spatiotemporal", "boxes"): _ST_BOXES,
+    ("spatiotemporal", "pairs"): _ST_PAIRS,
+    ("spatiotemporal", "targets"): _ST_TARGETS,
+}
+
+
+def register_table(task: str, table: str, schema: TableSchema) -> None:
+    SCHEMAS[(task, table)] = schema
+
+
+def _kind_ok(series: pd.Series, kind: str) -> bool:
+    dt = series.dtype
+    if len(series) == 0:  # an empty column carries no values to check (pandas types it object)
+        return True
+    if kind == "str":
+        if pd.api.types.is_string_dtype(dt):
+            return all(isinstance(v, str) for v in series.to_numpy()) if dt == object else True
+        return False
+    if kind == "int":
+        return pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
+    if kind == "float":
+        return (pd.api.types.is_float_dtype(dt) or pd.api.types.is_integer_dtype(dt)) and not pd.api.types.is_bool_dtype(dt)
+    if kind == "bool":
+        return pd.api.types.is_bool_dtype(dt)
+    if kind == "list[str]":
+        return dt == object and all(
+            isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(s, str) for s in v)
+            for v in series.to_numpy()
+        )
+    raise ConfigError(f"unknown column kind {kind!r}")
+
+
+def validate_table(df: pd.DataFrame, task: str, table: str, *, where: str = "") -> pd.DataFrame:
+    """Check columns, kinds, missing values, unique ids and row rules; raise ManifestError."""
+    key = (task, table)
+    if key not in SCHEMAS:
+        raise ManifestError(
+            f"unknown table {table!r} for task {task!r}; expected one of "
+            f"{sorted(t for k, t in SCHEMAS if k == task)}",
+            file=where or None,
+        )
+    schema = SCHEMAS[key]
+    missing = [c for c in schema.columns if c not in df.columns]
+    if missing:
+        raise ManifestError(f"table {table!r} lacks columns {missing}", file=where or None)
+    for col, kind in schema.columns.items():
+        s = df[col]
+        if kind != "list[str]" and s.isna().any():
+            row = int(np.flatnonzero(s.isna().to_numpy())[0])
+            raise ManifestError(f"column {col!r} has a missing value at row {row}", file=where or None)
+        if not _kind_ok(s, kind):
+            raise ManifestError(
+                f"column {col!r} of table {table!r} must hold {kind} values, found dtype {s.dtype}",
+                file=where or None,
+            )
+        if kind == "float":
+            vals = s.to_numpy(dtype=float)
+            if not np.isfinite(vals).all():
+                row = int(np.flatnonzero(~np.isfinite(vals))[0])
+                raise ManifestError(f"column {col!r} has a non-finite value at row {row}", file=where or None)
+    idc = schema.id_column
+    if idc is not None:
+        dup = df[idc].duplicated()
+        if dup.any():
+            raise ManifestError(
+                f"{idc} {df[idc][dup].iloc[0]!r} appears more than once in table {table!r}",
+                file=where or None,
+            )
+    for rule, fn in schema.checks:
+        if len(df) == 0:
+            break
+        bad = np.asarray(fn(df), dtype=bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            ident = f"{idc} {df[idc].iloc[i]!r}" if idc else f"row {i}"
+            raise ManifestError(
+                f"{ident} of table {table!r} breaks the rule {rule} "
+                f"({bad.sum()} row(s) do)", file=where or None,
+            )
+    return df
+
+
+def manifests_root() -> Path:
+    """Where built-in manifests live: ``$RELOCBENCH_MANIFESTS`` or this repository's ``manifests/``."""
+    env = os.environ.get("RELOCBENCH_MANIFESTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "manifests"
+
+
+def resolve_manifest(name_or_path: Union[str, os.PathLike]) -> Path:
+    p = Path(name_or_path)
+    if (p / MANIFEST_FILE).is_file():
+        return p
+    if isinstance(name_or_path, str) and os.sep not in name_or_path and "/" not in name_or_path:
+        cand = manifests_root() / name_or_path
+        if (cand / MANIFEST_FILE).is_file():
+            return cand
+        raise ManifestError(
+            f"no manifest named {name_or_path!r}: expected a folder holding {MANIFEST_FILE} "
+            f"(here or under {manifests_root()})"
+        )
+    raise ManifestError(f"not a manifest folder: expected {MANIFEST_FILE} inside", file=p)
+
+
+def _table_file(table: str, split: Optional[str]) -> str:
+    return f"{table}.parquet" if split is None else f"{table}-{split}.parquet"
+
+
+class Manifest:
+    """A manifest folder opened for reading. No I/O beyond ``manifest.json`` until asked."""
+
+    def __init__(self, path: Path, meta: dict) -> None:
+        self.path = path
+        self.meta = meta
+        self._verified: Dict[str, Tuple[int, int]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def splits(self) -> List[str]:
+        return sorted({v["split"] for v in self.meta["tables"].values() if v["split"] is not None})
+
+    def tables(self) -> List[Tuple[str, Optional[str]]]:
+        return sorted((v["table"], v["split"]) for v in self.meta["tables"].values())
+
+    def file_for(self, table: str, split: Optional[str]) -> Path:
+        fname = _table_file(table, split)
+        if fname not in self.meta["tables"]:
+            have = ", ".join(
+                t if s is None else f"{t} (split {s})" for t, s in self.tables()
+            )
+            raise ManifestError(
+                f"has no table {table!r}" + (f" for split {split!r}" if split else " without a split")
+                + f"; it has: {have}",
+                file=self.path / MANIFEST_FILE,
+            )
+        return self.path / fname
+
+    def verify(self, fname: str) -> None:
+        p = self.path / fname
+        if not p.is_file():
+            raise ManifestError("listed in manifest.json but missing", file=p)
+        st = p.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self._verified.get(fname) == stamp:
+            return
+        want = self.meta["tables"][fname]["sha256"]
+        got = sha256_file(p)
+        if got != want:
+            raise ManifestError(
+                f"sha256 {got[:12]}... does not match manifest.json ({want[:12]}...): "
+                "the file was changed after the build; rebuild the manifest",
+                file=p,
+            )
+        self._verified[fname] = stamp
+
+    def table(self, table: str, split: Optional[str] = None, *, verify: bool = True) -> pd.DataFrame:
+        p = self.file_for(table, split)
+        if verify:
+            self.verify(p.name)
+        try:
+            df = pq.read_table(p).to_pandas()
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise ManifestError(f"unreadable Parquet file ({exc.__class__.__name__}: {exc})", file=p) from None
+        want_rows = self.meta["tables"][p.name]["rows"]
+        if len(df) != want_rows:
+            raise ManifestError(f"holds {len(df)} rows, manifest.json says {want_rows}", file=p)
+        if self.task == "spatiotemporal" and "target_tubelet_ids" in df.columns:
+            df["target_tubelet_ids"] = [list(v) for v in df["target_tubelet_ids"]]
+        return validate_table(df, self.task, table, where=str(p))
+
+
+def open_manifest(name_or_path: Union[str, os.PathLike]) -> Manifest:
+    path = resolve_manifest(name_or_path)
+    meta = read_json(path / MANIFEST_FILE, "manifest.json", ManifestError)
+    if not isinstance(meta, dict):
+        raise ManifestError("expected a JSON object", file=path / MANIFEST_FILE)
+    for key in ("schema_version", "name", "task", "tables"):
+        if key not in meta:
+            raise ManifestError(f"lacks the key {key!r}", file=path / MANIFEST_FILE)
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise ManifestError(
+            f"schema_version {meta['schema_version']!r} is not supported (expected {SCHEMA_VERSION})",
+            file=path / MANIFEST_FILE,
+        )
+    if meta["task"] not in TASKS:
+        raise ManifestError(f"task must be one of {TASKS}, found {meta['task']!r}", file=path / MANIFEST_FILE)
+    return Manifest(path, meta)
+
+
+def load_manifest(
+    name_or_path: Union[str, os.PathLike],
+    split: Optional[str] = None,
+    table: str = "pairs",
+    *,
+    verify: bool = True,
+) -> pd.DataFrame:
+    """Return one validated table of a manifest as a pandas DataFrame.
+
+    >>> pairs = load_manifest("activitynet", split="test", table="pairs")  # doctest: +SKIP
+    """
+    return open_manifest(name_or_path).table(table, split, verify=verify)
+
+
+def _to_arrow(df: pd.DataFrame, schema: TableSchema) -> pa.Table:
+    cols = {}
+    for col, kind in schema.columns.items():
+        s = df[col]
+        if kind == "str":
+            cols[col] = pa.array(s.astype(str).tolist(), type=pa.string())
+        elif kind == "int":
+            cols[col] = pa.array(s.to_numpy(dtype=np.int64), type=pa.int64())
+        elif kind == "float":
+            cols[col] = pa.array(s.to_numpy(dtype=np.float64), type=pa.float64())
+        elif kind == "bool":
+            cols[col] = pa.array(s.to_numpy(dtype=bool), type=pa.bool_())
+        elif kind == "list[str]":
+            cols[col] = pa.array([list(v) for v in s], type=pa.list_(pa.string()))
+    extra = [c for c in df.columns if c not in schema.columns]
+    for col in extra:  # extra columns are kept, with their inferred type
+        cols[col] = pa.array(df[col].tolist())
+    return pa.table(cols)
+
+
+def write_manifest(
+    out: Union[str, os.PathLike],
+    tables: Mapping[Tuple[str, Optional[str]], pd.DataFrame],
+    meta: Mapping,
+    *,
+    force: bool = False,
+    extras: Optional[Callable[[Path], Sequence[str]]] = None,
+) -> Path:
+    """Validate and write every table, then ``manifest.json``, atomically into ``out``.
+
+    ``tables`` maps ``(table, split or None)`` to a DataFrame. ``meta`` holds ``name``,
+    ``task``, ``builder``, ``protocol``, ``params``, ``inputs`` and ``report``.
+    ``extras(tmpdir)`` may write statistics files into the folder and returns their names.
+    The output is byte-identical for identical inputs.
+    """
+    task = meta["task"]
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    out = Path(out)
+    with atomic_dir(out, force=force) as tmp:
+        listing = {}
+        for (table, split), df in sorted(tables.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            fname = _table_file(table, split)
+            validate_table(df, task, table, where=f"{out / fname} (being written)")
+            arrow = _to_arrow(df, SCHEMAS[(task, table)])
+            pq.write_table(arrow, tmp / fname, compression="zstd", write_statistics=True)
+            listing[fname] = {
+                "table": table,
+                "split": split,
+                "rows": int(len(df)),
+                "sha256": sha256_file(tmp / fname),
+            }
+        extra_names = sorted(extras(tmp)) if extras is not None else []
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            **{k: v for k, v in meta.items()},
+            "tables": listing,
+            "extras": extra_names,
+        }
+        (tmp / MANIFEST_FILE).write_text(dumps_json(doc), encoding="utf-8")
+    return out

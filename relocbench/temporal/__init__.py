@@ -1,0 +1,1 @@
+"""Temporal re-localization: labels, decoding, the frame-level baseline, SST helpers and the training pair sampler."""
