@@ -626,10 +626,10 @@ class SyntheticFeatures(FeatureStore):
         if self.noise > 0:
             w = self.noise_corr_steps
             z = rng.standard_normal((n + w - 1, d), dtype=np.float32)
-            c = np.cumsum(z, axis=0, dtype=np.float64)
-            c = np.concatenate([np.zeros((1, d)), c])
-            ma = (c[w:] - c[:-w]) / math.sqrt(w)  # moving sum / sqrt(w): unit variance
-            x = x + np.float32(self.noise) * ma.astype(np.float32)
+            ma = z[:n].copy()
+            for k in range(1, w):  # moving sum of w white rows
+                ma += z[k:k + n]
+            x = x + np.float32(self.noise / math.sqrt(w)) * ma  # unit variance before scaling
         return x.astype(np.float32, copy=False)
 
 

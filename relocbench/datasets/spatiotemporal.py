@@ -248,7 +248,7 @@ def _timelines_png(path: Path, tables, unit: str, n_pairs: int = 6) -> None:
             picks = np.unique(np.linspace(0, len(p) - 1, num=min(len(p), n_pairs // 2)).astype(int))
             chosen += [(split, p.iloc[int(i)]) for i in picks]
     tub = pd.concat([tables[("tubelets", s)] for s in SPLITS]).set_index("tubelet_id")
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.75 * max(1, len(chosen))))
+    fig, ax = plt.subplots(figsize=(9, 1.3 + 0.75 * max(1, len(chosen))))
     yticks, ylabels = [], []
     for k, (split, pr) in enumerate(chosen):
         y = len(chosen) - 1 - k
@@ -273,7 +273,7 @@ def _timelines_png(path: Path, tables, unit: str, n_pairs: int = 6) -> None:
     ax.tick_params(axis="x", labelsize=7)
     ax.set_title("A few evaluation pairs: query length, reference window and target tubelets", fontsize=9)
     if chosen:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     fig.tight_layout()
     import io
 
@@ -328,7 +328,7 @@ def st_stats_writer(
             shown = order[:max_labels]
             name = (lambda lab: f"{lab} ({label_names(lab)})") if label_names else (lambda lab: lab)
             more = f", ... and {len(order) - len(shown)} more" if len(order) > len(shown) else ""
-            lines.append(f"- **{s}** ({len(order)} labels; tubelets per label): "
+            lines.append(f"- **{s}**, {len(order)} label(s), tubelets per label: "
                          + ", ".join(f"{name(lab)}: {int(counts[lab])}" for lab in shown) + more)
         lines += ["", "## Dropped and skipped items", ""]
         rep = report.to_dict()

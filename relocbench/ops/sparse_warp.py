@@ -90,7 +90,10 @@ def sparse_image_warp(image: torch.Tensor, source_control_points: torch.Tensor,
             f"'source_control_points' {tuple(source_control_points.shape)}. "
             f"Got {tuple(dest_control_points.shape)} instead."
         )
-    dtype = image.dtype
+    # The spline is solved in float64 whatever the image dtype (it is tiny: (n + 3)^2 per
+    # item, and order-2 kernels of map-sized distances lose ~1e-3 pixel in float32); the
+    # dense flow is cast back to the image dtype before sampling.
+    dtype = torch.float64
     dest = dest_control_points.to(dtype)
     flows = dest - source_control_points.to(dtype)
     border = boundary_points(h, w, num_boundary_points, dtype=dtype, device=image.device)
@@ -101,5 +104,5 @@ def sparse_image_warp(image: torch.Tensor, source_control_points: torch.Tensor,
     grid = pixel_grid(h, w, dtype=dtype, device=image.device).reshape(1, h * w, 2)
     dense = interpolate_spline(dest, flows, grid.expand(b, -1, -1), interpolation_order,
                                regularization_weight)
-    dense = dense.transpose(1, 2).reshape(b, 2, h, w)
+    dense = dense.transpose(1, 2).reshape(b, 2, h, w).to(image.dtype)
     return dense_image_warp(image, dense, padding_mode="border"), dense

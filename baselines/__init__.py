@@ -1,0 +1,1 @@
+"""The baseline zoo: models that import relocbench, never the reverse."""

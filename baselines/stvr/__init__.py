@@ -1,0 +1,38 @@
+"""Spatio-temporal video re-localization baselines (CVPR 2019 paper, Table 1).
+
+One model with an injected reference-propagation cell; the cells live in
+:mod:`baselines.stvr.cells` and are found by name through its registry.
+"""
+from .cells import (
+    Alignment,
+    ClipCell,
+    ConvLSTM,
+    FlowLSTM,
+    LSTMState,
+    TrajLSTM,
+    WarpLSTM,
+    control_points,
+    create_cell,
+    feature_flow,
+    list_cells,
+    register_cell,
+    run_sequence,
+    sequence_flows,
+)
+
+__all__ = [
+    "Alignment",
+    "ClipCell",
+    "ConvLSTM",
+    "FlowLSTM",
+    "LSTMState",
+    "TrajLSTM",
+    "WarpLSTM",
+    "control_points",
+    "create_cell",
+    "feature_flow",
+    "list_cells",
+    "register_cell",
+    "run_sequence",
+    "sequence_flows",
+]

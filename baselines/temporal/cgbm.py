@@ -1,0 +1,233 @@
+"""The cross gated bilinear matching model (Feng et al., ECCV 2018, Sec. 3) and its ablations.
+
+Built as the original code built it (reference-algorithms.md Sec. 2):
+
+* **Aggregation**: one LSTM (hidden ``l``) shared by query and reference over their
+  features (``d``); dropout (keep 0.6) on both outputs, which are also the attention keys
+  and values.
+* **Matching**, at every reference step ``i`` and in both directions: attention
+  ``e_ij = w^T tanh(W_q h^q_j + W_p [h^r_i ; h^m_{i-1}] + b_p) + b`` (``W_q`` bias-free,
+  ``h^m_{i-1}`` the previous hidden state of that direction's matching LSTM), softmax over
+  the valid query steps, attended query ``hq_i = sum_j a_ij h^q_j``. *Cross gating*
+  (``gating=True``): ``hq_i *= sigmoid(W_1 h^r_i + b_1)``, ``h^r_i *= sigmoid(W_2 hq_i + b_2)``.
+  *Factorised bilinear* (``bilinear=True``): one shared linear map ``P: l -> l k`` (with
+  bias) applied to both vectors, reshaped to ``(l, k)``, their elementwise product summed
+  over ``k``; without it the two vectors are concatenated (``2 l``). The result feeds the
+  matching LSTM. Both directions share attention, gating and bilinear weights and have
+  their own LSTMs (run together as one batched cell); outputs are concatenated (``2 l``)
+  with dropout keep 0.8.
+* **Localization**: an LSTM over the ``2 l`` vectors and a linear layer to 4 logits
+  (start, end, inside, outside).
+
+Every LSTM has hidden size ``l`` and its forget-gate bias initialised to ``forget_bias``.
+``cgbm`` (gating and bilinear), ``cgbm-base`` (neither: concatenation), ``cgbm-gating``
+and ``cgbm-bilinear`` (Table 2) are configurations of this one class: :data:`VARIANTS`.
+
+Padded batches: query and reference carry lengths. The forward LSTMs are causal, so
+padding after a sequence cannot change its valid outputs; the backward matching direction
+reverses each reference within its own length first; attention ignores padded query steps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from relocbench.errors import ConfigError
+from relocbench.temporal.decode import MAX_SPAN_STEPS, DecodedSpans, decode_spans
+
+from ._common import count_parameters, length_mask, reverse_padded, set_forget_bias
+
+__all__ = ["CGBMConfig", "VARIANTS", "cgbm_config", "CrossGatedBilinearMatching", "cgbm_loss",
+           "cgbm_parameter_count", "DualLSTMCell"]
+
+
+@dataclass(frozen=True)
+class CGBMConfig:
+    """Hyperparameters of the model (paper settings by default)."""
+
+    feature_dim: int = 500        # d
+    hidden: int = 128             # l
+    rank: int = 8                 # k of the factorised bilinear matching
+    gating: bool = True           # cross gating
+    bilinear: bool = True         # factorised bilinear matching (else concatenation)
+    keep_aggregation: float = 0.6  # dropout keep probability on the aggregation outputs
+    keep_matching: float = 0.8     # dropout keep probability on the matching outputs
+    forget_bias: float = 1.0
+    loss_weight: float = 10.0      # c_w: weight of start and end steps in the loss
+
+    def __post_init__(self) -> None:
+        for name in ("feature_dim", "hidden", "rank"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"The {name!r} parameter of CGBMConfig must be an int >= 1. Got {v!r} instead.")
+        for name in ("keep_aggregation", "keep_matching"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
+                raise ConfigError(f"The {name!r} parameter of CGBMConfig must be in (0, 1]. Got {v!r} instead.")
+        for name in ("gating", "bilinear"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"The {name!r} parameter of CGBMConfig must be a bool. Got {getattr(self, name)!r}.")
+        if not (isinstance(self.loss_weight, (int, float)) and self.loss_weight > 0 and math.isfinite(self.loss_weight)):
+            raise ConfigError(f"The 'loss_weight' parameter of CGBMConfig must be > 0. Got {self.loss_weight!r}.")
+
+    def to_dict(self) -> Dict:
+        return asdict(self)
+
+
+#: The model and its Table 2 ablations, as overrides of :class:`CGBMConfig`.
+VARIANTS: Dict[str, Dict[str, bool]] = {
+    "cgbm": {"gating": True, "bilinear": True},
+    "cgbm-base": {"gating": False, "bilinear": False},
+    "cgbm-gating": {"gating": True, "bilinear": False},
+    "cgbm-bilinear": {"gating": False, "bilinear": True},
+}
+
+
+def cgbm_config(name: str = "cgbm", **overrides) -> CGBMConfig:
+    """The configuration of a named variant, with optional field overrides."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown CGBM variant {name!r}; expected one of {sorted(VARIANTS)}")
+    known = {f.name for f in fields(CGBMConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ConfigError(f"unknown CGBMConfig field(s) {bad}; expected some of {sorted(known)}")
+    return replace(CGBMConfig(), **{**VARIANTS[name], **overrides})
+
+
+class DualLSTMCell(nn.Module):
+    """Two independent LSTM cells (one per direction) stepped together as one batched op.
+
+    Inputs ``x [2, B, in]`` and state ``(h, c)`` of ``[2, B, hidden]``; direction 0 uses the
+    first cell's weights, direction 1 the second's. Same parameters and initialisation as
+    two ``nn.LSTMCell`` (gates ``i, f, g, o``).
+    """
+
+    def __init__(self, input_size: int, hidden: int, forget_bias: float = 1.0) -> None:
+        super().__init__()
+        self.hidden = hidden
+        bound = 1.0 / math.sqrt(hidden)
+        self.weight_ih = nn.Parameter(torch.empty(2, input_size, 4 * hidden).uniform_(-bound, bound))
+        self.weight_hh = nn.Parameter(torch.empty(2, hidden, 4 * hidden).uniform_(-bound, bound))
+        self.bias_ih = nn.Parameter(torch.empty(2, 1, 4 * hidden).uniform_(-bound, bound))
+        self.bias_hh = nn.Parameter(torch.empty(2, 1, 4 * hidden).uniform_(-bound, bound))
+        set_forget_bias(self, forget_bias)
+
+    def forward(self, x: torch.Tensor, state: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        h, c = state
+        gates = torch.baddbmm(self.bias_ih + self.bias_hh, x, self.weight_ih) + torch.bmm(h, self.weight_hh)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+class CrossGatedBilinearMatching(nn.Module):
+    """The model; ``forward(query, query_len, ref, ref_len) -> logits [B, T_ref, 4]``."""
+
+    def __init__(self, config: Optional[CGBMConfig] = None) -> None:
+        super().__init__()
+        cfg = config or CGBMConfig()
+        self.config = cfg
+        d, l, k = cfg.feature_dim, cfg.hidden, cfg.rank
+        self.aggregation = nn.LSTM(d, l, batch_first=True)
+        set_forget_bias(self.aggregation, cfg.forget_bias)
+        self.drop_aggregation = nn.Dropout(1.0 - cfg.keep_aggregation)
+        # attention: W_q (no bias), W_p [h^r ; h^m] + b_p (split in its two halves), w, b
+        self.att_query = nn.Linear(l, l, bias=False)
+        self.att_ref = nn.Linear(l, l, bias=True)        # the h^r half of W_p, with b_p
+        self.att_match = nn.Linear(l, l, bias=False)     # the h^m half of W_p
+        self.att_score = nn.Linear(l, 1, bias=True)      # w and b
+        if cfg.gating:
+            self.gate_query = nn.Linear(l, l)   # W_1: gates the attended query from h^r
+            self.gate_ref = nn.Linear(l, l)     # W_2: gates h^r from the attended query
+        if cfg.bilinear:
+            self.bilinear = nn.Linear(l, l * k)
+            match_in = l
+        else:
+            match_in = 2 * l
+        self.matching = DualLSTMCell(match_in, l, cfg.forget_bias)
+        self.drop_matching = nn.Dropout(1.0 - cfg.keep_matching)
+        self.localization = nn.LSTM(2 * l, l, batch_first=True)
+        set_forget_bias(self.localization, cfg.forget_bias)
+        self.classifier = nn.Linear(l, 4)
+
+    def forward(self, query: torch.Tensor, query_len: torch.Tensor, ref: torch.Tensor,
+                ref_len: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        b, tq, _ = query.shape
+        tr = ref.shape[1]
+        l = cfg.hidden
+        if ref.shape[0] != b or query.shape[-1] != cfg.feature_dim or ref.shape[-1] != cfg.feature_dim:
+            raise ConfigError(
+                f"expected query [B, Tq, {cfg.feature_dim}] and reference [B, Tr, {cfg.feature_dim}]; "
+                f"got {tuple(query.shape)} and {tuple(ref.shape)}"
+            )
+        query_len = query_len.to(query.device).long()
+        ref_len = ref_len.to(ref.device).long()
+        hq = self.drop_aggregation(self.aggregation(query)[0])            # [B, Tq, l]
+        hr = self.drop_aggregation(self.aggregation(ref)[0])              # [B, Tr, l]
+        # both directions side by side along the batch: [2B, ...]
+        hr2 = torch.cat([hr, reverse_padded(hr, ref_len)], 0)
+        hq2 = torch.cat([hq, hq], 0)
+        qmask2 = length_mask(query_len, tq).repeat(2, 1)
+        keys = self.att_query(hq2)                                       # [2B, Tq, l]
+        ref_proj = self.att_ref(hr2)                                     # [2B, Tr, l]
+        gate_q = torch.sigmoid(self.gate_query(hr2)) if cfg.gating else None
+        h = hr.new_zeros(2, b, l)
+        c = hr.new_zeros(2, b, l)
+        neg = torch.finfo(hr.dtype).min
+        outs = []
+        for i in range(tr):
+            m = h.reshape(2 * b, l)
+            e = self.att_score(torch.tanh(keys + (ref_proj[:, i] + self.att_match(m))[:, None, :])).squeeze(-1)
+            alpha = torch.softmax(e.masked_fill(~qmask2, neg), dim=-1)   # [2B, Tq]
+            att = torch.bmm(alpha[:, None, :], hq2).squeeze(1)            # [2B, l]
+            r_i = hr2[:, i]
+            if cfg.gating:
+                att, r_i = att * gate_q[:, i], r_i * torch.sigmoid(self.gate_ref(att))
+            if cfg.bilinear:
+                t = (self.bilinear(att).view(-1, l, cfg.rank) * self.bilinear(r_i).view(-1, l, cfg.rank)).sum(-1)
+            else:
+                t = torch.cat([att, r_i], -1)
+            h, c = self.matching(t.view(2, b, -1), (h, c))
+            outs.append(h)
+        hm = torch.stack(outs, 2)                                         # [2, B, Tr, l]
+        hm = torch.cat([hm[0], reverse_padded(hm[1], ref_len)], -1)       # [B, Tr, 2l]
+        hl = self.localization(self.drop_matching(hm))[0]
+        return self.classifier(hl)
+
+    @torch.no_grad()
+    def predict(self, query, query_len, ref, ref_len, *, max_span: int = MAX_SPAN_STEPS,
+                form: str = "paper") -> DecodedSpans:
+        """Decoded spans (Eq. 12) of a batch, in eval mode's dropout-free forward."""
+        was = self.training
+        self.eval()
+        try:
+            logits = self.forward(query, query_len, ref, ref_len)
+        finally:
+            self.train(was)
+        return decode_spans(F.log_softmax(logits.double(), -1).cpu().numpy(), ref_len.cpu().numpy(),
+                            max_span=max_span, form=form)
+
+
+def cgbm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Weighted cross-entropy (Eq. 11): per pair ``1/r sum_i w_i CE_i`` over its valid steps, batch mean.
+
+    ``labels [B, T, 4]`` and ``weights [B, T]`` from
+    :func:`relocbench.temporal.labels.batch_labels` (weight 0 on padding); ``mask [B, T]``
+    marks the valid steps.
+    """
+    logp = F.log_softmax(logits, dim=-1)
+    ce = -(labels * logp).sum(-1) * weights * mask
+    return (ce.sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def cgbm_parameter_count(config="cgbm") -> int:
+    """Trainable parameters of a variant name or a :class:`CGBMConfig`."""
+    cfg = cgbm_config(config) if isinstance(config, str) else config
+    return count_parameters(CrossGatedBilinearMatching(cfg))

@@ -1,0 +1,191 @@
+"""What a baseline is: a config dataclass plus a few hooks; the engine does everything else.
+
+Every baseline of the zoo (temporal and spatio-temporal) subclasses :class:`Baseline`:
+
+* ``Config``: a dataclass deriving from :class:`TrainConfig` (training settings shared by
+  every baseline: steps, batch size, optimiser, clipping, evaluation cadence) with the
+  model's own keyword-only hyperparameters. Variants registered with
+  ``register_baseline("name", **defaults)`` are configurations of one class, not copies.
+* ``create_model(config)`` (trainable baselines): the ``nn.Module``; ``None`` otherwise.
+* ``batch(step, rank, world_size)``: the training batch of one global step, this rank's
+  share of it. It must derive from ``(config.seed, step)`` alone, so that a resumed run
+  sees exactly the batches an uninterrupted one would.
+* ``loss(model, batch) -> (scalar tensor, {name: float})``.
+* ``predict(model, pairs) -> {pair_id: [prediction, ...]}`` in the task's prediction
+  format, best first.
+
+The engine (:mod:`relocbench.engine`) owns the loop, the optimiser, checkpoints, resume,
+DDP, device placement, validation-based checkpoint selection, scoring and the run folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import ConfigError
+
+__all__ = ["TrainConfig", "Baseline", "RunContext", "make_config", "config_to_dict"]
+
+
+@dataclass
+class TrainConfig:
+    """Training settings every baseline shares (non-trainable baselines ignore most)."""
+
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"  # "adam" | "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0  # global gradient norm; 0 disables
+    lr_milestones: Tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    eval_every: int = 200  # validation (and checkpoint selection) every N steps; 0: only at the end
+    select_on_val: bool = True  # keep the checkpoint with the best validation headline metric
+
+    def validate(self) -> None:
+        if self.steps < 0:
+            raise ConfigError(f"The 'steps' parameter must be >= 0. Got {self.steps} instead.")
+        if self.batch_size < 1:
+            raise ConfigError(f"The 'batch_size' parameter must be >= 1. Got {self.batch_size} instead.")
+        if not self.lr > 0:
+            raise ConfigError(f"The 'lr' parameter must be > 0. Got {self.lr} instead.")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"The 'optimizer' parameter must be 'adam' or 'sgd'. Got {self.optimizer!r} instead.")
+        if self.clip_norm < 0:
+            raise ConfigError(f"The 'clip_norm' parameter must be >= 0. Got {self.clip_norm} instead.")
+        if self.eval_every < 0:
+            raise ConfigError(f"The 'eval_every' parameter must be >= 0. Got {self.eval_every} instead.")
+
+
+def _coerce(value: Any, current: Any, name: str, cls_name: str) -> Any:
+    """Coerce a YAML/JSON/CLI value to the type of the field's default."""
+    if current is None or value is None:
+        return value
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise TypeError
+        if isinstance(current, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if isinstance(current, float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if isinstance(current, str):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(current, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError
+            return tuple(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"The {name!r} parameter of {cls_name} must be of type {type(current).__name__}. "
+            f"Got {value!r} instead."
+        ) from None
+    return value
+
+
+def make_config(cls: type, overrides: Optional[Mapping[str, Any]] = None, *, source: str = "") -> Any:
+    """Instantiate config dataclass ``cls`` with ``overrides``; unknown keys are an error."""
+    base = cls()
+    overrides = dict(overrides or {})
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(k for k in overrides if k not in names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {unknown} for {cls.__name__}; expected some of {sorted(names)}",
+            file=source or None,
+        )
+    kwargs = {k: _coerce(v, getattr(base, k), k, cls.__name__) for k, v in overrides.items()}
+    cfg = dataclasses.replace(base, **kwargs)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> Dict[str, Any]:
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+@dataclass
+class RunContext:
+    """What a baseline gets from the engine: data, features, device and distribution."""
+
+    dataset: str  # name used in the run folder and leaderboard
+    manifest: Any  # relocbench.manifest.Manifest
+    features: Any  # task-specific source (a FeatureStore for temporal baselines)
+    device: Any  # torch.device
+    run_dir: Optional[Path] = None
+    rank: int = 0
+    world_size: int = 1
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+
+class Baseline:
+    """Base class of every baseline. See the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    task: ClassVar[str] = "temporal"
+    Config: ClassVar[type] = TrainConfig
+    trainable: ClassVar[bool] = False
+    variant_defaults: ClassVar[Dict[str, Any]] = {}
+
+    def __init__(self, config: Any, ctx: RunContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def default_config(cls, overrides: Optional[Mapping[str, Any]] = None, *, source: str = "") -> Any:
+        merged = {**cls.variant_defaults, **dict(overrides or {})}
+        return make_config(cls.Config, merged, source=source)
+
+    @classmethod
+    def description(cls) -> str:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""
+
+    # ------------------------------------------------------------------ model
+    @classmethod
+    def create_model(cls, config: Any):
+        """The trainable module (``None`` for baselines without parameters)."""
+        return None
+
+    @classmethod
+    def parameter_count(cls, config: Any = None) -> int:
+        model = cls.create_model(config if config is not None else cls.default_config())
+        if model is None:
+            return 0
+        return int(sum(p.numel() for p in model.parameters()))
+
+    # ------------------------------------------------------------------ hooks
+    def prepare(self, model) -> None:
+        """Called once before training/prediction (e.g. to precompute statistics)."""
+
+    def batch(self, step: int, rank: int = 0, world_size: int = 1) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} is not trainable")
+
+    def loss(self, model, batch: Any):
+        raise NotImplementedError(f"{type(self).__name__} is not trainable")
+
+    def predict(self, model, pairs) -> Dict[str, List[dict]]:
+        raise NotImplementedError
+
+    def examples(self) -> Sequence[str]:
+        """Pair ids whose predictions the leaderboard figure shows (default: chosen by the task)."""
+        return ()

@@ -1,0 +1,112 @@
+"""Frame AP with greedy matching and no fall-through (the AVA / PASCAL rule), vectorised.
+
+Rule, per image and class, detections taken in descending score: a detection looks only at
+its highest-IoU ground-truth box of that class in that image (the first one listed, on equal
+IoU); it is a true positive when that IoU is ``>= threshold`` and the box is not yet taken
+(it then takes it), otherwise a false positive. Unlike the ActivityNet rule it never falls
+through to its second-best box.
+
+Because a detection only ever competes for its own best box, the sequential walk has a
+closed form: a detection is a true positive exactly when its best IoU clears the threshold
+and it comes first, in score order, among the detections that share that best box and clear
+the threshold. That is one sort plus a "first of each group" mask, for every threshold.
+
+AP per class is :func:`~relocbench.metrics.geometry.voc_ap` over the class's detections of
+all images in descending score, against the class's number of ground-truth boxes; a class
+without ground truth has AP NaN.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .geometry import _box_iou_arrays, ap_from_tp_ranks, group_starts
+
+__all__ = ["frame_ap", "candidate_pairs"]
+
+
+def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
+    """Every (detection, ground truth) with equal keys, in detection order then ground-truth order.
+
+    Returns ``(det_index, gt_index, counts)`` where ``counts[d]`` is the number of ground
+    truths sharing detection d's key.
+    """
+    gorder = np.argsort(gt_key, kind="stable")
+    gk = gt_key[gorder]
+    lo = np.searchsorted(gk, det_key, side="left")
+    hi = np.searchsorted(gk, det_key, side="right")
+    cnt = (hi - lo).astype(np.int64)
+    total = int(cnt.sum())
+    det_idx = np.repeat(np.arange(det_key.shape[0], dtype=np.int64), cnt)
+    seg0 = np.cumsum(cnt) - cnt
+    within = np.arange(total, dtype=np.int64) - np.repeat(seg0, cnt)
+    gt_idx = gorder[np.repeat(lo, cnt) + within]
+    return det_idx, gt_idx, cnt
+
+
+def frame_ap(
+    det_img: np.ndarray,
+    det_cls: np.ndarray,
+    det_score: np.ndarray,
+    det_boxes: np.ndarray,
+    gt_img: np.ndarray,
+    gt_cls: np.ndarray,
+    gt_boxes: np.ndarray,
+    n_classes: int,
+    thresholds: Sequence[float],
+    det_tie: Optional[np.ndarray] = None,
+) -> Dict[str, np.ndarray]:
+    """AP per (threshold, class); images and classes are integer codes, boxes ``xyxy``.
+
+    ``det_tie`` orders detections of equal score (smaller first); by default, row order.
+    Ground-truth boxes of equal IoU are taken in row order (first wins).
+    Returns ``ap`` (n_thresholds, n_classes; NaN without ground truth), ``npos`` and
+    ``n_tp`` (per threshold).
+    """
+    det_img = np.asarray(det_img, dtype=np.int64)
+    det_cls = np.asarray(det_cls, dtype=np.int64)
+    det_score = np.asarray(det_score, dtype=np.float64)
+    det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_img = np.asarray(gt_img, dtype=np.int64)
+    gt_cls = np.asarray(gt_cls, dtype=np.int64)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    n = det_score.shape[0]
+    tie = np.arange(n, dtype=np.int64) if det_tie is None else np.asarray(det_tie)
+    npos = np.bincount(gt_cls, minlength=n_classes)[:n_classes]
+    thresholds = [float(t) for t in thresholds]
+
+    # Best ground truth of every detection (first on ties).
+    best_iou = np.full(n, -np.inf)
+    best_gt = np.full(n, -1, dtype=np.int64)
+    d_idx, g_idx, cnt = candidate_pairs(det_img * n_classes + det_cls, gt_img * n_classes + gt_cls)
+    if d_idx.size:
+        iou = _box_iou_arrays(det_boxes[d_idx], gt_boxes[g_idx])
+        has = cnt > 0
+        seg0 = (np.cumsum(cnt) - cnt)[has]
+        best_iou[has] = np.maximum.reduceat(iou, seg0)
+        at_max = np.flatnonzero(iou == best_iou[d_idx])
+        first = group_starts(d_idx[at_max])
+        best_gt[d_idx[at_max[first]]] = g_idx[at_max[first]]
+
+    # True positives: first in score order among the detections sharing a best box.
+    with_gt = np.flatnonzero(best_gt >= 0)
+    by_box = with_gt[np.lexsort((tie[with_gt], -det_score[with_gt], best_gt[with_gt]))]
+    tp = np.zeros((len(thresholds), n), dtype=bool)
+    for k, t in enumerate(thresholds):
+        elig = by_box[best_iou[by_box] >= t]
+        tp[k, elig[group_starts(best_gt[elig])]] = True
+
+    # AP per class over all images, descending score.
+    order = np.lexsort((tie, -det_score, det_cls))
+    cls_sorted = det_cls[order]
+    cls_start = np.searchsorted(cls_sorted, np.arange(n_classes), side="left")
+    ap = np.full((len(thresholds), n_classes), np.nan)
+    for k in range(len(thresholds)):
+        pos = np.flatnonzero(tp[k, order])
+        pc = cls_sorted[pos]
+        ranks = pos - cls_start[pc] + 1
+        bounds = np.searchsorted(pc, np.arange(n_classes + 1), side="left")
+        for c in np.flatnonzero(npos > 0):
+            ap[k, c] = ap_from_tp_ranks(ranks[bounds[c]:bounds[c + 1]], int(npos[c]))
+    return {"ap": ap, "npos": npos, "n_tp": tp.sum(axis=1)}

@@ -1,0 +1,136 @@
+"""``reloc-spatiotemporal``: the frame-mAP of the CVPR 2019 spatio-temporal protocol.
+
+Each (pair, reference keyframe) is an image; its ground truth is the ``targets`` rows of the
+pair at that time (the boxes of every person carrying the pair's combined label). All
+predictions of a pair are detections of the pair's label. Matching is the AVA rule (best-IoU
+box, no fall-through, IoU ``>= t``; see :mod:`relocbench.metrics.frame_ap`); AP per label
+over all its pairs' keyframes, ``frame_map`` is the mean over labels with ground truth, at
+IoU 0.3, 0.5 (the headline) and 0.7.
+
+Keyframe times are matched after rounding to 1e-6 (of the manifest's time unit). A
+prediction at a keyframe without targets is a false positive; a time outside the pair's
+reference window ``[ref_start, ref_end]`` is an error; boxes outside [0, 1] are an error, or
+with ``clip`` are clipped and counted in ``n_clipped``.
+
+Ties: predictions of equal score are ranked by the pair's position in the manifest, then by
+their position in the pair's list; boxes of equal IoU: the first target row wins.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, ManifestError, PredictionError
+from ..predictions import SpatiotemporalPredictions, check_provenance, match_pair_ids, predictions_from_dict
+from .frame_ap import frame_ap
+from .temporal import thr_key
+
+__all__ = ["evaluate_spatiotemporal", "ST_THRESHOLDS"]
+
+ST_THRESHOLDS = (0.3, 0.5, 0.7)
+_TOL = 1e-9
+
+
+def _time_key(t: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(t, dtype=np.float64) * 1e6).astype(np.int64)
+
+
+def evaluate_spatiotemporal(
+    pairs: pd.DataFrame,
+    targets: pd.DataFrame,
+    predictions: Union[SpatiotemporalPredictions, Mapping],
+    *,
+    thresholds: Sequence[float] = ST_THRESHOLDS,
+    clip: bool = False,
+    allow_missing: bool = False,
+    manifest_name: Optional[str] = None,
+    split: Optional[str] = None,
+) -> Dict:
+    """Frame-mAP per combined label (see the module docstring).
+
+    Returns ``frame_map`` ({"0.3", "0.5", "0.7"}: mean AP over labels with targets),
+    ``per_label`` ({label: {threshold: AP}}; labels without targets are listed in
+    ``labels_without_targets``), ``n_pairs``, ``n_missing``, ``n_clipped``, ``n_predictions``.
+    """
+    thresholds = tuple(float(t) for t in thresholds)
+    if not thresholds or any(not (0 <= t <= 1) for t in thresholds):
+        raise ConfigError(f"The 'thresholds' parameter must hold numbers in [0, 1]. Got {thresholds!r} instead.")
+    for name, df, cols in (("pairs", pairs, ("pair_id", "label", "ref_start", "ref_end")),
+                           ("targets", targets, ("pair_id", "time", "x1", "y1", "x2", "y2"))):
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ManifestError(f"the spatio-temporal {name} table lacks columns {missing}")
+    if len(pairs) == 0:
+        raise ManifestError("the spatio-temporal pairs table is empty: nothing to evaluate")
+    if not isinstance(predictions, SpatiotemporalPredictions):
+        predictions = predictions_from_dict(predictions, task="spatiotemporal")
+    preds = predictions
+    check_provenance(preds, manifest_name, split)
+    src = preds.source
+    pair_ids = pairs["pair_id"].to_numpy(object)
+    n_pairs = len(pairs)
+    gidx = match_pair_ids(preds.pair_ids, pair_ids, source=src)
+    present = np.zeros(n_pairs, dtype=bool)
+    present[gidx] = True
+    n_missing = int(n_pairs - present.sum())
+    if n_missing and not allow_missing:
+        first = pair_ids[int(np.flatnonzero(~present)[0])]
+        raise PredictionError(
+            f"{n_missing} pair(s) of the ground truth have no predictions, e.g. {first!r}; "
+            "pass --allow-missing (allow_missing=True) to score them as misses", file=src)
+
+    row_pair = np.repeat(gidx, preds.counts)
+    t = preds.time
+    rs = pairs["ref_start"].to_numpy(np.float64)[row_pair]
+    re_ = pairs["ref_end"].to_numpy(np.float64)[row_pair]
+    bad = (t < rs - _TOL) | (t > re_ + _TOL)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise PredictionError(
+            f"time {t[i]!r} lies outside the reference window [{rs[i]!r}, {re_[i]!r}] "
+            f"({int(bad.sum())} such prediction(s))", file=src, item=preds.item(i))
+    boxes = preds.boxes
+    outside = ((boxes < 0) | (boxes > 1)).any(axis=1)
+    n_clipped = int(outside.sum())
+    if n_clipped:
+        if not clip:
+            i = int(np.flatnonzero(outside)[0])
+            raise PredictionError(
+                f"box {boxes[i].tolist()} is outside [0, 1] (expected normalised xyxy; {n_clipped} such "
+                "box(es)); pass --clip (clip=True) to clip and count them", file=src, item=preds.item(i))
+        boxes = np.clip(boxes, 0.0, 1.0)
+
+    tgt_idx = pd.Index(pair_ids).get_indexer(targets["pair_id"].to_numpy(object))
+    if (tgt_idx < 0).any():
+        i = int(np.flatnonzero(tgt_idx < 0)[0])
+        raise ManifestError(f"targets row {i} names pair {targets['pair_id'].iloc[i]!r}, which is not in the pairs table")
+    img_pairs = np.concatenate([row_pair, tgt_idx])
+    img_times = np.concatenate([_time_key(t), _time_key(targets["time"].to_numpy(np.float64))])
+    _, img = np.unique(np.stack([img_pairs, img_times], axis=1), axis=0, return_inverse=True)
+    img = img.reshape(-1)
+    lab_codes, lab_names = pd.factorize(pairs["label"].to_numpy(object), sort=True)
+    n = preds.n_predictions
+    new_off = np.concatenate([[0], np.cumsum(np.bincount(gidx, weights=preds.counts, minlength=n_pairs).astype(np.int64))])
+    tie = new_off[row_pair] + (np.arange(n) - np.repeat(preds.offsets[:-1], preds.counts))
+    res = frame_ap(img[:n], lab_codes[row_pair], preds.score, boxes, img[n:], lab_codes[tgt_idx],
+                   targets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), len(lab_names), thresholds,
+                   det_tie=tie)
+    ap = res["ap"]
+    has = res["npos"] > 0
+    if not has.any():
+        raise ManifestError("the targets table holds no box for these pairs: nothing to evaluate")
+    return {
+        "protocol": "reloc-spatiotemporal",
+        "thresholds": list(thresholds),
+        "frame_map": {thr_key(th): float(np.mean(ap[k, has])) for k, th in enumerate(thresholds)},
+        "per_label": {str(lab): {thr_key(th): float(ap[k, j]) for k, th in enumerate(thresholds)}
+                      for j, lab in enumerate(lab_names) if has[j]},
+        "labels_without_targets": [str(lab) for j, lab in enumerate(lab_names) if not has[j]],
+        "n_pairs": int(n_pairs),
+        "n_missing": n_missing,
+        "n_clipped": n_clipped,
+        "n_predictions": int(n),
+        "n_targets": int(len(targets)),
+    }
