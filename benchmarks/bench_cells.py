@@ -3,8 +3,8 @@
 Two sizes: the paper's feature map (batch 8, 1024 input channels, 128-channel bottleneck,
 20x20) and a small synthetic one (batch 4, 64 channels, 16-channel bottleneck, 8x8). Each
 row is one recurrent step from a non-zero state (the steady state of a sequence), timed as
-the median of ``--repeats-*`` runs (round-robin over the rows) after two warm-ups; the ``x convlstm`` column is the ratio
-to the plain ConvLSTM measured in the same run. Two extra rows per size time the warp
+the median of ``--repeats-*`` runs (round-robin over the rows) after two warm-ups; the
+``x convlstm`` column is the ratio to the plain ConvLSTM measured in the same run. Two extra rows per size time the warp
 operator itself (``sparse_image_warp`` of ``[h; c]`` at the cell's shapes, forward+backward)
 as the share of the warp cell's step, and the batched operator against a plain per-item
 loop (one solve per batch item).
@@ -16,13 +16,14 @@ Runs in about a minute on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from baselines.stvr.cells import LSTMState, control_points, create_cell, list_cells
+from baselines.stvr.cells import LSTMState, WarpLSTM, control_points, create_cell, list_cells
 from relocbench.cli._common import print_table
 from relocbench.ops import sparse_image_warp
 
@@ -31,6 +32,7 @@ SIZES: Dict[str, Tuple[int, int, int, int]] = {  # batch, in_channels, hidden, m
     "small": (4, 64, 16, 8),
 }
 CELL_ORDER = ["none", "convlstm", "flow", "traj", "warp"]
+WARP_BOUNDARY_POINTS = inspect.signature(WarpLSTM).parameters["num_boundary_points"].default
 
 
 def _median_ms(fns: Dict[str, Callable[[], None]], repeats: int) -> Dict[str, float]:
@@ -85,16 +87,16 @@ def _warp_op(batch: int, hidden: int, size: int, *, per_item: bool) -> Callable[
         disp.grad = None
         if per_item:
             outs = [sparse_image_warp(image[i:i + 1], src[i:i + 1], src[i:i + 1] + disp[i:i + 1],
-                                      num_boundary_points=1)[0] for i in range(batch)]
+                                      num_boundary_points=WARP_BOUNDARY_POINTS)[0] for i in range(batch)]
             out = torch.cat(outs)
         else:
-            out = sparse_image_warp(image, src, src + disp, num_boundary_points=1)[0]
+            out = sparse_image_warp(image, src, src + disp, num_boundary_points=WARP_BOUNDARY_POINTS)[0]
         out.square().sum().backward()
 
     return run
 
 
-def main(argv: List[str] = None) -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats-paper", type=int, default=5)
     parser.add_argument("--repeats-small", type=int, default=20)

@@ -264,7 +264,7 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
                 score = float("nan")
                 if cfg.select_on_val and val_pairs is not None and len(val_pairs):
                     with torch.no_grad():
-                        results = baseline.predict(model, val_pairs)
+                        results = baseline.predict(model, task.predictable(baseline.ctx, val_pairs))
                     metrics = task.score(baseline.ctx, val_pairs, results, split="val")
                     score = task.headline(metrics)
                     improved = score > best
@@ -348,7 +348,7 @@ def run_baseline(
                 model.eval()
             pairs = task.pairs(ctx, split)
             with torch.no_grad():
-                results = baseline.predict(model, pairs)
+                results = baseline.predict(model, task.predictable(ctx, pairs))
             doc = task.predictions_doc(ctx, split, results)
             atomic_write_json(run_dir / f"predictions-{split}.json", doc)
             metrics = task.score(ctx, pairs, results, split=split)

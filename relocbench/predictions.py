@@ -136,7 +136,7 @@ class _Flat:
         if bad.any():
             i = _first_bad(bad)
             raise PredictionError(
-                f"score must be a finite number, found {self.score[i]!r} "
+                f"score must be a finite number, found {float(self.score[i])!r} "
                 f"({int(bad.sum())} non-finite score(s))", file=self.source, item=self.item(i))
 
 
@@ -163,13 +163,13 @@ class TemporalPredictions(_Flat):
             if bad.any():
                 i = _first_bad(bad)
                 raise PredictionError(
-                    f"segment {name} must be a finite number, found {arr[i]!r}",
+                    f"segment {name} must be a finite number, found {float(arr[i])!r}",
                     file=self.source, item=self.item(i))
         bad = self.end < self.start
         if bad.any():
             i = _first_bad(bad)
             raise PredictionError(
-                f"segment end {self.end[i]!r} is before its start {self.start[i]!r} "
+                f"segment end {float(self.end[i])!r} is before its start {float(self.start[i])!r} "
                 f"({int(bad.sum())} such segment(s))", file=self.source, item=self.item(i))
 
     @classmethod
@@ -202,7 +202,7 @@ class SpatiotemporalPredictions(_Flat):
                 f"expected {n} times and ({n}, 4) boxes, found shapes {self.time.shape} and "
                 f"{self.boxes.shape}", file=self.source)
         for name, arr in (("time", self.time), ("box", self.boxes)):
-            bad = ~np.isfinite(arr).reshape(n, -1).all(axis=1)
+            bad = ~np.isfinite(arr.reshape(n, -1) if arr.ndim > 1 else arr[:, None]).all(axis=1)
             if bad.any():
                 i = _first_bad(bad)
                 raise PredictionError(f"{name} must hold finite numbers, found {arr[i].tolist()!r}",

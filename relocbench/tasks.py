@@ -7,6 +7,7 @@ spatio-temporal one lives with its data sources.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .baseline import RunContext
@@ -54,6 +55,10 @@ class Task:
 
     def pairs(self, ctx: RunContext, split: str):
         raise NotImplementedError
+
+    def predictable(self, ctx: RunContext, pairs):
+        """The subset of ``pairs`` the baseline is asked to predict (all, by default)."""
+        return pairs
 
     def predictions_doc(self, ctx: RunContext, split: str, results: Dict[str, list]) -> Dict[str, Any]:
         raise NotImplementedError
@@ -121,12 +126,24 @@ class TemporalTask(Task):
         if man.task != "temporal":
             raise ConfigError(f"dataset {dataset!r} is a {man.task} manifest; this baseline needs a temporal one")
         store = open_feature_store(features, manifest=man, seed=seed, skip_missing=skip_missing)
-        return RunContext(dataset=man.name, manifest=man, features=store, device=device)
+        extras = {"skip_missing": bool(skip_missing)}
+        # leaderboard/run name: the built-in name, or the manifest folder's name
+        return RunContext(dataset=Path(str(dataset)).name, manifest=man, features=store, device=device,
+                          extras=extras)
 
     def pairs(self, ctx, split):
         if split == "train":
             raise ConfigError("the train split has no fixed pairs; evaluate on 'val' or 'test'")
         return ctx.manifest.table("pairs", split)
+
+    def predictable(self, ctx, pairs):
+        """The pairs whose videos the feature store has; with ``--skip-missing`` the others are
+        left out of prediction (and scored as misses), otherwise a missing video is an error."""
+        if not ctx.extras.get("skip_missing"):
+            return pairs
+        store = ctx.features
+        ok = [(q in store) and (r in store) for q, r in zip(pairs["query_video"], pairs["ref_video"])]
+        return pairs[ok]
 
     def predictions_doc(self, ctx, split, results):
         return {"version": "relocbench/1", "task": "temporal", "manifest": ctx.manifest.name, "split": split,
@@ -135,7 +152,8 @@ class TemporalTask(Task):
     def score(self, ctx, pairs, results, *, split):
         from .metrics.temporal import evaluate_temporal
 
-        return evaluate_temporal(pairs, self.predictions_doc(ctx, split, results))
+        return evaluate_temporal(pairs, self.predictions_doc(ctx, split, results),
+                                 allow_missing=bool(ctx.extras.get("skip_missing")))
 
     def headline(self, metrics):
         return float(metrics["average"])

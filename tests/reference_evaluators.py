@@ -219,3 +219,21 @@ def bootstrap_reference(per_pair: Sequence[float], n_boot: int, seed: int) -> Tu
         return means[lo] + (means[hi] - means[lo]) * (pos - lo)
 
     return pct(2.5), pct(97.5)
+
+
+# --------------------------------------------------------------------------- reloc-spatiotemporal
+
+
+def spatiotemporal_reference(pairs, targets, results, thresholds=(0.3, 0.5, 0.7)) -> Dict:
+    """``pairs``: (pair_id, label) in manifest order; ``targets``: (pair_id, time, box);
+    ``results``: {pair_id: [(time, box, score), ...]}. Frame-mAP per label (AVA rule)."""
+    label_of = {pid: lab for pid, lab in pairs}
+    index_of = {pid: i for i, (pid, _) in enumerate(pairs)}
+    gts = [((pid, round(t * 1e6)), label_of[pid], box) for pid, t, box in targets]
+    dets = []
+    for pid, lst in results.items():
+        for pos, (t, box, sc) in enumerate(lst):
+            dets.append(((pid, round(t * 1e6)), label_of[pid], sc, box, (index_of[pid], pos)))
+    per = frame_ap_reference(dets, gts, thresholds)
+    frame_map = {t: sum(per[c][k] for c in per) / len(per) for k, t in enumerate(thresholds)}
+    return {"frame_map": frame_map, "per_label": per}

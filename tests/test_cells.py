@@ -16,6 +16,7 @@ from baselines.stvr.cells import (
     create_cell,
     feature_flow,
     list_cells,
+    register_cell,
     run_sequence,
     sequence_flows,
 )
@@ -54,6 +55,13 @@ def test_registry_lists_the_five_cells():
         assert type(cell) is cls and cell.cell_name == name
     assert create_cell("flow", in_channels=4, hidden_channels=2).needs_flow
     assert not create_cell("warp", in_channels=4, hidden_channels=2).needs_flow
+
+
+def test_register_cell_refuses_a_taken_name():
+    with pytest.raises(ConfigError, match=r"A propagation cell named 'warp' is registered "
+                                          r"already \(WarpLSTM\)"):
+        register_cell("warp")(ClipCell)
+    assert create_cell("warp", in_channels=4, hidden_channels=2).__class__ is WarpLSTM
 
 
 def test_registry_and_hyperparameter_errors():

@@ -211,7 +211,7 @@ class ControlPointAligner(StateAligner):
     """
 
     def __init__(self, *, hidden_channels: int, grid_size: int = 3,
-                 num_boundary_points: int = 1, interpolation_order: int = 2,
+                 num_boundary_points: int = 2, interpolation_order: int = 2,
                  regularization_weight: float = 0.0) -> None:
         super().__init__()
         owner = "WarpLSTM"
@@ -428,10 +428,15 @@ class TrajLSTM(ConvLSTM):
 
 @register_cell("warp")
 class WarpLSTM(ConvLSTM):
-    """Warp LSTM (paper Eq. 4): 3x3 control points, zero-displacement border points."""
+    """Warp LSTM (paper Eq. 4): 3x3 control points, zero-displacement border points.
+
+    The paper adds "extra control points with zero displacements at the boundary" without
+    saying how many; the default ``num_boundary_points=2`` pins the four corners and the
+    middle of each edge (8 points; ``1`` would pin the corners only).
+    """
 
     def __init__(self, *, in_channels: int, hidden_channels: int = 128, kernel_size: int = 3,
-                 grid_size: int = 3, num_boundary_points: int = 1,
+                 grid_size: int = 3, num_boundary_points: int = 2,
                  interpolation_order: int = 2, regularization_weight: float = 0.0) -> None:
         super().__init__(
             in_channels=in_channels, hidden_channels=hidden_channels, kernel_size=kernel_size,

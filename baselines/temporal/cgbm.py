@@ -177,21 +177,26 @@ class CrossGatedBilinearMatching(nn.Module):
         qmask2 = length_mask(query_len, tq).repeat(2, 1)
         keys = self.att_query(hq2)                                       # [2B, Tq, l]
         ref_proj = self.att_ref(hr2)                                     # [2B, Tr, l]
-        gate_q = torch.sigmoid(self.gate_query(hr2)) if cfg.gating else None
+        gate_q = torch.sigmoid(self.gate_query(hr2)).unbind(1) if cfg.gating else None
+        # unbind once: indexing [:, i] inside the loop would make autograd zero-fill a
+        # full-size gradient buffer at every step
+        ref_proj_steps = ref_proj.unbind(1)
+        hr_steps = hr2.unbind(1)
         h = hr.new_zeros(2, b, l)
         c = hr.new_zeros(2, b, l)
         neg = torch.finfo(hr.dtype).min
         outs = []
         for i in range(tr):
             m = h.reshape(2 * b, l)
-            e = self.att_score(torch.tanh(keys + (ref_proj[:, i] + self.att_match(m))[:, None, :])).squeeze(-1)
+            e = self.att_score(torch.tanh(keys + (ref_proj_steps[i] + self.att_match(m))[:, None, :])).squeeze(-1)
             alpha = torch.softmax(e.masked_fill(~qmask2, neg), dim=-1)   # [2B, Tq]
             att = torch.bmm(alpha[:, None, :], hq2).squeeze(1)            # [2B, l]
-            r_i = hr2[:, i]
+            r_i = hr_steps[i]
             if cfg.gating:
-                att, r_i = att * gate_q[:, i], r_i * torch.sigmoid(self.gate_ref(att))
+                att, r_i = att * gate_q[i], r_i * torch.sigmoid(self.gate_ref(att))
             if cfg.bilinear:
-                t = (self.bilinear(att).view(-1, l, cfg.rank) * self.bilinear(r_i).view(-1, l, cfg.rank)).sum(-1)
+                pq, pr = self.bilinear(torch.cat([att, r_i], 0)).view(2, -1, l, cfg.rank)
+                t = (pq * pr).sum(-1)
             else:
                 t = torch.cat([att, r_i], -1)
             h, c = self.matching(t.view(2, b, -1), (h, c))

@@ -23,6 +23,18 @@ class TemporalBaseline(Baseline):
     def features(self, video: str, start: int, end: int) -> np.ndarray:
         return self.ctx.features.get(video)[start:end]
 
+    def train_segments(self):
+        """The training segments; with ``--skip-missing``, those whose video has features
+        (the others are counted in the feature store's report)."""
+        seg = self.ctx.manifest.table("segments", "train")
+        if self.ctx.extras.get("skip_missing"):
+            store = self.ctx.features
+            keep = [v in store for v in seg["video"]]
+            for v in seg["video"][[not k for k in keep]]:
+                store.report.add("training segments without features (skipped)", v)
+            seg = seg[keep].reset_index(drop=True)
+        return seg
+
 
 @dataclass
 class ChanceConfig(TrainConfig):

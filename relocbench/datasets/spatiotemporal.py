@@ -22,7 +22,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -148,7 +148,8 @@ def make_pairs(
     ``stable_rng(seed, split, label)``. The reference window is the reference tubelet with
     context (``rule``) within ``video_range[ref_video]``; it is scored at
     ``keyframes(ref_video, ws, we)``; the targets are the boxes of every tubelet of the label
-    in the reference video at those keyframes.
+    in the reference video at those keyframes. A pair without any target box at its scored
+    keyframes (a reference shorter than the keyframe stride) is dropped and counted.
     """
     tub = tubelets.sort_values("tubelet_id", kind="mergesort").reset_index(drop=True)
     index = _BoxIndex(tub, boxes)
@@ -180,6 +181,9 @@ def make_pairs(
             kf = np.asarray(keyframes(rv, ws, we), dtype=float)
             pair_id = f"{ids[qi]}/0"
             tg = index.within(rv, label, kf)
+            if len(tg) == 0:
+                report.add(f"pairs in split {split} without any target box at a scored keyframe (dropped)", pair_id)
+                continue
             pair_rows.append({
                 "pair_id": pair_id, "label": label,
                 "query_tubelet_id": ids[qi], "query_video": videos[qi],
@@ -188,10 +192,9 @@ def make_pairs(
                 "target_tubelet_ids": sorted(set(tg["tubelet_id"].tolist())),
                 "ref_keyframes": [float(t) for t in kf],
             })
-            if len(tg):
-                t = tg[["time", "x1", "y1", "x2", "y2", "tubelet_id"]].copy()
-                t.insert(0, "pair_id", pair_id)
-                target_parts.append(t)
+            t = tg[["time", "x1", "y1", "x2", "y2", "tubelet_id"]].copy()
+            t.insert(0, "pair_id", pair_id)
+            target_parts.append(t)
     pairs = pd.DataFrame(pair_rows, columns=PAIR_COLUMNS)
     for c in ("query_start", "query_end", "ref_start", "ref_end"):
         pairs[c] = pairs[c].astype(float)

@@ -165,7 +165,7 @@ def _check_pred_values(pred: pd.DataFrame, src) -> None:
     bad = vals[:, 1] < vals[:, 0]
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise PredictionError(f"segment end {vals[i, 1]!r} is before its start {vals[i, 0]!r} "
+        raise PredictionError(f"segment end {float(vals[i, 1])!r} is before its start {float(vals[i, 0])!r} "
                               f"({int(bad.sum())} such segment(s))", file=src, item=_pred_item(pred, i))
 
 

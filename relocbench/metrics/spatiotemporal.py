@@ -89,7 +89,7 @@ def evaluate_spatiotemporal(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise PredictionError(
-            f"time {t[i]!r} lies outside the reference window [{rs[i]!r}, {re_[i]!r}] "
+            f"time {float(t[i])!r} lies outside the reference window [{float(rs[i])!r}, {float(re_[i])!r}] "
             f"({int(bad.sum())} such prediction(s))", file=src, item=preds.item(i))
     boxes = preds.boxes
     outside = ((boxes < 0) | (boxes > 1)).any(axis=1)

@@ -250,7 +250,7 @@ def evaluate_temporal(
     if n_clipped and not clip:
         i = int(np.flatnonzero(outside)[0])
         raise PredictionError(
-            f"segment [{start[i]!r}, {end[i]!r}] lies outside the reference window [0, {wl[i]!r}] "
+            f"segment [{float(start[i])!r}, {float(end[i])!r}] lies outside the reference window [0, {float(wl[i])!r}] "
             f"({preds.unit}s; {n_clipped} such segment(s)); pass --clip (clip=True) to clip and count them",
             file=src, item=preds.item(i))
     if n_clipped or (start.size and ((start < 0).any() or (end > wl).any())):

@@ -77,7 +77,7 @@ def collate_pairs(rows: pd.DataFrame, store) -> PairBatch:
         ref[i, : x.shape[0]] = x
     return PairBatch(
         pair_ids=[str(p) for p in rows["pair_id"]], query=query, query_len=lq, ref=ref, ref_len=lr,
-        gt_start=rows["gt_start_step"].to_numpy(np.int64), gt_end=rows["gt_end_step"].to_numpy(np.int64),
+        gt_start=np.array(rows["gt_start_step"], dtype=np.int64), gt_end=np.array(rows["gt_end_step"], dtype=np.int64),
     )
 
 

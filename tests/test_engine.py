@@ -1,0 +1,176 @@
+"""The shared engine: run folder, training loop, checkpoint selection, resume, DDP, CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import tiny_baseline  # noqa: F401  (registers "tiny-test")
+from relocbench import ConfigError, OutputExistsError
+from relocbench.cli import cli
+from relocbench.datasets.activitynet import build_activitynet
+from relocbench.engine import resolve_device, run_baseline
+from relocbench.leaderboard import publish_result, write_leaderboard
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def small_manifest(tmp_path_factory) -> Path:
+    """12 videos, classes A and B (train), C (val), D (test), 1 step per second."""
+    d = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(0)
+    db, lengths = {}, {}
+    for v in range(12):
+        dur = 120.0
+        anns, t = [], 2.0
+        for lab in ("A", "B", "C", "D"):
+            if rng.random() < 0.8:
+                length = float(rng.integers(3, 20))
+                anns.append({"segment": [t, t + length], "label": lab})
+                t += length + float(rng.integers(3, 10))
+        db[f"v_vid{v:02d}"] = {"duration_second": dur, "annotations": anns}
+        lengths[f"vid{v:02d}"] = {"n_frames": int(dur * 16), "n_feat": int(dur)}
+    (d / "anno.json").write_text(json.dumps(db))
+    (d / "len.json").write_text(json.dumps(lengths))
+    (d / "split.json").write_text(json.dumps({"train": ["A", "B"], "val": ["C"], "test": ["D"]}))
+    out = d / "manifest"
+    build_activitynet(d / "anno.json", out, lengths=d / "len.json", class_split=d / "split.json")
+    return out
+
+
+def test_run_folder_and_result(small_manifest, tmp_path):
+    res = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "run")
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["checkpoint-best.pt", "checkpoint-last.pt", "config.json", "log.jsonl",
+                     "metrics-test.json", "predictions-test.json", "result.json"]
+    r = res.result
+    assert r["baseline"] == "tiny-test" and r["dataset"] == "manifest" and r["config"]["steps"] == 12
+    assert r["parameters"] == 500 * 8 + 8 + 8 * 4 + 4
+    assert r["training"]["steps"] == 12 and r["training"]["best_step"] in (4, 8, 12)
+    assert 0.0 <= r["metrics"]["average"] <= 1.0
+    assert set(r["metrics"]["map_at_iou"]) == {f"0.{i}" for i in range(1, 10)}
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in log if "val_score" in x] == [4, 8, 12]
+    pred = json.loads((tmp_path / "run" / "predictions-test.json").read_text())
+    assert pred["task"] == "temporal" and pred["unit"] == "step" and len(pred["results"]) == r["metrics"]["n_pairs"]
+
+
+def test_same_seed_same_metrics(small_manifest, tmp_path):
+    a = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "a")
+    b = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "b")
+    assert a.metrics == b.metrics
+    assert (tmp_path / "a" / "predictions-test.json").read_bytes() == (tmp_path / "b" / "predictions-test.json").read_bytes()
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(small_manifest, tmp_path):
+    full = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "full")
+    tiny_baseline.TinyTemporal.fail_at_step = 10
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "killed")
+    finally:
+        tiny_baseline.TinyTemporal.fail_at_step = None
+    assert not (tmp_path / "killed" / "result.json").exists()
+    state = torch.load(tmp_path / "killed" / "checkpoint-last.pt", weights_only=False)
+    assert state["step"] == 8
+    with pytest.raises(OutputExistsError, match="pass --resume"):
+        run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "killed")
+    resumed = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "killed", resume=True)
+    assert resumed.metrics == full.metrics
+    a = torch.load(tmp_path / "full" / "checkpoint-last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "killed" / "checkpoint-last.pt", weights_only=False)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_a_different_config(small_manifest, tmp_path):
+    run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r")
+    with pytest.raises(ConfigError, match="made with a different config"):
+        run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r", resume=True, overrides={"lr": 0.5})
+
+
+def test_config_file_overrides_and_errors(small_manifest, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("steps: 4\nhidden: 3\n")
+    res = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r", config_file=cfg)
+    assert res.result["config"]["hidden"] == 3 and res.result["training"]["steps"] == 4
+    cfg.write_text("stepz: 4\n")
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['stepz'\]"):
+        run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r2", config_file=cfg)
+    cfg.write_text("steps: many\n")
+    with pytest.raises(ConfigError, match="'steps' parameter of TinyConfig must be of type int. Got 'many'"):
+        run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r3", config_file=cfg)
+    cfg.write_text("steps: [1\n")
+    with pytest.raises(ConfigError, match="malformed YAML at line"):
+        run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r4", config_file=cfg)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="--device must be auto, cpu, cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+def test_unknown_baseline():
+    with pytest.raises(ConfigError, match="unknown baseline 'nope'"):
+        run_baseline("nope")
+
+
+def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
+    runner = CliRunner()
+    args = ["run-baseline", "chance", "--dataset", str(small_manifest), "--out", str(tmp_path / "run"), "--quiet",
+            "--leaderboard", str(tmp_path / "lb")]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "Average" in res.output and (tmp_path / "lb" / "results" / "manifest" / "chance.json").is_file()
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 2 and "pass --resume to continue it or --force" in res.output
+    res = runner.invoke(cli, ["run-baseline", "chance", "--dataset", str(small_manifest), "--out",
+                              str(tmp_path / "run2"), "--quiet", "--seed", "1", "--leaderboard", str(tmp_path / "lb")])
+    assert res.exit_code == 2 and "chance.json: exists already" in res.output
+    res = runner.invoke(cli, ["leaderboard", "--dir", str(tmp_path / "lb")])
+    assert res.exit_code == 0, res.output
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert "| chance |" in readme and "*paper: Chance*" in readme and "| frame-dp | –" in readme
+    assert (tmp_path / "lb" / "figures" / "manifest-thresholds.png").is_file()
+    assert (tmp_path / "lb" / "figures" / "manifest-examples.png").is_file()
+
+
+def test_list_baselines_prints_parameter_counts():
+    res = CliRunner().invoke(cli, ["list-baselines", "--task", "temporal"])
+    assert res.exit_code == 0, res.output
+    assert "chance" in res.output and "frame-dp" in res.output
+
+
+def test_ddp_two_cpu_processes_match_single_process(small_manifest, tmp_path):
+    """torchrun with 2 gloo processes: rank 0 writes, and the weights equal a 1-process run."""
+    # no dropout: each rank draws its own masks, so only a deterministic model can match exactly
+    single = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "single",
+                          overrides={"eval_every": 0, "dropout": 0.0})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]), OMP_NUM_THREADS="1")
+    code = ("import tiny_baseline; from relocbench.engine import run_baseline; "
+            f"run_baseline('tiny-test', dataset={str(small_manifest)!r}, out={str(tmp_path / 'ddp')!r}, "
+            "overrides={'eval_every': 0, 'dropout': 0.0})")
+    script = tmp_path / "ddp_entry.py"
+    script.write_text(code + "\n")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29533", str(script)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = torch.load(tmp_path / "single" / "checkpoint-last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "ddp" / "checkpoint-last.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    assert json.loads((tmp_path / "ddp" / "result.json").read_text())["metrics"]["n_pairs"] == single.metrics["n_pairs"]
