@@ -4,10 +4,10 @@ Two sizes: the paper's feature map (batch 8, 1024 input channels, 128-channel bo
 20x20) and a small synthetic one (batch 4, 64 channels, 16-channel bottleneck, 8x8). Each
 row is one recurrent step from a non-zero state (the steady state of a sequence), timed as
 the median of ``--repeats-*`` runs (round-robin over the rows) after two warm-ups; the
-``x convlstm`` column is the ratio to the plain ConvLSTM measured in the same run. Two extra rows per size time the warp
-operator itself (``sparse_image_warp`` of ``[h; c]`` at the cell's shapes, forward+backward)
-as the share of the warp cell's step, and the batched operator against a plain per-item
-loop (one solve per batch item).
+``x convlstm`` column is the ratio to the plain ConvLSTM measured in the same run. Two
+extra rows per size time the warp operator itself (``sparse_image_warp`` of ``[h; c]`` at
+the cell's shapes, forward+backward) as a share of the warp cell's step, and the batched
+operator against a plain per-item loop (one solve per batch item).
 
 Usage:  python benchmarks/bench_cells.py [--repeats-paper 5] [--repeats-small 20]
         [--threads 2] [--sizes paper,small]
@@ -86,11 +86,14 @@ def _warp_op(batch: int, hidden: int, size: int, *, per_item: bool) -> Callable[
         image.grad = None
         disp.grad = None
         if per_item:
-            outs = [sparse_image_warp(image[i:i + 1], src[i:i + 1], src[i:i + 1] + disp[i:i + 1],
-                                      num_boundary_points=WARP_BOUNDARY_POINTS)[0] for i in range(batch)]
+            outs = [sparse_image_warp(image[i:i + 1], src[i:i + 1],
+                                      src[i:i + 1] + disp[i:i + 1],
+                                      num_boundary_points=WARP_BOUNDARY_POINTS)[0]
+                    for i in range(batch)]
             out = torch.cat(outs)
         else:
-            out = sparse_image_warp(image, src, src + disp, num_boundary_points=WARP_BOUNDARY_POINTS)[0]
+            out = sparse_image_warp(image, src, src + disp,
+                                    num_boundary_points=WARP_BOUNDARY_POINTS)[0]
         out.square().sum().backward()
 
     return run

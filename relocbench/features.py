@@ -443,9 +443,15 @@ class SyntheticFeatures(FeatureStore):
     Phase, background and noise vectors have unit variance per dimension. Everything
     derives from ``(seed, class name)`` and ``(seed, video id)`` through SHA-256
     (:func:`stable_rng`), so any video is computed on demand in about a millisecond and is
-    identical on every machine. The defaults (``noise=1.0``, ``appearance_shift=0.5``,
-    ``class_similarity=0.6``) keep the frame-level baseline well above chance and well below
-    a trained model.
+    identical on every machine (the low-rank map is computed in float64 and rounded to
+    float32, so BLAS summation order cannot show).
+
+    Defaults (``noise=3.5``, ``appearance_shift=1.25``, ``class_similarity=0.85``) were set
+    with the frame-level baseline on every third test pair of the committed ActivityNet
+    manifest (seed 0): it reaches an average mAP@1 (0.5 ... 0.9) of about 18 %
+    against about 5 % for chance, so matching is possible but far from solved. Lower
+    noise or similarity make the task easier (noise 1.0 / shift 0.5 / similarity 0.6 gives
+    the frame-level baseline 84 %); noise 4 / shift 1.5 / similarity 0.9 brings it to 14 %.
     """
 
     kind = "synthetic"
@@ -456,9 +462,9 @@ class SyntheticFeatures(FeatureStore):
         *,
         seed: int = 0,
         dim: int = 500,
-        noise: float = 1.0,
-        appearance_shift: float = 0.5,
-        class_similarity: float = 0.6,
+        noise: float = 3.5,
+        appearance_shift: float = 1.25,
+        class_similarity: float = 0.85,
         appearance_rank: int = 8,
         noise_corr_steps: int = 4,
         background_leak: float = 0.3,

@@ -128,10 +128,6 @@ class _Flat:
         if self.score.shape != (self.n_predictions,):
             raise PredictionError(
                 f"expected {self.n_predictions} scores, found shape {self.score.shape}", file=self.source)
-        ids = pd.Index(self.pair_ids)
-        if not ids.is_unique:
-            dup = ids[ids.duplicated()][0]
-            raise PredictionError(f"pair id {dup!r} appears more than once", file=self.source)
         bad = ~np.isfinite(self.score)
         if bad.any():
             i = _first_bad(bad)
@@ -202,7 +198,7 @@ class SpatiotemporalPredictions(_Flat):
                 f"expected {n} times and ({n}, 4) boxes, found shapes {self.time.shape} and "
                 f"{self.boxes.shape}", file=self.source)
         for name, arr in (("time", self.time), ("box", self.boxes)):
-            bad = ~np.isfinite(arr.reshape(n, -1) if arr.ndim > 1 else arr[:, None]).all(axis=1)
+            bad = ~np.isfinite(arr if arr.ndim > 1 else arr[:, None]).all(axis=1)
             if bad.any():
                 i = _first_bad(bad)
                 raise PredictionError(f"{name} must hold finite numbers, found {arr[i].tolist()!r}",
@@ -305,15 +301,27 @@ def read_predictions(path: PathLike, *, task: Optional[str] = None):
     return predictions_from_dict(load_json_strict(path), source=Path(path), task=task)
 
 
-def match_pair_ids(pred_ids: np.ndarray, gt_ids: Sequence[str], *, source: Optional[str] = None) -> np.ndarray:
-    """Position of each predicted pair id among the ground-truth ids; unknown ids are an error."""
-    idx = pd.Index(np.asarray(gt_ids, dtype=object)).get_indexer(np.asarray(pred_ids, dtype=object))
+def match_pair_ids(pred_ids: np.ndarray, gt_ids, *, source: Optional[str] = None) -> np.ndarray:
+    """Position of each predicted pair id among the (unique) ground-truth ids.
+
+    Unknown and repeated pair ids are errors. Predictions listed in the ground truth's
+    order (the usual case) are recognised without hashing.
+    """
+    pred_ids = np.asarray(pred_ids, dtype=object)
+    gt_arr = gt_ids.to_numpy(object) if isinstance(gt_ids, pd.Series) else np.asarray(gt_ids, dtype=object)
+    if pred_ids.shape == gt_arr.shape and bool(np.all(pred_ids == gt_arr)):
+        return np.arange(pred_ids.shape[0], dtype=np.int64)
+    idx = pd.Index(gt_arr).get_indexer(pred_ids)
     bad = idx < 0
     if bad.any():
         i = _first_bad(bad)
         raise PredictionError(
             f"pair id {pred_ids[i]!r} is not in the ground truth ({int(bad.sum())} unknown pair id(s))",
             file=source)
+    seen = np.bincount(idx, minlength=gt_arr.shape[0])
+    if seen.max(initial=0) > 1:
+        dup = gt_arr[int(np.argmax(seen))]
+        raise PredictionError(f"pair id {dup!r} appears more than once", file=source)
     return idx.astype(np.int64)
 
 

@@ -89,6 +89,17 @@ def test_registry_and_hyperparameter_errors():
         WarpLSTM(in_channels=4, regularization_weight=-1.0)
 
 
+def test_warp_lstm_refuses_maps_too_small_for_its_control_grid():
+    cell = WarpLSTM(in_channels=4, hidden_channels=2)
+    state = LSTMState(torch.zeros(1, 2, 4, 6), torch.zeros(1, 2, 4, 6))
+    with pytest.raises(ConfigError, match=r"WarpLSTM with grid_size=3 needs feature maps larger "
+                                          r"than 4x4 .* Got 4x6 instead"):
+        cell(torch.zeros(1, 4, 4, 6), state)
+    out, _ = WarpLSTM(in_channels=4, hidden_channels=2, grid_size=1)(torch.zeros(1, 4, 4, 6),
+                                                                     state)
+    assert out.shape == (1, 4, 4, 6)
+
+
 def test_input_and_state_shape_errors():
     cell = ConvLSTM(in_channels=C_IN, hidden_channels=HID)
     with pytest.raises(ConfigError, match=r"input of ConvLSTM must be a \(batch, 12, height, "
@@ -334,6 +345,7 @@ def test_feature_flow_recovers_a_global_shift(method):
     assert inner[1].median().item() == pytest.approx(1.0, abs=0.1)
     again = feature_flow(current, previous, size=(16, 20), method=method)
     torch.testing.assert_close(flow, again, rtol=0, atol=1e-4)  # gray and RGB agree
+    assert torch.equal(again, feature_flow(current, previous, size=(16, 20), method=method))
     # warping the previous frame with the full-size flow reproduces the current frame
     full = feature_flow(current, previous, size=(64, 80), method=method)
     prev_t = torch.from_numpy(previous.astype(np.float32))[None, None]

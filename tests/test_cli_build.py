@@ -89,3 +89,16 @@ def test_build_help_example_runs(tmp_path):
     out = CliRunner().invoke(cli, argv[1:])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "activitynet" / "manifest.json").is_file()
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2")
+    proc = subprocess.run([sys.executable, "-m", "relocbench", "build-dataset", "activitynet", "--annotations",
+                           str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"Error: {bad}: malformed JSON at line 1, column 6: Expecting ',' delimiter"
+    assert not (tmp_path / "o").exists()

@@ -100,3 +100,13 @@ def test_ap_from_ranks_equals_the_interpolation_loop(flags, extra):
         prec = cum / np.arange(1, len(flags) + 1)
         assert voc_ap(prec, cum / npos) == pytest.approx(expect, abs=1e-12)
     assert 0.0 <= expect <= 1.0
+
+
+def test_metrics_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, relocbench.metrics, relocbench.predictions, relocbench.cli.evaluate; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -232,3 +232,9 @@ def test_unparsable_and_duplicate_files(tmp_path):
         read_predictions(tmp_path / "nope.json")
     f.write_text(json.dumps(doc({"p1": [(0, 10, 1)], "p2": [(5, 10, 1)]})))
     assert evaluate_temporal(PAIRS, read_predictions(f))["average"] == 1.0
+
+
+def test_repeated_pair_ids_in_arrays_are_an_error():
+    tp = TemporalPredictions.from_arrays(["p1", "p1", "p2"], [1, 1, 1], [0, 0, 5], [10, 10, 10], [1, 1, 1])
+    with pytest.raises(PredictionError, match="pair id 'p1' appears more than once"):
+        evaluate_temporal(PAIRS, tp)

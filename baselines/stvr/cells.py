@@ -205,9 +205,11 @@ class ControlPointAligner(StateAligner):
     """Warp LSTM (paper Eq. 4): ``d = W_xd * x_t + W_hd * h_{t-1} + b_d`` (one 1x1
     convolution of ``[x_t; h_{t-1}]`` to ``(dy, dx)``), read at the control points; ``h`` and
     ``c`` are warped together by :func:`relocbench.ops.sparse_image_warp` moving each control
-    point ``p_i`` to ``p_i + d(p_i)``, with ``num_boundary_points`` zero-displacement points per
-    border edge. The displacement convolution is zero-initialised, so training starts from
-    the plain ConvLSTM.
+    point ``p_i`` to ``p_i + d(p_i)``, plus ``4 * num_boundary_points`` zero-displacement
+    points on the border (TFA's ``num_boundary_points``). ``x_t`` is the bottlenecked input.
+    The displacement convolution is zero-initialised, so training starts from the plain
+    ConvLSTM. Maps must be larger than ``grid_size + 1`` on each side so that control points
+    stay inside the border.
     """
 
     def __init__(self, *, hidden_channels: int, grid_size: int = 3,
@@ -244,6 +246,12 @@ class ControlPointAligner(StateAligner):
                       ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Control points ``(B, N, 2)`` and their ``(dy, dx)`` displacements ``(B, N, 2)``."""
         b, _, height, width = h.shape
+        if min(height, width) <= self.grid_size + 1:
+            raise ConfigError(
+                f"WarpLSTM with grid_size={self.grid_size} needs feature maps larger than "
+                f"{self.grid_size + 1}x{self.grid_size + 1} (control points inside the border). "
+                f"Got {height}x{width} instead."
+            )
         src = control_points(height, width, self.grid_size, dtype=h.dtype, device=h.device)
         src = src.unsqueeze(0).expand(b, -1, -1)
         field = self.displacement(torch.cat((x, h), 1))

@@ -117,16 +117,20 @@ class _BoxIndex:
     def __init__(self, tubelets: pd.DataFrame, boxes: pd.DataFrame) -> None:
         info = tubelets.set_index("tubelet_id")[["video", "label"]]
         b = boxes.join(info, on="tubelet_id", how="inner")
-        b = b.sort_values(["video", "label", "time", "tubelet_id"], kind="mergesort")
-        self._groups: Dict[Tuple[str, str], pd.DataFrame] = {
-            key: g.reset_index(drop=True) for key, g in b.groupby(["video", "label"], sort=False)
+        b = b.sort_values(["video", "label", "time", "tubelet_id"], kind="mergesort").reset_index(drop=True)
+        self.boxes = b
+        self.times = b["time"].to_numpy(float)
+        self.ids = b["tubelet_id"].to_numpy(object)
+        self._groups: Dict[Tuple[str, str], np.ndarray] = {
+            key: np.asarray(idx) for key, idx in b.groupby(["video", "label"], sort=False).indices.items()
         }
 
-    def within(self, video: str, label: str, times: np.ndarray) -> pd.DataFrame:
+    def within(self, video: str, label: str, times: np.ndarray) -> np.ndarray:
+        """Row numbers (into ``self.boxes``) of the label's boxes in ``video`` at ``times``."""
         g = self._groups.get((video, label))
         if g is None or len(times) == 0:
-            return pd.DataFrame(columns=["tubelet_id", "time", "x1", "y1", "x2", "y2"])
-        return g[np.isin(g["time"].to_numpy(float), times)]
+            return np.zeros(0, dtype=np.int64)
+        return g[np.isin(self.times[g], times)]
 
 
 def make_pairs(
@@ -158,7 +162,8 @@ def make_pairs(
     starts = tub["start"].to_numpy(float)
     ends = tub["end"].to_numpy(float)
     pair_rows: List[dict] = []
-    target_parts: List[pd.DataFrame] = []
+    target_rows: List[np.ndarray] = []
+    target_pairs: List[np.ndarray] = []
     for label, idx in sorted(tub.groupby("label", sort=False).indices.items()):
         idx = np.sort(idx)
         rng = stable_rng(seed, split, label)
@@ -189,20 +194,17 @@ def make_pairs(
                 "query_tubelet_id": ids[qi], "query_video": videos[qi],
                 "query_start": starts[qi], "query_end": ends[qi],
                 "ref_tubelet_id": ids[ri], "ref_video": rv, "ref_start": ws, "ref_end": we,
-                "target_tubelet_ids": sorted(set(tg["tubelet_id"].tolist())),
+                "target_tubelet_ids": sorted(set(index.ids[tg].tolist())),
                 "ref_keyframes": [float(t) for t in kf],
             })
-            t = tg[["time", "x1", "y1", "x2", "y2", "tubelet_id"]].copy()
-            t.insert(0, "pair_id", pair_id)
-            target_parts.append(t)
+            target_rows.append(tg)
+            target_pairs.append(np.full(len(tg), pair_id, dtype=object))
     pairs = pd.DataFrame(pair_rows, columns=PAIR_COLUMNS)
     for c in ("query_start", "query_end", "ref_start", "ref_end"):
         pairs[c] = pairs[c].astype(float)
-    if target_parts:
-        targets = pd.concat(target_parts, ignore_index=True)
-    else:
-        targets = pd.DataFrame({c: pd.Series([], dtype=float if c not in ("pair_id", "tubelet_id") else object)
-                                for c in TARGET_COLUMNS})
+    rows = np.concatenate(target_rows) if target_rows else np.zeros(0, dtype=np.int64)
+    targets = index.boxes.iloc[rows][["time", "x1", "y1", "x2", "y2", "tubelet_id"]].reset_index(drop=True)
+    targets.insert(0, "pair_id", np.concatenate(target_pairs) if target_pairs else np.zeros(0, dtype=object))
     targets = targets[TARGET_COLUMNS].sort_values(["pair_id", "time", "tubelet_id"], kind="mergesort")
     return pairs.reset_index(drop=True), targets.reset_index(drop=True)
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import ConfigError, ManifestError, PredictionError
 from ..predictions import TemporalPredictions, check_provenance, match_pair_ids, predictions_from_dict
-from .geometry import _tiou_arrays, ap_from_tp_ranks
+from .geometry import ap_from_tp_ranks
 
 __all__ = ["evaluate_temporal", "MAP_THRESHOLDS", "AVERAGE_THRESHOLDS", "AP_THRESHOLDS", "IOU_RULES",
            "thr_key", "hit"]
@@ -59,67 +59,134 @@ def hit(values: np.ndarray, t: float, rule: str) -> np.ndarray:
     return values > t if rule == "strict" else values >= t
 
 
-def _within_pair(counts: np.ndarray, starts: np.ndarray, score: np.ndarray, tiou: np.ndarray,
-                 ks: Sequence[int]):
-    """Rank predictions inside each pair and summarise their tIoUs, without a Python loop over rows.
+class _Scored:
+    """What the evaluators need from the per-pair pass, collected bucket by bucket."""
 
-    Pairs are bucketed by their number of predictions (powers of two); each bucket is a dense
-    (pairs x width) block sorted row-wise (stable, descending score). Returns the per-row
-    maximum tIoU of the better-ranked rows of its pair (``-inf`` for the top row) and, per k,
-    the per-pair maximum tIoU of the k best rows (``-inf`` for a pair without rows).
+    def __init__(self, n_pairs: int, ks: Sequence[int]):
+        self.topk = {k: np.full(n_pairs, -np.inf) for k in ks}
+        self.parts = []          # candidate rows: (flat index, tIoU, best tIoU ranked above, pair, position)
+        self.n_outside = 0
+        self.first_outside = None
+
+
+def _blocks(counts: np.ndarray, starts: np.ndarray):
+    """Yield (pair rows, width, flat index block or None for a contiguous full block, first flat row).
+
+    Pairs are bucketed by their number of predictions (powers of two) so that each bucket is
+    a dense (pairs x width) block; when a bucket's pairs are full and stored back to back
+    (the usual case) the block is a reshaped view and nothing is gathered.
     """
-    n_pairs = counts.shape[0]
-    prev = np.full(score.shape[0], -np.inf)
-    topk = {k: np.full(n_pairs, -np.inf) for k in ks}
     has = counts > 0
     if not has.any():
-        return prev, topk
-    bucket = np.zeros(n_pairs, dtype=np.int64)
+        return
+    bucket = np.zeros(counts.shape[0], dtype=np.int64)
     bucket[has] = np.ceil(np.log2(counts[has])).astype(np.int64)
     for b in np.unique(bucket[has]):
         rows = np.flatnonzero(has & (bucket == b))
         c = counts[rows]
         width = int(c.max())
-        cols = np.arange(width)
-        valid = cols[None, :] < c[:, None]
-        fidx = np.where(valid, starts[rows, None] + cols[None, :], 0)
-        key = np.where(valid, -score[fidx], np.inf)
-        order = np.argsort(key, axis=1, kind="stable")
-        sidx = np.take_along_axis(fidx, order, axis=1)
-        svalid = np.take_along_axis(valid, order, axis=1)
-        t = np.where(svalid, tiou[sidx], -np.inf)
-        run = np.maximum.accumulate(t, axis=1)
+        st = starts[rows]
+        if np.all(c == width) and np.all(np.diff(st) == width):
+            yield rows, width, None, int(st[0])
+        else:
+            cols = np.arange(width)
+            valid = cols[None, :] < c[:, None]
+            yield rows, width, np.where(valid, st[:, None] + cols[None, :], -1), -1
+
+
+def _score_pairs(counts, starts, start, end, score, wlen, gs, ge, *, min_thr: float, rule: str,
+                 ks: Sequence[int], ties: bool) -> _Scored:
+    """Per pair: rank by score (first listed first on ties), tIoU, top-k summaries and AP
+    candidates, densely per bucket. ``ties`` says whether any two scores are equal (without
+    ties a faster unstable sort gives the same order)."""
+    out = _Scored(counts.shape[0], ks)
+    for rows, width, fidx, first in _blocks(counts, starts):
+        nb = rows.shape[0]
+        if fidx is None:
+            sl = slice(first, first + nb * width)
+            S = score[sl].reshape(nb, width)
+            St = start[sl].reshape(nb, width)
+            En = end[sl].reshape(nb, width)
+            valid = None
+        else:
+            valid = fidx >= 0
+            safe = np.where(valid, fidx, 0)
+            S = np.where(valid, score[safe], -np.inf)
+            St = np.where(valid, start[safe], 0.0)
+            En = np.where(valid, end[safe], 0.0)
+        w = wlen[rows][:, None]
+        bad = None
+        if St.min(initial=0.0) < 0 or np.any(En > w):
+            bad = (St < 0) | (En > w)
+            if valid is not None:
+                bad &= valid
+        if bad is not None and bad.any():
+            far = bad & ((St < -_TOL) | (En > w + _TOL))
+            n_far = int(far.sum())
+            if n_far:
+                out.n_outside += n_far
+                r, c = np.nonzero(far)
+                flat = (first + r * width + c) if fidx is None else fidx[r, c]
+                f = int(flat.min())
+                out.first_outside = f if out.first_outside is None else min(out.first_outside, f)
+            St = np.clip(St, 0.0, w)
+            En = np.clip(En, 0.0, w)
+        g0, g1 = gs[rows][:, None], ge[rows][:, None]
+        inter = np.minimum(En, g1)
+        inter -= np.maximum(St, g0)
+        np.maximum(inter, 0.0, out=inter)
+        union = En - St
+        union += g1 - g0
+        union -= inter
+        T = inter
+        T /= union  # the ground truth has positive length, so the union does too
+        if valid is not None:
+            T[~valid] = -np.inf
+        order = np.argsort(-S, axis=1, kind="stable" if ties else "quicksort")
+        Ts = np.take_along_axis(T, order, axis=1)
+        run = np.maximum.accumulate(Ts, axis=1)
+        for k in ks:
+            out.topk[k][rows] = run[:, min(k, width) - 1]
         before = np.empty_like(run)
         before[:, 0] = -np.inf
         before[:, 1:] = run[:, :-1]
-        prev[sidx[svalid]] = before[svalid]
-        for k in ks:
-            topk[k][rows] = run[:, min(k, width) - 1]
-    return prev, topk
+        cand = (Ts > before) & hit(Ts, min_thr, rule)
+        r, c = np.nonzero(cand)
+        pos = order[r, c]
+        flat = (first + r * width + pos) if fidx is None else fidx[r, pos]
+        out.parts.append((flat, Ts[r, c], before[r, c], rows[r], pos))
+    return out
 
 
-def _global_ranks(score: np.ndarray, rows: np.ndarray, tie_key: np.ndarray) -> np.ndarray:
-    """0-based rank of ``rows`` when all rows are sorted by descending score, ties by ``tie_key``."""
+def _global_ranks(score: np.ndarray, s_sorted: np.ndarray, ties: bool, cand_score: np.ndarray,
+                  cand_tie: np.ndarray, tie_key_of) -> tuple:
+    """Order candidates by (descending score, tie key) and give their 0-based rank among all rows.
+
+    ``tie_key_of(rows)`` returns the tie key of arbitrary rows; it is only called when some
+    scores are equal.
+    """
     n = score.shape[0]
-    s_sorted = np.sort(score)
-    s = score[rows]
+    if ties:
+        order = np.lexsort((cand_tie, -cand_score))
+    else:
+        order = np.argsort(-cand_score)
+    s = cand_score[order]
     rank = (n - np.searchsorted(s_sorted, s, side="right")).astype(np.int64)
-    if n > 1 and np.any(s_sorted[1:] == s_sorted[:-1]):
+    if ties:
         lo = np.searchsorted(s_sorted, s, side="left")
-        hi = np.searchsorted(s_sorted, s, side="right")
-        tied = (hi - lo) > 1
+        tied = (n - lo - rank) > 1
         if tied.any():
             vals = np.unique(s[tied])
             members = np.flatnonzero(np.isin(score, vals))
-            order = np.lexsort((tie_key[members], score[members]))
-            m_sorted = members[order]
-            v_sorted = score[m_sorted]
-            first = np.searchsorted(v_sorted, v_sorted, side="left")
-            within = np.arange(m_sorted.shape[0]) - first  # rank among equal scores
-            pos = np.empty(n, dtype=np.int64)
-            pos[m_sorted] = within
-            rank[tied] += pos[rows[tied]]
-    return rank
+            mkey = np.asarray(tie_key_of(members), dtype=np.int64)
+            big = int(max(mkey.max(), cand_tie.max())) + 1
+            # one integer per (score, tie key): position of the score among the tied values, then the key
+            comb = np.sort(np.searchsorted(vals, score[members]).astype(np.int64) * big + mkey)
+            cs, ct = s[tied], cand_tie[order][tied]
+            vcode = np.searchsorted(vals, cs).astype(np.int64)
+            within = np.searchsorted(comb, vcode * big + ct) - np.searchsorted(comb, vcode * big)
+            rank[tied] += within
+    return order, rank
 
 
 def _bins(values: np.ndarray, edges: Sequence[float], fmt) -> tuple:
@@ -143,13 +210,20 @@ def _ratio_name(lo, hi):
     return f"({0 if lo is None else lo:g}, {1 if hi is None else hi:g}]"
 
 
-def _breakdown(codes: np.ndarray, names: Sequence[str], hits: np.ndarray, thresholds, avg_idx) -> Dict:
-    g = len(names)
-    n = np.bincount(codes, minlength=g)
+def _breakdown(codes: np.ndarray, names: Sequence[str], n_hit: np.ndarray, pos: Sequence[int],
+               thresholds, avg_idx) -> Dict:
+    """Per group: n_pairs, average and mAP@1 per threshold.
+
+    ``n_hit[i]`` is the number of (sorted) thresholds pair i clears; threshold j sits at
+    sorted position ``pos[j]``, so pair i hits it iff ``n_hit[i] > pos[j]``.
+    """
+    g, nt = len(names), len(thresholds)
+    table = np.bincount(codes * (nt + 1) + n_hit, minlength=g * (nt + 1)).reshape(g, nt + 1)
+    at_least = np.cumsum(table[:, ::-1], axis=1)[:, ::-1]  # at_least[:, h] = pairs clearing >= h thresholds
+    n = table.sum(axis=1)
     out = {}
-    frac = np.stack([np.bincount(codes, weights=hits[:, i], minlength=g) for i in range(hits.shape[1])], axis=1)
     for j in np.flatnonzero(n):
-        m = frac[j] / n[j]
+        m = np.array([at_least[j, p + 1] for p in pos]) / n[j]
         out[str(names[j])] = {
             "n_pairs": int(n[j]),
             "average": float(np.mean(m[avg_idx])),
@@ -220,7 +294,7 @@ def evaluate_temporal(
     check_provenance(preds, manifest_name, split)
     src = preds.source
     n_pairs = len(pairs)
-    gidx = match_pair_ids(preds.pair_ids, pairs["pair_id"].to_numpy(object), source=src)
+    gidx = match_pair_ids(preds.pair_ids, pairs["pair_id"], source=src)
 
     counts = np.zeros(n_pairs, dtype=np.int64)
     starts = np.zeros(n_pairs, dtype=np.int64)
@@ -242,67 +316,69 @@ def evaluate_temporal(
         wlen = pairs["ref_end_s"].to_numpy(np.float64) - pairs["ref_start_s"].to_numpy(np.float64)
         gs, ge = pairs["gt_start_s"].to_numpy(np.float64), pairs["gt_end_s"].to_numpy(np.float64)
 
-    row_pair = np.repeat(gidx, preds.counts)  # ground-truth row of every prediction
-    start, end = preds.start, preds.end
-    wl = wlen[row_pair]
-    outside = (start < -_TOL) | (end > wl + _TOL)
-    n_clipped = int(outside.sum())
-    if n_clipped and not clip:
-        i = int(np.flatnonzero(outside)[0])
-        raise PredictionError(
-            f"segment [{float(start[i])!r}, {float(end[i])!r}] lies outside the reference window [0, {float(wl[i])!r}] "
-            f"({preds.unit}s; {n_clipped} such segment(s)); pass --clip (clip=True) to clip and count them",
-            file=src, item=preds.item(i))
-    if n_clipped or (start.size and ((start < 0).any() or (end > wl).any())):
-        start = np.clip(start, 0.0, wl)
-        end = np.clip(end, 0.0, wl)
-    tiou = _tiou_arrays(start, end, gs[row_pair], ge[row_pair])
-
+    ap_thresholds = tuple(float(t) for t in ap_thresholds)
     ks_all = tuple(sorted(set(ks) | {1}))
-    prev, topk = _within_pair(counts, starts, preds.score, tiou, ks_all)
-    top1 = topk[1]
+    min_thr = min(ap_thresholds) if ap_thresholds else np.inf
+    s_sorted = np.sort(preds.score)
+    ties = s_sorted.shape[0] > 1 and bool(np.any(s_sorted[1:] == s_sorted[:-1]))
+    sc = _score_pairs(counts, starts, preds.start, preds.end, preds.score, wlen, gs, ge,
+                      min_thr=min_thr, rule=iou_rule, ks=ks_all, ties=ties)
+    n_clipped = sc.n_outside
+    if n_clipped and not clip:
+        i = sc.first_outside
+        k = int(np.searchsorted(preds.offsets, i, side="right") - 1)
+        raise PredictionError(
+            f"segment [{float(preds.start[i])!r}, {float(preds.end[i])!r}] lies outside the reference window "
+            f"[0, {float(wlen[gidx[k]])!r}] ({preds.unit}s; {n_clipped} such segment(s)); "
+            "pass --clip (clip=True) to clip and count them", file=src, item=preds.item(i))
+    top1 = sc.topk[1]
 
-    hits = np.stack([hit(top1, t, iou_rule) for t in thresholds], axis=1)
-    map_vals = hits.mean(axis=0)
+    # Hits are monotone in the threshold: count the thresholds each top-1 tIoU clears.
+    side = "left" if iou_rule == "strict" else "right"
+    thr_sorted = np.sort(np.asarray(thresholds))
+    n_hit = np.searchsorted(thr_sorted, top1, side=side)  # thresholds t with hit(top1, t)
+    pos = [int(np.searchsorted(thr_sorted, t, side="left")) for t in thresholds]
+    n_at_least = np.cumsum(np.bincount(n_hit, minlength=len(thresholds) + 1)[::-1])[::-1]
+    map_vals = np.array([n_at_least[p + 1] for p in pos]) / n_pairs
     avg_idx = [thresholds.index(float(t)) for t in average_thresholds]
     average = float(np.mean(map_vals[avg_idx]))
 
     # Bootstrap over pairs: multinomial over the distinct per-pair contributions.
-    nh = hits[:, avg_idx].sum(axis=1)
+    avg_sorted = np.sort(np.asarray([float(t) for t in average_thresholds]))
+    nh = np.searchsorted(avg_sorted, top1, side=side)
     freq = np.bincount(nh, minlength=len(avg_idx) + 1) / n_pairs
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_pairs, freq, size=n_bootstrap)
     boot = draws @ (np.arange(len(avg_idx) + 1) / len(avg_idx)) / n_pairs
     lo, hi = np.percentile(boot, [2.5, 97.5])
 
-    # Pooled ActivityNet-style AP: a row is the TP of its pair at t iff prev < t <= tIoU.
-    ap_thresholds = tuple(float(t) for t in ap_thresholds)
+    # Pooled ActivityNet-style AP: a row is the TP of its pair at t iff (best above it) < t <= tIoU.
     ap_vals = []
-    if preds.n_predictions:
-        cand = np.flatnonzero(tiou > prev)
-        if ap_thresholds:
-            cand = cand[hit(tiou[cand], min(ap_thresholds), iou_rule)]
-        new_off = np.concatenate([[0], np.cumsum(counts)])
-        tie_key = new_off[row_pair] + (np.arange(preds.n_predictions) - np.repeat(preds.offsets[:-1], preds.counts))
-        rank = _global_ranks(preds.score, cand, tie_key)
-        order = np.argsort(rank, kind="stable")
-        cand, rank = cand[order], rank[order]
-        for t in ap_thresholds:
-            m = hit(tiou[cand], t, iou_rule) & ~hit(prev[cand], t, iou_rule)
-            ap_vals.append(ap_from_tp_ranks(rank[m] + 1, n_pairs))
+    if sc.parts:
+        flat, ctiou, cprev, cpair, cpos = (np.concatenate(x) for x in zip(*sc.parts))
     else:
-        ap_vals = [0.0] * len(ap_thresholds)
+        flat = cpair = cpos = np.zeros(0, dtype=np.int64)
+        ctiou = cprev = np.zeros(0)
+    new_off = np.concatenate([[0], np.cumsum(counts)])
 
-    recall = {str(k): float(np.mean(hit(topk[k], recall_iou, iou_rule))) for k in ks}
+    def tie_key_of(rows):  # manifest position of the pair, then position in its list
+        k = np.searchsorted(preds.offsets, rows, side="right") - 1
+        return new_off[gidx[k]] + (rows - preds.offsets[k])
 
-    labels = pairs["label"].to_numpy(object)
-    lab_codes, lab_names = pd.factorize(labels, sort=True)
+    order, rank = _global_ranks(preds.score, s_sorted, ties, preds.score[flat], new_off[cpair] + cpos, tie_key_of)
+    ctiou, cprev = ctiou[order], cprev[order]
+    for t in ap_thresholds:
+        m = hit(ctiou, t, iou_rule) & ~hit(cprev, t, iou_rule)
+        ap_vals.append(ap_from_tp_ranks(rank[m] + 1, n_pairs))
+
+    recall = {str(k): float(np.mean(hit(sc.topk[k], recall_iou, iou_rule))) for k in ks}
+
+    lab_codes, lab_names = pd.factorize(pairs["label"], sort=True)
     qlen = pairs["query_end_step"].to_numpy(np.float64) - pairs["query_start_step"].to_numpy(np.float64)
     q_codes, q_names = _bins(qlen, length_bins, _length_name)
     step_w = pairs["ref_end_step"].to_numpy(np.float64) - pairs["ref_start_step"].to_numpy(np.float64)
     ratio = (pairs["gt_end_step"].to_numpy(np.float64) - pairs["gt_start_step"].to_numpy(np.float64)) / step_w
     r_codes, r_names = _bins(ratio, ratio_bins, _ratio_name)
-    hitsf = hits.astype(np.float64)
 
     return {
         "protocol": "reloc-temporal",
@@ -318,15 +394,15 @@ def evaluate_temporal(
         "ci95": [float(lo), float(hi)],
         "n_bootstrap": int(n_bootstrap),
         "seed": int(seed),
-        "mean_top1_tiou": float(np.mean(np.where(np.isfinite(top1), top1, 0.0))),
+        "mean_top1_tiou": float(np.sum(top1[np.isfinite(top1)]) / n_pairs),
         "n_pairs": int(n_pairs),
         "n_missing": n_missing,
         "n_empty": int(np.sum(present & (counts == 0))),
         "n_clipped": n_clipped,
         "n_predictions": int(preds.n_predictions),
         "breakdowns": {
-            "per_class": _breakdown(lab_codes, list(lab_names), hitsf, thresholds, avg_idx),
-            "query_length_steps": _breakdown(q_codes, q_names, hitsf, thresholds, avg_idx),
-            "gt_to_window_ratio": _breakdown(r_codes, r_names, hitsf, thresholds, avg_idx),
+            "per_class": _breakdown(lab_codes, list(lab_names), n_hit, pos, thresholds, avg_idx),
+            "query_length_steps": _breakdown(q_codes, q_names, n_hit, pos, thresholds, avg_idx),
+            "gt_to_window_ratio": _breakdown(r_codes, r_names, n_hit, pos, thresholds, avg_idx),
         },
     }
