@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import io as _io
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ..errors import ConfigError, PredictionError
+from ..errors import ConfigError
 from ..io import atomic_write_bytes
 from ..manifest import open_manifest
 from ..predictions import read_predictions
