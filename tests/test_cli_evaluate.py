@@ -39,7 +39,7 @@ def test_temporal_table_json_and_plot(temporal):
     out, png = tmp / "scores.json", tmp / "curve.png"
     r = invoke("evaluate", f, "--manifest", m, "--output-json", out, "--plot", png)
     assert r.exit_code == 0, r.output
-    assert "Average" in r.output and "per class" in r.output
+    assert "Average" in r.output and "mAP@1 by class" in r.output
     res = json.loads(out.read_text())
     assert res["protocol"] == "reloc-temporal" and res["manifest"] == "tiny" and res["n_pairs"] == 3
     assert set(res["map_at_iou"]) == {f"0.{i}" for i in range(1, 10)}

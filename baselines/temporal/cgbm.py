@@ -23,6 +23,9 @@ Every LSTM has hidden size ``l`` and its forget-gate bias initialised to ``forge
 ``cgbm`` (gating and bilinear), ``cgbm-base`` (neither: concatenation), ``cgbm-gating``
 and ``cgbm-bilinear`` (Table 2) are configurations of this one class: :data:`VARIANTS`.
 
+Parameter count at paper settings: 999,429 for ``cgbm`` (PyTorch LSTMs carry two bias
+vectors where TensorFlow's carry one: 4 x 512 of those are the difference).
+
 Padded batches: query and reference carry lengths. The forward LSTMs are causal, so
 padding after a sequence cannot change its valid outputs; the backward matching direction
 reverses each reference within its own length first; attention ignores padded query steps.

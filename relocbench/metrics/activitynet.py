@@ -118,9 +118,44 @@ def read_activitynet_predictions(doc: Union[PathLike, Mapping], blocked: Iterabl
     if not isinstance(doc, Mapping) or not isinstance(doc.get("results"), Mapping):
         raise PredictionError("expected an ActivityNet predictions object with a 'results' mapping", file=src)
     blocked = set(blocked)
+    try:
+        pred, n_blocked = _predictions_fast(doc["results"], blocked)
+    except (KeyError, TypeError, ValueError, IndexError):
+        pred, n_blocked = _predictions_checked(doc["results"], blocked, src)  # raises, naming the item
+    _check_pred_values(pred, src)
+    return pred, {"predictions on blocked videos (skipped)": n_blocked}
+
+
+def _predictions_fast(results: Mapping, blocked: set):
+    """Flatten well-formed results with list comprehensions; any malformed entry raises."""
+    vids, counts, labels, seg, scores = [], [], [], [], []
+    n_blocked = 0
+    for vid, lst in results.items():
+        if not isinstance(lst, list):
+            raise TypeError(vid)
+        if vid in blocked:
+            n_blocked += len(lst)
+            continue
+        vids.append(vid)
+        counts.append(len(lst))
+        labels.extend([r["label"] for r in lst])
+        seg.extend([r["segment"] for r in lst])
+        scores.extend([r["score"] for r in lst])
+    segs = np.array(seg, dtype=np.float64).reshape(-1, 2)
+    if segs.shape[0] != len(labels) or not all(isinstance(x, str) for x in labels):
+        raise ValueError("malformed")
+    if any(isinstance(x, (bool, str)) for x in scores):
+        raise ValueError("malformed")
+    pred = pd.DataFrame({"video": np.repeat(np.array(vids, dtype=object), counts), "label": labels,
+                         "t_start": segs[:, 0], "t_end": segs[:, 1], "score": np.array(scores, dtype=np.float64)})
+    return pred, n_blocked
+
+
+def _predictions_checked(results: Mapping, blocked: set, src):
+    """The slow twin of :func:`_predictions_fast` that names the first malformed entry."""
     videos, labels, seg, scores = [], [], [], []
     n_blocked = 0
-    for vid, lst in doc["results"].items():
+    for vid, lst in results.items():
         if not isinstance(lst, list):
             raise PredictionError(f"expected a list of predictions, found {type(lst).__name__}", file=src,
                                   item=f"video {vid!r}")
@@ -130,7 +165,7 @@ def read_activitynet_predictions(doc: Union[PathLike, Mapping], blocked: Iterabl
         for i, r in enumerate(lst):
             try:
                 lab, sg, sc = r["label"], r["segment"], r["score"]
-                if len(sg) != 2:
+                if len(sg) != 2 or not isinstance(lab, str) or isinstance(sc, (bool, str)):
                     raise ValueError
                 sg = [float(sg[0]), float(sg[1])]
                 sc = float(sc)
@@ -145,8 +180,7 @@ def read_activitynet_predictions(doc: Union[PathLike, Mapping], blocked: Iterabl
     seg = np.asarray(seg, dtype=np.float64).reshape(-1, 2)
     pred = pd.DataFrame({"video": videos, "label": labels, "t_start": seg[:, 0], "t_end": seg[:, 1],
                          "score": np.asarray(scores, dtype=np.float64)})
-    _check_pred_values(pred, src)
-    return pred, {"predictions on blocked videos (skipped)": n_blocked}
+    return pred, n_blocked
 
 
 def _pred_item(pred: pd.DataFrame, i: int) -> str:

@@ -99,7 +99,9 @@ def summary_tables(result: Dict[str, Any]) -> List[Table]:
         for name, br in result["breakdowns"].items():
             rows = [[k] + [_pct(v["map_at_iou"][t]) for t in avg_keys] + [_pct(v["average"]), str(v["n_pairs"])]
                     for k, v in br.items()]
-            tables.append((name.replace("_", " "), [name.split("_")[0]] + avg_keys + ["Average", "pairs"], rows))
+            first = {"per_class": "class", "query_length_steps": "query steps",
+                     "gt_to_window_ratio": "gt / window"}.get(name, name)
+            tables.append((f"mAP@1 by {first}", [first] + avg_keys + ["Average", "pairs"], rows))
         return tables
     if p == "reloc-spatiotemporal":
         ks = list(result["frame_map"])

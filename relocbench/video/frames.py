@@ -229,15 +229,16 @@ def video_clips(video, *, fps: float = TARGET_FPS, clip_len: int = CLIP_LEN) -> 
 class FrameSource:
     """Clips centred on manifest keyframes, for every video of a dataset.
 
-    ``clip(video, time)`` returns the ``(8, size, size, 3)`` uint8 RGB clip at 24 fps whose
+    ``clip(video, time, size=None)`` returns the ``(8, H, W, 3)`` uint8 RGB clip at 24 fps whose
     centre is the keyframe ``time`` (frames ``time - 4/24 s .. time + 3/24 s``; instants
-    outside the video repeat its first or last frame). Decoded frames are cached (LRU,
-    ``cache_frames`` frames).
+    outside the video repeat its first or last frame), resized to ``size`` (int or (height,
+    width); default: the source's ``size``, or the native size). Decoded frames are cached
+    (LRU, ``cache_frames`` frames).
     """
 
     LAYOUTS = ("ucf24", "ava", "videos")
 
-    def __init__(self, root: Union[str, Path], *, layout: str, size: int = 64, fps: Optional[float] = None,
+    def __init__(self, root: Union[str, Path], *, layout: str, size=None, fps: Optional[float] = None,
                  time_unit: Optional[str] = None, time_fps: Optional[float] = None, start_s: Optional[float] = None,
                  cache_frames: int = 4096) -> None:
         if layout not in self.LAYOUTS:
@@ -262,7 +263,7 @@ class FrameSource:
         if layout == "ucf24" and (self.root / "rgb-images").is_dir():
             self.root = self.root / "rgb-images"
         self._videos: Dict[str, object] = {}
-        self._cache: "OrderedDict[Tuple[str, int], np.ndarray]" = OrderedDict()
+        self._cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
         self.cache_frames = int(cache_frames)
 
     def describe(self) -> dict:
@@ -299,13 +300,14 @@ class FrameSource:
         t = float(time) / self.time_fps if self.time_unit == "frame" else float(time)
         return t - self.start_s
 
-    def _frame(self, video: str, index: int) -> np.ndarray:
-        key = (video, index)
+    def _frame(self, video: str, index: int, size=None) -> np.ndarray:
+        size = _check_size(size)
+        key = (video, index, size)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        img = self.video(video).read(index)
+        img = _resize(self.video(video).read(index), size)
         self._cache[key] = img
         if len(self._cache) > self.cache_frames:
             self._cache.popitem(last=False)
@@ -318,11 +320,12 @@ class FrameSource:
         idx = np.floor(taus * v.fps + 1e-6).astype(np.int64)
         return np.clip(idx, 0, len(v) - 1)
 
-    def clip(self, video: str, time: float) -> np.ndarray:
-        return np.stack([self._frame(video, int(i)) for i in self.frame_indices(video, time)])
+    def clip(self, video: str, time: float, size=None) -> np.ndarray:
+        return np.stack([self._frame(video, int(i), size) for i in self.frame_indices(video, time)])
 
-    def frame(self, video: str, time: float) -> np.ndarray:
-        return self._frame(video, int(self.frame_indices(video, time)[CLIP_LEN // 2]))
+    def frame(self, video: str, time: float, size=None) -> np.ndarray:
+        """The keyframe itself (the centre frame of its clip)."""
+        return self._frame(video, int(self.frame_indices(video, time)[CLIP_LEN // 2]), size)
 
     def duration_s(self, video: str) -> float:
         v = self.video(video)

@@ -500,15 +500,32 @@ class SpriteVideos:
     def duration_s(self, video: str) -> float:
         return self.config.n_frames / FPS
 
-    def clip(self, video: str, time: float) -> np.ndarray:
-        """``(8, size, size, 3)`` uint8: frames ``[time - 4, time + 4)``, edge frames repeated."""
+    def seconds(self, time: float) -> float:
+        """A manifest time (frame index) in seconds."""
+        return float(time) / FPS
+
+    def clip(self, video: str, time: float, size=None) -> np.ndarray:
+        """``(8, size, size, 3)`` uint8: frames ``[time - 4, time + 4)``, edge frames repeated
+        (resized when ``size`` differs from the generator's)."""
         fr = self.frames(video)
         idx = np.clip(np.arange(CLIP_LEN) + int(round(time)) - CLIP_LEN // 2, 0, len(fr) - 1)
-        return fr[idx]
+        return _resized(fr[idx], size)
 
-    def frame(self, video: str, time: float) -> np.ndarray:
+    def frame(self, video: str, time: float, size=None) -> np.ndarray:
+        """The keyframe itself."""
         fr = self.frames(video)
-        return fr[int(np.clip(round(time), 0, len(fr) - 1))]
+        return _resized(fr[int(np.clip(round(time), 0, len(fr) - 1))][None], size)[0]
+
+
+def _resized(frames: np.ndarray, size) -> np.ndarray:
+    if size is None:
+        return frames
+    h, w = (size, size) if isinstance(size, int) else size
+    if frames.shape[1:3] == (h, w):
+        return frames
+    import cv2
+
+    return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in frames])
 
 
 # --------------------------------------------------------------------------- tables
