@@ -124,15 +124,16 @@ def require_file(path: PathLike, what: str = "file", error: Type[RelocbenchError
     return p
 
 
-def read_json(path: PathLike, what: str = "JSON file", error: Type[RelocbenchError] = InputError) -> Any:
+def read_json(path: PathLike, what: str = "JSON file", error: Type[RelocbenchError] = InputError,
+              *, object_pairs_hook=None, malformed: str = "malformed") -> Any:
     """Read JSON, turning every failure into a one-line error naming the file and line."""
     p = require_file(path, what, error)
     try:
         with open(p, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"))
+            return json.loads(fh.read().decode("utf-8"), object_pairs_hook=object_pairs_hook)
     except json.JSONDecodeError as exc:
         raise error(
-            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=p
+            f"{malformed} JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=p
         ) from None
     except UnicodeDecodeError:
         raise error("expected UTF-8 JSON text, found undecodable bytes", file=p) from None

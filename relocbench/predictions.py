@@ -24,7 +24,6 @@ Checks that need the ground truth (unknown pairs, windows) live in :mod:`relocbe
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import PredictionError
-from .io import require_file
+from .io import read_json, require_file
 
 __all__ = [
     "VERSION",
@@ -70,17 +69,7 @@ def load_json_strict(path: PathLike, what: str = "predictions file") -> Any:
                 seen.add(k)
         return d
 
-    try:
-        with open(p, "rb") as fh:
-            doc = json.loads(fh.read().decode("utf-8"), object_pairs_hook=hook)
-    except json.JSONDecodeError as exc:
-        raise PredictionError(
-            f"unparsable JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=p
-        ) from None
-    except UnicodeDecodeError:
-        raise PredictionError("expected UTF-8 JSON text, found undecodable bytes", file=p) from None
-    except OSError as exc:
-        raise PredictionError(f"cannot read {what}: {exc.strerror}", file=p) from None
+    doc = read_json(p, what, PredictionError, object_pairs_hook=hook, malformed="unparsable")
     if dups:
         results = doc.get("results") if isinstance(doc, dict) else None
         if isinstance(results, dict) and dups[0] in results:
