@@ -158,7 +158,10 @@ class Baseline:
     @classmethod
     def description(cls) -> str:
         doc = (cls.__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
+        text = doc[0] if doc else ""
+        if cls.variant_defaults:
+            text += " [" + ", ".join(f"{k}={v}" for k, v in cls.variant_defaults.items()) + "]"
+        return text
 
     # ------------------------------------------------------------------ model
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,3 +57,29 @@ def tiny_activitynet(tmp_path: Path) -> dict:
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"train": ["A"], "val": ["B"], "test": ["C", "D"]}))
     return {"annotations": ann, "lengths": lens, "class_split": split, "dir": tmp_path}
+
+
+@pytest.fixture(scope="session")
+def small_manifest(tmp_path_factory) -> Path:
+    """12 videos, classes A and B (train), C (val), D (test), 1 step per second."""
+    d = tmp_path_factory.mktemp("small")
+    rng = np.random.default_rng(0)
+    db, lengths = {}, {}
+    for v in range(12):
+        dur = 120.0
+        anns, t = [], 2.0
+        for lab in ("A", "B", "C", "D"):
+            if rng.random() < 0.8:
+                length = float(rng.integers(3, 20))
+                anns.append({"segment": [t, t + length], "label": lab})
+                t += length + float(rng.integers(3, 10))
+        db[f"v_vid{v:02d}"] = {"duration_second": dur, "annotations": anns}
+        lengths[f"vid{v:02d}"] = {"n_frames": int(dur * 16), "n_feat": int(dur)}
+    (d / "anno.json").write_text(json.dumps(db))
+    (d / "len.json").write_text(json.dumps(lengths))
+    (d / "split.json").write_text(json.dumps({"train": ["A", "B"], "val": ["C"], "test": ["D"]}))
+    out = d / "manifest"
+    from relocbench.datasets.activitynet import build_activitynet
+
+    build_activitynet(d / "anno.json", out, lengths=d / "len.json", class_split=d / "split.json")
+    return out

@@ -232,7 +232,7 @@ def test_synthetic_is_the_same_on_every_machine():
     background = rng.standard_normal(500, dtype=np.float32)
     # with every perturbation off, background steps are exactly the background vector and
     # action steps are background_leak * background + the interpolated class phases
-    plain = SyntheticFeatures(_timelines(), noise=0.0, appearance_shift=0.0).get("vidD")
+    plain = SyntheticFeatures(_timelines(), noise=0.0, appearance_shift=0.0, background_activity=0.0).get("vidD")
     np.testing.assert_array_equal(plain[:3], np.broadcast_to(background, (3, 500)))
     np.testing.assert_array_equal(plain[9:], np.broadcast_to(background, (3, 500)))
     assert not np.allclose(plain[3:9], background)
@@ -251,6 +251,18 @@ def test_synthetic_classes_are_recognisable_but_not_trivial():
     assert same > diff + 0.05
     # the class signal is not an exact copy: appearance and noise keep instances apart
     assert same < 0.99
+
+
+def test_background_activity_touches_only_unannotated_steps():
+    quiet = SyntheticFeatures(_timelines(), noise=0.0, appearance_shift=0.0, background_activity=0.0)
+    busy = SyntheticFeatures(_timelines(), noise=0.0, appearance_shift=0.0, background_activity=1.0)
+    a, b = quiet.get("vidA"), busy.get("vidA")
+    annotated = np.zeros(30, dtype=bool)
+    annotated[2:10] = annotated[15:25] = True
+    np.testing.assert_array_equal(a[annotated], b[annotated])
+    assert not np.allclose(a[~annotated], b[~annotated], atol=1e-3)
+    # quiet background is the constant scene vector
+    np.testing.assert_array_equal(a[~annotated], np.broadcast_to(a[0], ((~annotated).sum(), 500)))
 
 
 def test_synthetic_class_phases():

@@ -25,9 +25,10 @@ one per scored keyframe):
 Losses (two-stage, Faster R-CNN): RPN objectness (binary cross-entropy on ``rpn_batch``
 sampled anchors, at most half positive; positives IoU >= 0.6 with any actor's box or the
 best anchor of a box, negatives < 0.3) and smooth-L1 box deltas on its positives; head
-binary cross-entropy on ``head_batch`` sampled RoIs (proposals plus every actor's
-ground-truth box; positives IoU >= 0.5 with a *target* box, at most ``head_pos_fraction``)
-and smooth-L1 deltas on positives. The RPN learns "any actor"; the head learns "the actor
+binary cross-entropy on every actor's ground-truth box (the other actors are the hard
+negatives; their mean is one term) plus the mean over proposals sampled up to ``head_batch``
+RoIs (positives IoU >= 0.5 with a *target* box, at most ``head_pos_fraction`` of the sample;
+a second term), and smooth-L1 deltas on positives. The RPN learns "any actor"; the head learns "the actor
 that moves like the query".
 
 Coordinates are pixels of the ``frame_size`` square input, xyxy; predictions are normalised.
@@ -405,28 +406,47 @@ class STVRModel(nn.Module):
         rpn_box = torch.stack(box_terms).sum() / max(1, len(cls_terms)) if box_terms else zero
         # second stage: proposals + every actor's box, sampled
         props = self.proposals(obj, deltas, self.train_proposals)
-        rois, labels_all, targets_all = [], [], []
+        rois, labels_all, targets_all, is_actor = [], [], [], []
         for i in range(b * t):
-            cand = torch.cat([props[i], gt_all[i]]) if bool(valid[i]) else props[i][:0]
-            lab = torch.zeros(len(cand), device=maps.device)
-            tgt = torch.zeros(len(cand), 4, device=maps.device)
-            if len(cand) and len(gt_match[i]):
-                iou = box_iou(cand, gt_match[i])
-                best, arg = iou.max(1)
-                lab = (best >= 0.5).float()
-                tgt = gt_match[i][arg]
-            pos, neg = _sample(lab, self.head_batch, self.head_pos_fraction)
-            idx = torch.cat([pos, neg])
-            rois.append(cand[idx])
-            labels_all.append(lab[idx])
-            targets_all.append(tgt[idx])
+            # every actor's box always (the distractors are the hard negatives), plus sampled proposals
+            gts = gt_all[i] if bool(valid[i]) else gt_all[i][:0]
+            cand = props[i] if bool(valid[i]) else props[i][:0]
+            n_fill = max(0, self.head_batch - len(gts))
+            parts_b, parts_l, parts_t = [gts], [], []
+            for boxes, fill in ((gts, None), (cand, n_fill)):
+                lab = torch.zeros(len(boxes), device=maps.device)
+                tgt = torch.zeros(len(boxes), 4, device=maps.device)
+                if len(boxes) and len(gt_match[i]):
+                    iou = box_iou(boxes, gt_match[i])
+                    best, arg = iou.max(1)
+                    lab = (best >= 0.5).float()
+                    tgt = gt_match[i][arg]
+                if fill is None:
+                    parts_l.append(lab)
+                    parts_t.append(tgt)
+                    continue
+                pos, neg = _sample(lab, fill, self.head_pos_fraction)
+                idx = torch.cat([pos, neg])
+                parts_b.append(boxes[idx])
+                parts_l.append(lab[idx])
+                parts_t.append(tgt[idx])
+            rois.append(torch.cat(parts_b))
+            is_actor.append(torch.arange(len(rois[-1]), device=maps.device) < len(gts))
+            labels_all.append(torch.cat(parts_l))
+            targets_all.append(torch.cat(parts_t))
         n_rois = sum(len(r) for r in rois)
         if n_rois == 0:
             return {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "cls": zero, "box": zero}
         item_of_image = torch.arange(b, device=maps.device).repeat_interleave(t)
         logits, bdeltas = self.head(maps, rois, qfeat, query_valid, item_of_image)
         labels = torch.cat(labels_all)
-        cls = F.binary_cross_entropy_with_logits(logits, labels)
+        actor = torch.cat(is_actor)
+        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        # proposals and actors' boxes weigh the same: otherwise the few actor boxes, where the
+        # matching is decided, drown among the easy background proposals
+        cls = bce[~actor].mean() if (~actor).any() else bce.sum() * 0.0
+        if actor.any():
+            cls = cls + bce[actor].mean()
         pos = labels > 0
         if pos.any():
             r = torch.cat(rois)[pos]

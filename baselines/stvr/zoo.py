@@ -127,6 +127,9 @@ class PairData:
 
     def tube(self, tid: str) -> Tuple[np.ndarray, np.ndarray]:
         if tid not in self._tubes:
+            for split in self.manifest.splits:
+                self.load(split)
+        if tid not in self._tubes:
             raise ConfigError(f"tubelet {tid!r} has no boxes in the manifest", file=self.manifest.path)
         return self._tubes[tid]
 
@@ -146,7 +149,11 @@ class PairData:
 @register_baseline("stvr-convlstm", cell="convlstm")
 @register_baseline("stvr-clip", cell="none")
 class STVR(Baseline):
-    """CVPR 2019 spatio-temporal re-localization model (RPN + query attention) with an injected cell."""
+    """CVPR 2019 STVR model (Fig. 5); the variant sets the reference cell.
+
+    Propagation cells: stvr-clip none, stvr-convlstm ConvLSTM, stvr-flow optical-flow-warped
+    ConvLSTM, stvr-traj TrajLSTM (5 links), stvr-warp warp LSTM.
+    """
 
     task = "spatiotemporal"
     Config = STVRConfig
@@ -278,9 +285,6 @@ class STVR(Baseline):
 
     def pair_inputs(self, row) -> Dict[str, Any]:
         """Model inputs of one manifest pair (``row`` a pairs-table namedtuple)."""
-        for split in ("val", "test"):
-            if split in self.ctx.manifest.splits:
-                self.data.load(split)
         qt, qb = self.data.keyframes(row.query_tubelet_id)
         n = self.config.query_clips
         if len(qt) > n:

@@ -21,7 +21,8 @@ class TemporalBaseline(Baseline):
     task = "temporal"
 
     def features(self, video: str, start: int, end: int) -> np.ndarray:
-        return self.ctx.features.get(video)[start:end]
+        """A writable copy of steps ``[start, end)`` of a video's features."""
+        return np.array(self.ctx.features.get(video)[start:end])
 
     def train_segments(self):
         """The training segments; with ``--skip-missing``, those whose video has features
@@ -80,4 +81,266 @@ class FrameDP(TemporalBaseline):
             x = self.features(r.ref_video, int(r.ref_start_step), int(r.ref_end_step))
             res = frame_level_baseline(q, x)
             out[str(r.pair_id)] = [{"segment": [res.start_step, res.end_step], "score": float(-res.mean_distance)}]
+        return out
+
+
+# --------------------------------------------------------------------------- trainable baselines
+
+
+class _PairTrained(TemporalBaseline):
+    """Trainable temporal baselines draw step-indexed batches from the training pair sampler."""
+
+    trainable = True
+
+    def prepare(self, model) -> None:
+        from relocbench.temporal.data import TrainBatches
+
+        self._batches = TrainBatches(self.train_segments(), self.ctx.features, batch_size=self.config.batch_size,
+                                     seed=self.config.seed, crop_prob=self.config.crop_prob)
+
+    def batch(self, step, rank=0, world_size=1):
+        return self._batches(step, rank, world_size)
+
+
+@dataclass
+class CGBMRunConfig(TrainConfig):
+    """Paper model settings (ECCV 2018 Sec. 5.2; reference-algorithms.md Sec. 2) with a CPU-sized
+    budget: batch 32 and 500 steps (minutes on a laptop CPU). The paper's batch of 128 and a
+    1,000-step budget: ``--config baselines/temporal/configs/paper.yaml``."""
+
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 1e-3
+    clip_norm: float = 5.0
+    eval_every: int = 100
+    crop_prob: float = 0.9
+    feature_dim: int = 500
+    hidden: int = 128
+    rank: int = 8
+    gating: bool = True
+    bilinear: bool = True
+    keep_aggregation: float = 0.6
+    keep_matching: float = 0.8
+    forget_bias: float = 1.0
+    loss_weight: float = 10.0
+    decode_form: str = "paper"
+    max_span: int = 64
+    eval_batch_size: int = 128
+
+
+_CGBM_MODEL_FIELDS = ("feature_dim", "hidden", "rank", "gating", "bilinear", "keep_aggregation", "keep_matching",
+                      "forget_bias", "loss_weight")
+
+
+@register_baseline("cgbm-bilinear", gating=False, bilinear=True)
+@register_baseline("cgbm-gating", gating=True, bilinear=False)
+@register_baseline("cgbm-base", gating=False, bilinear=False)
+@register_baseline("cgbm")
+class CGBM(_PairTrained):
+    """Cross gated bilinear matching (ECCV 2018); variants switch cross gating and bilinear matching."""
+
+    Config = CGBMRunConfig
+
+    @classmethod
+    def create_model(cls, config):
+        from .cgbm import CGBMConfig, CrossGatedBilinearMatching
+
+        return CrossGatedBilinearMatching(CGBMConfig(**{k: getattr(config, k) for k in _CGBM_MODEL_FIELDS}))
+
+    def loss(self, model, batch):
+        import torch
+
+        from relocbench.temporal.labels import batch_labels
+
+        from .cgbm import cgbm_loss
+
+        t = batch.to_torch(self.ctx.device)
+        logits = model(t["query"], t["query_len"], t["ref"], t["ref_len"])
+        labels, weights, mask = batch_labels(batch.ref_len, batch.gt_start, batch.gt_end, max_len=logits.shape[1],
+                                             cw=self.config.loss_weight)
+        dev = self.ctx.device
+        loss = cgbm_loss(logits, torch.from_numpy(labels).to(dev), torch.from_numpy(weights).to(dev),
+                         torch.from_numpy(mask).to(dev).to(logits.dtype))
+        return loss, {}
+
+    def predict(self, model, pairs):
+        from relocbench.temporal.data import iterate_pairs
+
+        out = {}
+        for batch in iterate_pairs(pairs, self.ctx.features, self.config.eval_batch_size):
+            t = batch.to_torch(self.ctx.device)
+            dec = model.predict(t["query"], t["query_len"], t["ref"], t["ref_len"], max_span=self.config.max_span,
+                                form=self.config.decode_form)
+            for pid, s, e, sc in zip(batch.pair_ids, dec.start_step, dec.end_step, dec.score):
+                out[pid] = [{"segment": [int(s), int(e)], "score": float(sc)}]
+        return out
+
+
+@dataclass
+class VideoTripletRunConfig(TrainConfig):
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 1e-3
+    eval_every: int = 100
+    crop_prob: float = 0.9
+    feature_dim: int = 500
+    hidden: int = 128
+    margin: float = 0.2
+    forget_bias: float = 1.0
+    max_span: int = 64
+    positive_tiou: float = 0.8
+    negative_tiou: float = 0.2
+
+
+@register_baseline("video-triplet")
+class VideoTriplet(_PairTrained):
+    """Video-level baseline: LSTM segment embeddings, triplet loss, exhaustive span search."""
+
+    Config = VideoTripletRunConfig
+
+    @classmethod
+    def create_model(cls, config):
+        from .video_triplet import VideoLSTMEncoder, VideoTripletConfig
+
+        fields_ = ("feature_dim", "hidden", "margin", "forget_bias", "max_span", "positive_tiou", "negative_tiou")
+        return VideoLSTMEncoder(VideoTripletConfig(**{k: getattr(config, k) for k in fields_}))
+
+    def batch(self, step, rank=0, world_size=1):
+        from .video_triplet import sample_triplet_spans
+
+        rows = self._batches.rows(step, rank, world_size)
+        rng = np.random.default_rng([self.config.seed, step, rank, 0x7819])
+        store, q, p, n = self.ctx.features, [], [], []
+        for r in rows.itertuples(index=False):
+            w = int(r.ref_end_step - r.ref_start_step)
+            pos, neg = sample_triplet_spans(rng, w, int(r.gt_start_step), int(r.gt_end_step),
+                                            max_span=self.config.max_span, positive_tiou=self.config.positive_tiou,
+                                            negative_tiou=self.config.negative_tiou)
+            if pos is None or neg is None:
+                continue  # a window with no negative span (the segment fills it): no triplet
+            ref = store.get(r.ref_video)[int(r.ref_start_step):int(r.ref_end_step)]
+            q.append(store.get(r.query_video)[int(r.query_start_step):int(r.query_end_step)])
+            p.append(ref[pos[0]:pos[1]])
+            n.append(ref[neg[0]:neg[1]])
+        return [_pad(x) for x in (q, p, n)]
+
+    def loss(self, model, batch):
+        import torch
+
+        from .video_triplet import triplet_loss
+
+        dev = self.ctx.device
+        (q, lq), (p, lp), (n, ln) = [(torch.from_numpy(x).to(dev), torch.from_numpy(lens).to(dev)) for x, lens in batch]
+        if q.shape[0] == 0:
+            return q.sum() * 0.0, {"triplets": 0.0}
+        loss = triplet_loss(model(q, lq), model(p, lp), model(n, ln), self.config.margin)
+        return loss, {"triplets": float(q.shape[0])}
+
+    def predict(self, model, pairs):
+        import torch
+
+        from .video_triplet import search_span
+
+        out = {}
+        dev = self.ctx.device
+        for r in pairs.itertuples(index=False):
+            q = torch.from_numpy(self.features(r.query_video, int(r.query_start_step), int(r.query_end_step))).to(dev)
+            x = torch.from_numpy(self.features(r.ref_video, int(r.ref_start_step), int(r.ref_end_step))).to(dev)
+            res = search_span(model, q, x, self.config.max_span)
+            out[str(r.pair_id)] = [{"segment": [res.start_step, res.end_step], "score": -res.distance}]
+        return out
+
+
+def _pad(arrays):
+    lens = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    dim = arrays[0].shape[1] if arrays else 1
+    out = np.zeros((len(arrays), max(int(lens.max(initial=1)), 1), dim), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return out, lens
+
+
+@dataclass
+class SSTRunConfig(TrainConfig):
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 1e-3
+    eval_every: int = 100
+    crop_prob: float = 0.9
+    feature_dim: int = 500
+    hidden: int = 512
+    layers: int = 2
+    anchors: int = 64
+    dropout: float = 0.2
+    window: int = 128
+    positive_tiou: float = 0.5
+    nms_tiou: float = 0.7
+
+
+@register_baseline("sst")
+class SST(_PairTrained):
+    """SST action proposals (Buch et al. 2017) trained on the training split; ignores the query."""
+
+    Config = SSTRunConfig
+
+    @classmethod
+    def create_model(cls, config):
+        from .sst import SSTConfig, SSTModel
+
+        fields_ = ("feature_dim", "hidden", "layers", "anchors", "dropout", "window", "positive_tiou", "nms_tiou")
+        return SSTModel(SSTConfig(**{k: getattr(config, k) for k in fields_}))
+
+    def prepare(self, model) -> None:
+        from relocbench.temporal.sst import anchor_positive_rate, batch_anchor_labels
+
+        super().prepare(model)
+        # per-anchor positive rates w_k over one epoch of training windows (the loss weights)
+        rows = self._batches.sampler.epoch(0)
+        lens, gs, ge = self._windows(rows, np.random.default_rng([self.config.seed, 0x557]))[1:]
+        labels, mask = batch_anchor_labels(lens + 1, gs, ge, self.config.anchors, threshold=self.config.positive_tiou)
+        self._positive_rate = anchor_positive_rate(labels, mask)
+
+    def _windows(self, rows, rng):
+        """Training windows of at most ``window`` steps holding the segment: (starts, lengths, gt s, gt e)."""
+        w = (rows["ref_end_step"] - rows["ref_start_step"]).to_numpy()
+        gs, ge = rows["gt_start_step"].to_numpy(), rows["gt_end_step"].to_numpy()
+        n = np.minimum(w, self.config.window)
+        lo, hi = np.maximum(0, ge - n), np.minimum(gs, w - n)
+        off = lo + np.floor(rng.random(len(rows)) * (hi - lo + 1)).astype(np.int64)
+        return off, n, gs - off, ge - off
+
+    def batch(self, step, rank=0, world_size=1):
+        rows = self._batches.rows(step, rank, world_size)
+        off, n, gs, ge = self._windows(rows, np.random.default_rng([self.config.seed, step, rank, 0x557]))
+        store = self.ctx.features
+        xs = [store.get(r.ref_video)[int(r.ref_start_step) + o:int(r.ref_start_step) + o + m]
+              for r, o, m in zip(rows.itertuples(index=False), off, n)]
+        x, lens = _pad(xs)
+        return x, lens, gs, ge
+
+    def loss(self, model, batch):
+        import torch
+
+        from relocbench.temporal.sst import batch_anchor_labels
+
+        from .sst import sst_loss
+
+        x, lens, gs, ge = batch
+        dev = self.ctx.device
+        logits = model(torch.from_numpy(x).to(dev))
+        labels, mask = batch_anchor_labels(lens + 1, gs, ge, self.config.anchors, max_outputs=logits.shape[1],
+                                           threshold=self.config.positive_tiou)
+        loss = sst_loss(logits, torch.from_numpy(labels).to(dev), torch.from_numpy(mask).to(dev),
+                        torch.from_numpy(self._positive_rate).to(dev))
+        return loss, {}
+
+    def predict(self, model, pairs):
+        import torch
+
+        out = {}
+        dev = self.ctx.device
+        for r in pairs.itertuples(index=False):
+            x = torch.from_numpy(self.features(r.ref_video, int(r.ref_start_step), int(r.ref_end_step))).to(dev)
+            prop = model.predict(x[None], torch.tensor([x.shape[0]]), top_k=1)[0]
+            out[str(r.pair_id)] = [{"segment": [int(prop.start_step[0]), int(prop.end_step[0])], "score": float(prop.score[0])}]
         return out

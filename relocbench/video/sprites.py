@@ -150,6 +150,13 @@ def _shake(t, p):
     return p["cx"] + jx[i], p["cy"] + jy[i], _ones(t), _zeros(t), _ones(t)
 
 
+def _hop(t, p):
+    period = 18.0 * p["speed"]
+    x = _reflect(p["x0"] + 0.7 * p["sign"] * t, 12.0, 52.0)
+    y = p["cy"] + 6.0 - 14.0 * np.abs(np.sin(np.pi * t / period + p["phase"]))
+    return x, y, _ones(t), _zeros(t), _ones(t)
+
+
 def _grow(t, p):
     s = 0.55 + 0.9 * np.mod(t / (40.0 * p["speed"]) + p["phase"], 1.0)
     return p["cx"] + 0.0 * t, p["cy"] + 0.0 * t, s, _zeros(t), _ones(t)
@@ -177,7 +184,7 @@ def _static(t, p):
 #: motion name -> function; the class of an actor is its motion.
 MOTIONS: Dict[str, MotionFn] = {
     "bounce": _bounce, "drift": _drift, "circle": _circle, "figure8": _figure8, "spiral": _spiral,
-    "zigzag": _zigzag, "bob": _bob, "pendulum": _pendulum, "stopgo": _stopgo, "shake": _shake,
+    "zigzag": _zigzag, "bob": _bob, "pendulum": _pendulum, "stopgo": _stopgo, "shake": _shake, "hop": _hop,
     "grow": _grow, "pulse": _pulse, "spin": _spin, "squash": _squash, "static": _static,
 }
 
@@ -185,7 +192,7 @@ MOTIONS: Dict[str, MotionFn] = {
 DEFAULT_SPLIT: Dict[str, Tuple[str, ...]] = {
     "train": ("bounce", "drift", "circle", "spiral", "bob", "stopgo", "shake", "pulse", "squash"),
     "val": ("figure8", "grow", "static"),
-    "test": ("zigzag", "spin", "pendulum"),
+    "test": ("zigzag", "spin", "pendulum", "hop"),
 }
 
 
@@ -198,8 +205,8 @@ class SpritesConfig:
     size: int = 64  # frame height and width, pixels
     n_clips: int = 12  # clips per video (8 frames each): 96 frames = 4 s at 24 fps
     videos: Tuple[int, int, int] = (240, 24, 48)  # train, val, test
-    actors: Tuple[int, int] = (2, 4)  # actors per video, inclusive range
-    min_run_clips: int = 3  # shortest run of clips an actor is present
+    actors: Tuple[int, int] = (3, 4)  # actors per video, inclusive range
+    min_run_clips: int = 5  # shortest run of clips an actor is present
     occluders: Tuple[int, int] = (0, 2)  # static occluders per video, inclusive range
     max_pan: float = 0.12  # camera pan speed bound, pixels per frame
     min_context: int = 16  # reference window padding, frames (make_pairs' min_pad)
@@ -253,6 +260,17 @@ class SpritesConfig:
         d["split"] = {k: list(v) for k, v in self.split}
         d["videos"], d["actors"], d["occluders"] = list(self.videos), list(self.actors), list(self.occluders)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SpritesConfig":
+        """The inverse of :meth:`to_dict` (e.g. from a manifest's ``params``)."""
+        try:
+            d = dict(d)
+            split = d.pop("split")
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()},
+                       split=tuple((k, tuple(v)) for k, v in split.items())).validate()
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"not a synthetic-sprites generator config ({exc})") from None
 
     def digest(self) -> str:
         doc = json.dumps({"config": self.to_dict(), "builder": BUILDER_VERSION}, sort_keys=True)
@@ -342,11 +360,11 @@ def make_scene(config: SpritesConfig, video: str) -> _Scene:
     bg = 0.55 * bg + 0.45 * rng.uniform(0.2, 0.8, 3).astype(np.float32)
     pan = tuple(float(v) for v in rng.uniform(-config.max_pan, config.max_pan, 2))
     n_act = int(rng.integers(config.actors[0], config.actors[1] + 1))
-    # every video holds at least two motions when its split has two: distractors of other classes
-    motions = list(rng.choice(classes, size=n_act))
-    if len(classes) > 1 and n_act > 1 and len(set(motions)) == 1:
-        others = [c for c in classes if c != motions[0]]
-        motions[-1] = others[int(rng.integers(len(others)))]
+    # distinct motions while the split has enough (then every class once, and random extras):
+    # the other actors of a video are distractors of other classes
+    order = list(rng.permutation(len(classes)))
+    extra = [int(i) for i in rng.integers(len(classes), size=max(0, n_act - len(classes)))]
+    motions = [classes[int(i)] for i in (order + extra)[:n_act]]
     actors = []
     for m in motions:
         run = int(rng.integers(config.min_run_clips, config.n_clips + 1))
@@ -434,7 +452,7 @@ class SpriteVideos:
     fps = FPS
     time_unit = "frame"
 
-    def __init__(self, config: SpritesConfig, *, cache_videos: int = 96) -> None:
+    def __init__(self, config: SpritesConfig, *, cache_videos: int = 320) -> None:
         self.config = config.validate()
         self._cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
         self._scenes: "OrderedDict[str, _Scene]" = OrderedDict()

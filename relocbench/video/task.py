@@ -99,12 +99,9 @@ class SpatiotemporalTask(Task):
             if features not in (None, "", "synthetic"):
                 raise ConfigError(f"synthetic-sprites renders its own frames; leave --features at 'synthetic' "
                                   f"(got {features!r})")
-            params = dict(meta.get("params") or {})
             try:
-                split = params.pop("split")
-                cfg = SpritesConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()},
-                                    split=tuple((k, tuple(v)) for k, v in split.items()))
-            except (TypeError, KeyError, AttributeError) as exc:
+                cfg = SpritesConfig.from_dict(meta.get("params") or {})
+            except ConfigError as exc:
                 raise ConfigError(f"the sprites manifest's params do not describe a generator config ({exc})",
                                   file=man.path / "manifest.json") from None
             source = SpriteVideos(cfg)
