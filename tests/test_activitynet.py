@@ -241,3 +241,23 @@ def test_without_lengths_uses_fps(tiny_activitynet, tmp_path):
                             class_split=tiny_activitynet["class_split"], config=ActivityNetConfig(fps=16.0))
     assert _segs(res, "train") == {("vid1", 10, 21): (0, 31), ("vid1", 30, 41): (20, 100)}
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["params"]["fps"] == 16.0
+
+
+def test_official_layout_with_taxonomy(tiny_activitynet, tmp_path):
+    """The official activity_net.v1-3.min.json layout: database keyed by bare YouTube ids,
+    'duration', a taxonomy whose leaf nodes are the classes; exports carry node ids."""
+    per_video = json.loads(tiny_activitynet["annotations"].read_text())
+    db = {k[2:]: {"subset": "training", "duration": v["duration_second"], "url": "",
+                  "annotations": v["annotations"]} for k, v in per_video.items()}
+    taxonomy = [{"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None}]
+    for i, name in enumerate("ABCD"):
+        taxonomy.append({"nodeId": 100 + i, "nodeName": name, "parentId": 0, "parentName": "Root"})
+    official = tmp_path / "activity_net.v1-3.min.json"
+    official.write_text(json.dumps({"version": "VERSION 1.3", "taxonomy": taxonomy, "database": db}))
+    a = build_activitynet(official, tmp_path / "a", lengths=tiny_activitynet["lengths"],
+                          class_split=tiny_activitynet["class_split"], export=tmp_path / "json")
+    b = _build(tiny_activitynet, tmp_path / "b")
+    for key in a.tables:
+        pd.testing.assert_frame_equal(a.tables[key], b.tables[key])
+    train = json.loads((tmp_path / "json" / "train.json").read_text())
+    assert {t["label"] for t in train} == {100}

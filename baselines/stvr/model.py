@@ -26,9 +26,8 @@ Losses (two-stage, Faster R-CNN): RPN objectness (binary cross-entropy on ``rpn_
 sampled anchors, at most half positive; positives IoU >= 0.6 with any actor's box or the
 best anchor of a box, negatives < 0.3) and smooth-L1 box deltas on its positives; head
 binary cross-entropy on every actor's ground-truth box (the other actors are the hard
-negatives; their mean is one term) plus the mean over proposals sampled up to ``head_batch``
-RoIs (positives IoU >= 0.5 with a *target* box, at most ``head_pos_fraction`` of the sample;
-a second term), and smooth-L1 deltas on positives. The RPN learns "any actor"; the head learns "the actor
+negatives) plus proposals sampled up to ``head_batch`` RoIs (positives IoU >= 0.5 with a
+*target* box, at most ``head_pos_fraction`` of the sample), and smooth-L1 deltas on positives. The RPN learns "any actor"; the head learns "the actor
 that moves like the query".
 
 Coordinates are pixels of the ``frame_size`` square input, xyxy; predictions are normalised.
@@ -406,7 +405,7 @@ class STVRModel(nn.Module):
         rpn_box = torch.stack(box_terms).sum() / max(1, len(cls_terms)) if box_terms else zero
         # second stage: proposals + every actor's box, sampled
         props = self.proposals(obj, deltas, self.train_proposals)
-        rois, labels_all, targets_all, is_actor = [], [], [], []
+        rois, labels_all, targets_all = [], [], []
         for i in range(b * t):
             # every actor's box always (the distractors are the hard negatives), plus sampled proposals
             gts = gt_all[i] if bool(valid[i]) else gt_all[i][:0]
@@ -431,7 +430,6 @@ class STVRModel(nn.Module):
                 parts_l.append(lab[idx])
                 parts_t.append(tgt[idx])
             rois.append(torch.cat(parts_b))
-            is_actor.append(torch.arange(len(rois[-1]), device=maps.device) < len(gts))
             labels_all.append(torch.cat(parts_l))
             targets_all.append(torch.cat(parts_t))
         n_rois = sum(len(r) for r in rois)
@@ -440,13 +438,7 @@ class STVRModel(nn.Module):
         item_of_image = torch.arange(b, device=maps.device).repeat_interleave(t)
         logits, bdeltas = self.head(maps, rois, qfeat, query_valid, item_of_image)
         labels = torch.cat(labels_all)
-        actor = torch.cat(is_actor)
-        bce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-        # proposals and actors' boxes weigh the same: otherwise the few actor boxes, where the
-        # matching is decided, drown among the easy background proposals
-        cls = bce[~actor].mean() if (~actor).any() else bce.sum() * 0.0
-        if actor.any():
-            cls = cls + bce[actor].mean()
+        cls = F.binary_cross_entropy_with_logits(logits, labels)
         pos = labels > 0
         if pos.any():
             r = torch.cat(rois)[pos]
