@@ -156,8 +156,8 @@ def _torch_bytes(obj: Any) -> bytes:
 def _hardware(device) -> Dict[str, Any]:
     import torch
 
-    hw = {"device": str(device), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-          "python": platform.python_version(), "torch": torch.__version__}
+    hw = {"device": str(device), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+          "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__}
     if device.type == "cuda":
         hw["gpu"] = torch.cuda.get_device_name(device)
     return hw
@@ -298,6 +298,7 @@ def run_baseline(
     force: bool = False,
     progress: bool = False,
     skip_missing: bool = False,
+    threads: Optional[int] = None,
 ) -> RunResult:
     """Train (when trainable), select on validation, predict ``split``, score and record.
 
@@ -307,6 +308,11 @@ def run_baseline(
 
     cls = get_baseline(name)
     task = get_task(cls.task)
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1. Got {threads} instead.")
+        # one thread per process avoids OpenMP spin-waiting when the CPU is shared
+        torch.set_num_threads(threads)
     file_over = load_config_file(config_file) if config_file is not None else {}
     merged = {**file_over, **{k: v for k, v in dict(overrides or {}).items() if v is not None}}
     cfg = cls.default_config(merged, source=str(config_file or ""))

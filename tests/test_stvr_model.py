@@ -243,6 +243,10 @@ def test_figures_from_run_folders(tiny_runs, tmp_path, monkeypatch):
     assert flows.shape == (len(row.ref_keyframes), 2, 8, 8) and np.all(flows[0] == 0)
     b, m, ctx, _ = figures.load_run(tiny_runs["stvr-clip"].run_dir)
     assert figures.state_flows(b, m, row) is None
+    diag = figures.matching_diagnostic(tiny_runs["stvr-clip"].run_dir)
+    ref = figures.detector_only_reference(ctx.manifest, "test")
+    assert diag["gt_boxes_random_scores"] == pytest.approx(ref["0.5"])  # same boxes, same random scores
+    assert 0 <= diag["gt_boxes_head_scores"] <= 1 and ref == figures.detector_only_reference(ctx.manifest, "test")
 
 
 def test_same_seed_same_predictions_and_cli(sprites, tmp_path):

@@ -20,10 +20,9 @@ drawn from ``numpy.random.default_rng([seed, step])``, so a resumed run sees the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
-import pandas as pd
 import torch
 
 from relocbench.baseline import Baseline, TrainConfig

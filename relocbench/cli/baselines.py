@@ -20,6 +20,8 @@ from ._common import force_option, print_table
 @click.option("--lr", type=float, default=None, help="Learning rate.")
 @click.option("--seed", type=int, default=None, help="Seed of everything random in the run.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads for torch (default: torch's choice). Use 1 per process when the CPU is shared.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default runs/<dataset>/<name>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -30,7 +32,7 @@ from ._common import force_option, print_table
               help="Also publish the result as <DIR>/results/<dataset>/<name>.json (e.g. --leaderboard leaderboard).")
 @force_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_baseline(name, dataset, features, split, steps, batch_size, lr, seed, device, out, resume, config_file,
+def run_baseline(name, dataset, features, split, steps, batch_size, lr, seed, device, threads, out, resume, config_file,
                  skip_missing, leaderboard_dir, force, quiet):
     """Train (if trainable), select on validation, predict and score a baseline.
 
@@ -47,7 +49,7 @@ def run_baseline(name, dataset, features, split, steps, batch_size, lr, seed, de
     res = run(name, dataset=dataset, features=features, split=split, out=out,
               overrides={"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
               config_file=config_file, device=device, resume=resume, force=force, progress=not quiet,
-              skip_missing=skip_missing)
+              skip_missing=skip_missing, threads=threads)
     if not res.result:  # not rank 0 of a distributed run
         return
     task = get_task(res.result["task"])

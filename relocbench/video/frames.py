@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import ConfigError, FeatureError, InputError
+from ..errors import ConfigError, FeatureError
 
 __all__ = [
     "TARGET_FPS",
