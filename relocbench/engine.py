@@ -281,7 +281,9 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
             dist.barrier()
     if bar is not None:
         bar.close()
-    return {"steps": step, "best_val": best, "best_step": best_step}
+    # no validation ran (steps == 0) or none scored: JSON has no -inf
+    return {"steps": step, "best_val": best if best > -float("inf") else None,
+            "best_step": best_step if best_step >= 0 else None}
 
 
 def run_baseline(

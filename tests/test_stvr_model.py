@@ -318,3 +318,17 @@ def test_stvr_config_defaults_are_cpu_sized():
     assert doc["optimizer"] == "sgd" and doc["lr"] == 0.03 and doc["momentum"] == 0.9 and doc["batch_size"] == 8
     assert list(doc["lr_milestones"]) == [10000] and doc["ref_clips"] == 6 and doc["frame_size"] == 320
     STVR.default_config(doc)  # a valid config
+
+
+def test_task_units_and_layouts():
+    from relocbench.video.task import frames_layout, keyframe_stride
+
+    assert keyframe_stride({"units": {"time": "seconds"}}) == 1.0  # AVA: 1 Hz keyframes
+    assert keyframe_stride({"units": {"time": "frame index (0-based)"}, "params": {"keyframe_stride": 4}}) == 4.0
+    assert keyframe_stride({"units": {"time": "frame index (0-based)"}}) == 8.0
+    assert frames_layout({"name": "ucf24"}) == {"layout": "ucf24"}
+    assert frames_layout({"name": "ava", "units": {"time": "seconds"}}) == {"layout": "ava"}
+    assert frames_layout({"name": "mine", "units": {"time": "seconds"}}) == {"layout": "videos", "time_unit": "second"}
+    task = get_task("spatiotemporal")
+    m = {"frame_map": {"0.3": 0.5, "0.5": 0.25, "0.7": 0.125}}
+    assert task.headline(m) == 0.25 and task.curve(m)[:2] == ([0.3, 0.5, 0.7], [0.5, 0.25, 0.125])

@@ -72,3 +72,16 @@ def test_paper_config_file_loads(small_manifest):
     doc = load_config_file(Path(__file__).resolve().parent.parent / "baselines/temporal/configs/paper.yaml")
     cfg = get_baseline("cgbm").default_config(doc)
     assert (cfg.batch_size, cfg.steps, cfg.lr) == (128, 1000, 1e-3)
+
+
+def test_trainable_baseline_with_zero_steps_writes_a_result(small_manifest, tmp_path):
+    res = run_baseline("cgbm", dataset=str(small_manifest), out=tmp_path / "r",
+                       overrides={"steps": 0, "batch_size": 4, "hidden": 8, "rank": 2})
+    assert res.result["training"] == {"steps": 0, "best_val": None, "best_step": None}
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["training"]["best_val"] is None
+
+
+def test_frames_and_features_together_is_an_error(small_manifest, tmp_path):
+    res = CliRunner().invoke(cli, ["run-baseline", "chance", "--dataset", str(small_manifest), "--frames", str(tmp_path),
+                                   "--features", "x.h5", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--frames or --features, not both" in res.output

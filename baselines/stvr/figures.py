@@ -225,6 +225,11 @@ def warp_grid_figure(runs: Dict[str, Path], *, pair_id: Optional[str] = None, ma
                 d = bilinear_sample(fl.double(), torch.from_numpy(cp)[None])[0].numpy()
                 ax.quiver((cp[:, 1] + 0.5) * stride - 0.5, (cp[:, 0] + 0.5) * stride - 0.5, d[:, 1] * stride,
                           -d[:, 0] * stride, color="red", angles="xy", scale_units="xy", scale=1, width=0.02)
+            mean_px = float(np.linalg.norm(flows[c], axis=0).mean())
+            if mean_px > max(h, w) / 2:  # the state is sampled from outside the map (zero padding)
+                ax.text(size / 2, size / 2, f"samples outside the map\n(mean |flow| {mean_px:.0f} map px)",
+                        ha="center", va="center", fontsize=6, color="yellow",
+                        bbox={"facecolor": "black", "alpha": 0.6, "lw": 0})
             ax.set_xlim(-0.5, size - 0.5)
             ax.set_ylim(size - 0.5, -0.5)
             ax.axis("off")

@@ -14,6 +14,8 @@ from ._common import force_option, print_table
               help="Built-in manifest name or a manifest folder (spatio-temporal: synthetic-sprites, ucf24, ava).")
 @click.option("--features", default="synthetic", show_default=True,
               help="'synthetic', an HDF5 file (official C3D layout or one dataset per video) or a folder of <video>.npy.")
+@click.option("--frames", type=click.Path(path_type=Path), default=None,
+              help="Spatio-temporal datasets (ucf24, ava): the folder of video frames (same as --features PATH).")
 @click.option("--split", default="test", show_default=True, help="Split to predict and score.")
 @click.option("--steps", type=int, default=None, help="Training steps (default: the baseline's config).")
 @click.option("--batch-size", type=int, default=None, help="Global batch size.")
@@ -32,7 +34,7 @@ from ._common import force_option, print_table
               help="Also publish the result as <DIR>/results/<dataset>/<name>.json (e.g. --leaderboard leaderboard).")
 @force_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_baseline(name, dataset, features, split, steps, batch_size, lr, seed, device, threads, out, resume, config_file,
+def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, seed, device, threads, out, resume, config_file,
                  skip_missing, leaderboard_dir, force, quiet):
     """Train (if trainable), select on validation, predict and score a baseline.
 
@@ -44,8 +46,13 @@ def run_baseline(name, dataset, features, split, steps, batch_size, lr, seed, de
     """
     from ..engine import run_baseline as run
     from ..leaderboard import metric_value, publish_result
+    from ..errors import ConfigError
     from ..tasks import get_task
 
+    if frames is not None:
+        if features != "synthetic":
+            raise ConfigError("give the frames folder once: --frames or --features, not both")
+        features = str(frames)
     res = run(name, dataset=dataset, features=features, split=split, out=out,
               overrides={"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
               config_file=config_file, device=device, resume=resume, force=force, progress=not quiet,
