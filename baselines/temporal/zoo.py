@@ -87,6 +87,26 @@ class FrameDP(TemporalBaseline):
 # --------------------------------------------------------------------------- trainable baselines
 
 
+@dataclass
+class PairTrainConfig(TrainConfig):
+    """CPU-sized defaults shared by the trainable temporal baselines (minutes on a laptop CPU)."""
+
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 1e-3
+    eval_every: int = 100
+    crop_prob: float = 0.9
+    feature_dim: int = 500
+
+
+def _model_config(model_config_cls, config):
+    """The model's own config dataclass, filled from the fields of the run config."""
+    from dataclasses import fields
+
+    return model_config_cls(**{f.name: getattr(config, f.name) for f in fields(model_config_cls)
+                               if hasattr(config, f.name)})
+
+
 class _PairTrained(TemporalBaseline):
     """Trainable temporal baselines draw step-indexed batches from the training pair sampler."""
 
@@ -103,18 +123,12 @@ class _PairTrained(TemporalBaseline):
 
 
 @dataclass
-class CGBMRunConfig(TrainConfig):
+class CGBMRunConfig(PairTrainConfig):
     """Paper model settings (ECCV 2018 Sec. 5.2; reference-algorithms.md Sec. 2) with a CPU-sized
     budget: batch 32 and 500 steps (minutes on a laptop CPU). The paper's batch of 128 and a
     1,000-step budget: ``--config baselines/temporal/configs/paper.yaml``."""
 
-    steps: int = 500
-    batch_size: int = 32
-    lr: float = 1e-3
     clip_norm: float = 5.0
-    eval_every: int = 100
-    crop_prob: float = 0.9
-    feature_dim: int = 500
     hidden: int = 128
     rank: int = 8
     gating: bool = True
@@ -126,10 +140,6 @@ class CGBMRunConfig(TrainConfig):
     decode_form: str = "paper"
     max_span: int = 64
     eval_batch_size: int = 128
-
-
-_CGBM_MODEL_FIELDS = ("feature_dim", "hidden", "rank", "gating", "bilinear", "keep_aggregation", "keep_matching",
-                      "forget_bias", "loss_weight")
 
 
 @register_baseline("cgbm-bilinear", gating=False, bilinear=True)
@@ -145,7 +155,7 @@ class CGBM(_PairTrained):
     def create_model(cls, config):
         from .cgbm import CGBMConfig, CrossGatedBilinearMatching
 
-        return CrossGatedBilinearMatching(CGBMConfig(**{k: getattr(config, k) for k in _CGBM_MODEL_FIELDS}))
+        return CrossGatedBilinearMatching(_model_config(CGBMConfig, config))
 
     def loss(self, model, batch):
         import torch
@@ -177,13 +187,7 @@ class CGBM(_PairTrained):
 
 
 @dataclass
-class VideoTripletRunConfig(TrainConfig):
-    steps: int = 500
-    batch_size: int = 32
-    lr: float = 1e-3
-    eval_every: int = 100
-    crop_prob: float = 0.9
-    feature_dim: int = 500
+class VideoTripletRunConfig(PairTrainConfig):
     hidden: int = 128
     margin: float = 0.2
     forget_bias: float = 1.0
@@ -202,8 +206,7 @@ class VideoTriplet(_PairTrained):
     def create_model(cls, config):
         from .video_triplet import VideoLSTMEncoder, VideoTripletConfig
 
-        fields_ = ("feature_dim", "hidden", "margin", "forget_bias", "max_span", "positive_tiou", "negative_tiou")
-        return VideoLSTMEncoder(VideoTripletConfig(**{k: getattr(config, k) for k in fields_}))
+        return VideoLSTMEncoder(_model_config(VideoTripletConfig, config))
 
     def batch(self, step, rank=0, world_size=1):
         from .video_triplet import sample_triplet_spans
@@ -261,13 +264,7 @@ def _pad(arrays):
 
 
 @dataclass
-class SSTRunConfig(TrainConfig):
-    steps: int = 500
-    batch_size: int = 32
-    lr: float = 1e-3
-    eval_every: int = 100
-    crop_prob: float = 0.9
-    feature_dim: int = 500
+class SSTRunConfig(PairTrainConfig):
     hidden: int = 512
     layers: int = 2
     anchors: int = 64
@@ -287,8 +284,7 @@ class SST(_PairTrained):
     def create_model(cls, config):
         from .sst import SSTConfig, SSTModel
 
-        fields_ = ("feature_dim", "hidden", "layers", "anchors", "dropout", "window", "positive_tiou", "nms_tiou")
-        return SSTModel(SSTConfig(**{k: getattr(config, k) for k in fields_}))
+        return SSTModel(_model_config(SSTConfig, config))
 
     def prepare(self, model) -> None:
         from relocbench.temporal.sst import anchor_positive_rate, batch_anchor_labels
