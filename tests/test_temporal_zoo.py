@@ -85,3 +85,25 @@ def test_frames_and_features_together_is_an_error(small_manifest, tmp_path):
     res = CliRunner().invoke(cli, ["run-baseline", "chance", "--dataset", str(small_manifest), "--frames", str(tmp_path),
                                    "--features", "x.h5", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--frames or --features, not both" in res.output
+
+
+def test_skip_missing_counts_pairs_without_features(small_manifest, tmp_path):
+    """A feature folder lacking videos: an error naming the video, or with --skip-missing
+    those pairs are scored as misses and counted."""
+    import numpy as np
+
+    from relocbench import FeatureError, load_manifest
+
+    pairs = load_manifest(small_manifest, "test", "pairs")
+    videos = sorted(set(pairs["query_video"]) | set(pairs["ref_video"]))
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    rng = np.random.default_rng(0)
+    for v in videos[1:]:  # the first video has no features
+        np.save(feats / f"{v}.npy", rng.normal(size=(120, 16)).astype(np.float32))
+    with pytest.raises(FeatureError, match=videos[0]):
+        run_baseline("frame-dp", dataset=str(small_manifest), features=str(feats), out=tmp_path / "a")
+    res = run_baseline("frame-dp", dataset=str(small_manifest), features=str(feats), out=tmp_path / "b",
+                       skip_missing=True)
+    touched = ((pairs["query_video"] == videos[0]) | (pairs["ref_video"] == videos[0])).sum()
+    assert touched > 0 and res.metrics["n_missing"] == touched and res.metrics["n_pairs"] == len(pairs)
