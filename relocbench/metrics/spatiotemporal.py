@@ -9,7 +9,8 @@ IoU 0.3, 0.5 (the headline) and 0.7.
 
 Keyframe times are matched after rounding to 1e-6 (of the manifest's time unit). A
 prediction at a keyframe without targets is a false positive; a time outside the pair's
-reference window ``[ref_start, ref_end]`` is an error; boxes outside [0, 1] are an error, or
+reference window ``[ref_start, ref_end]`` is an error, and so is a time that is not one of the
+pair's ``ref_keyframes`` when the pairs table lists them (the ucf24 and ava builders do); boxes outside [0, 1] are an error, or
 with ``clip`` are clipped and counted in ``n_clipped``.
 
 Ties: predictions of equal score are ranked by the pair's position in the manifest, then by
@@ -35,6 +36,22 @@ _TOL = 1e-9
 
 def _time_key(t: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(t, dtype=np.float64) * 1e6).astype(np.int64)
+
+
+def _check_keyframes(pairs: pd.DataFrame, row_pair: np.ndarray, t: np.ndarray, preds, src) -> None:
+    """When the manifest lists each pair's scored keyframes (``ref_keyframes``), a prediction
+    at any other time is an error: it could never match and would count as a false positive."""
+    kf = pairs["ref_keyframes"].to_numpy(object)
+    lens = np.array([len(k) for k in kf], dtype=np.int64)
+    times = np.concatenate([np.asarray(k, dtype=np.float64) for k in kf]) if lens.sum() else np.zeros(0)
+    valid = pd.MultiIndex.from_arrays([np.repeat(np.arange(len(kf)), lens), _time_key(times)])
+    ok = pd.MultiIndex.from_arrays([row_pair, _time_key(t)]).isin(valid)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        k = [float(x) for x in kf[row_pair[i]][:4]]
+        raise PredictionError(
+            f"time {float(t[i])!r} is not a scored keyframe of its pair (expected one of its ref_keyframes, "
+            f"e.g. {k}; {int((~ok).sum())} such prediction(s))", file=src, item=preds.item(i))
 
 
 def evaluate_spatiotemporal(
@@ -91,6 +108,8 @@ def evaluate_spatiotemporal(
         raise PredictionError(
             f"time {float(t[i])!r} lies outside the reference window [{float(rs[i])!r}, {float(re_[i])!r}] "
             f"({int(bad.sum())} such prediction(s))", file=src, item=preds.item(i))
+    if "ref_keyframes" in pairs.columns and len(t):
+        _check_keyframes(pairs, row_pair, t, preds, src)
     boxes = preds.boxes
     outside = ((boxes < 0) | (boxes > 1)).any(axis=1)
     n_clipped = int(outside.sum())
