@@ -36,3 +36,12 @@ def print_report(report: Mapping[str, object]) -> None:
             click.echo(f"  {key}: {n}{extra}")
         else:
             click.echo(f"  {key}: {val}")
+
+
+def print_build_summary(title: str, columns: Sequence[str], result, *also: object) -> None:
+    """The end of every build-dataset command: summary table, drop report, where it wrote."""
+    print_table(title, columns, result.summary_rows())
+    if result.report:
+        click.echo("Dropped or skipped (see manifest.json 'report'):")
+        print_report(result.report.to_dict())
+    click.echo("Wrote " + " and ".join(str(x) for x in (result.out, *also) if x is not None))

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..datasets.activitynet import ActivityNetConfig, build_activitynet
-from ._common import force_option, out_option, print_report, print_table, seed_option
+from ._common import force_option, out_option, print_build_summary, seed_option
 
 _EXAMPLE = """\b
 Example (the committed manifest, from the files in ../shared/data):
@@ -44,9 +44,5 @@ def command(annotations, lengths, class_split, split_seed, fps, pairs_per_query,
                                allow_self_pairs=allow_self_pairs, strict=strict)
     res = build_activitynet(annotations, Path(out), lengths=lengths, class_split=class_split, config=config,
                             force=force, export=export[1] if export else None, progress=True)
-    print_table("ActivityNet re-localization manifest", ["split", "segments", "videos", "classes", "pairs"],
-                res.summary_rows())
-    if res.report:
-        click.echo("Dropped or skipped (see manifest.json 'report'):")
-        print_report(res.report.to_dict())
-    click.echo(f"Wrote {res.out}" + (f" and {res.export}" if res.export else ""))
+    print_build_summary("ActivityNet re-localization manifest",
+                        ["split", "segments", "videos", "classes", "pairs"], res, res.export)

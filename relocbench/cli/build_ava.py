@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..datasets.ava import AVAConfig, build_ava
-from ._common import force_option, out_option, print_report, print_table, seed_option
+from ._common import force_option, out_option, print_build_summary, seed_option
 
 _EXAMPLE = """\b
 Example (official files from https://research.google.com/ava/download.html):
@@ -47,9 +47,5 @@ def command(train_csv, val_csv, label_map, class_split, split_seed, train_exclus
     res = build_ava(train_csv, val_csv, Path(out), label_map=label_map, class_split=class_split,
                     train_exclusions=train_exclusions, val_exclusions=val_exclusions, config=config,
                     force=force, progress=True)
-    print_table("AVA spatio-temporal re-localization manifest",
-                ["split", "tubelets", "videos", "labels", "pairs", "target boxes"], res.summary_rows())
-    if res.report:
-        click.echo("Dropped or skipped (see manifest.json 'report'):")
-        print_report(res.report.to_dict())
-    click.echo(f"Wrote {res.out}")
+    print_build_summary("AVA spatio-temporal re-localization manifest",
+                        ["split", "tubelets", "videos", "labels", "pairs", "target boxes"], res)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..datasets.ucf24 import UCF24Config, build_ucf24
-from ._common import force_option, out_option, print_report, print_table, seed_option
+from ._common import force_option, out_option, print_build_summary, seed_option
 
 _EXAMPLE = """\b
 Example (the committed manifest, from the files in ../shared/data):
@@ -40,9 +40,5 @@ def command(annotations, test_list, class_split, split_seed, keyframe_stride, mi
                          min_context_frames=min_context)
     res = build_ucf24(annotations, Path(out), test_list=test_list, class_split_file=class_split, config=config,
                       force=force, progress=True)
-    print_table("UCF101-24 spatio-temporal re-localization manifest",
-                ["split", "tubelets", "videos", "labels", "pairs", "target boxes"], res.summary_rows())
-    if res.report:
-        click.echo("Dropped or skipped (see manifest.json 'report'):")
-        print_report(res.report.to_dict())
-    click.echo(f"Wrote {res.out}")
+    print_build_summary("UCF101-24 spatio-temporal re-localization manifest",
+                        ["split", "tubelets", "videos", "labels", "pairs", "target boxes"], res)

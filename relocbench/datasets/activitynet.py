@@ -49,7 +49,7 @@ import pandas as pd
 from ..errors import ConfigError, InputError
 from ..io import atomic_dir, check_output, dumps_json, read_json, require_file
 from ..manifest import write_manifest
-from .common import Report, histogram_png, input_record, markdown_table
+from .common import Report, histogram_png, input_records, markdown_table
 
 __all__ = [
     "BUILDER_NAME",
@@ -634,13 +634,7 @@ def build_activitynet(
         "builder": {"name": BUILDER_NAME, "version": BUILDER_VERSION},
         "protocol": config.protocol,
         "params": params,
-        "inputs": {
-            k: v for k, v in {
-                "annotations": input_record(annotations),
-                "lengths": input_record(lengths),
-                "class_split": input_record(class_split),
-            }.items() if v is not None
-        },
+        "inputs": input_records(annotations=annotations, lengths=lengths, class_split=class_split),
         "classes": {s: sorted(c for c, v in split_map.items() if v == s) for s in SPLITS},
         "units": {"step_frames": config.step_frames, "seconds": "step * step_frames * duration / n_frames"},
         "report": report.to_dict(),

@@ -48,7 +48,7 @@ import pandas as pd
 from ..errors import ConfigError, InputError
 from ..io import check_output, read_json, require_file
 from ..manifest import write_manifest
-from .common import Report, input_record
+from .common import Report, input_records
 from .spatiotemporal import (
     BOX_COLUMNS,
     EVAL_SPLITS,
@@ -552,11 +552,8 @@ def build_ava(
         "builder": {"name": BUILDER_NAME, "version": BUILDER_VERSION},
         "protocol": config.protocol,
         "params": params,
-        "inputs": {k: v for k, v in {
-            "train_csv": input_record(train_csv), "val_csv": input_record(val_csv),
-            "label_map": input_record(label_map), "class_split": input_record(class_split),
-            "train_exclusions": input_record(train_exclusions), "val_exclusions": input_record(val_exclusions),
-        }.items() if v is not None},
+        "inputs": input_records(train_csv=train_csv, val_csv=val_csv, label_map=label_map, class_split=class_split,
+                                train_exclusions=train_exclusions, val_exclusions=val_exclusions),
         "classes": {s: sorted(lab for lab, v in split_map.items() if v == s) for s in EVAL_SPLITS},
         "units": {"time": "seconds", "keyframes": "every integer second of the window except excluded timestamps",
                   "boxes": "normalised xyxy"},

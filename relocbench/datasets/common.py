@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io import sha256_file
 
-__all__ = ["Report", "input_record", "histogram_png", "markdown_table"]
+__all__ = ["Report", "input_record", "input_records", "histogram_png", "markdown_table"]
 
 
 class Report:
@@ -50,6 +50,11 @@ def input_record(path: Optional[Path]) -> Optional[dict]:
     if path is None:
         return None
     return {"file": Path(path).name, "sha256": sha256_file(path)}
+
+
+def input_records(**paths: Optional[Path]) -> Dict[str, dict]:
+    """``{role: input_record(path)}`` for every input that was given (None is left out)."""
+    return {role: input_record(p) for role, p in paths.items() if p is not None}
 
 
 def histogram_png(

@@ -43,7 +43,7 @@ import pandas as pd
 from ..errors import ConfigError, InputError
 from ..io import check_output, require_file
 from ..manifest import write_manifest
-from .common import Report, input_record
+from .common import Report, input_records
 from .spatiotemporal import (
     BOX_COLUMNS,
     EVAL_SPLITS,
@@ -361,10 +361,7 @@ def build_ucf24(
         "builder": {"name": BUILDER_NAME, "version": BUILDER_VERSION},
         "protocol": config.protocol,
         "params": params,
-        "inputs": {k: v for k, v in {
-            "annotations": input_record(annotations), "test_list": input_record(test_list),
-            "class_split": input_record(class_split_file),
-        }.items() if v is not None},
+        "inputs": input_records(annotations=annotations, test_list=test_list, class_split=class_split_file),
         "annotation_layout": ann.layout,
         "classes": classes,
         "units": {"time": "frame index (0-based)", "keyframes": f"ref_start + k * {config.keyframe_stride}",
