@@ -286,6 +286,32 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
             "best_step": best_step if best_step >= 0 else None}
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory in the process (CPU training speed).
+
+    By default glibc serves every block above 32 MiB with its own ``mmap`` and gives it back
+    on ``free``, and trims the heap top: the large per-step buffers of a training loop (the
+    oneDNN LSTM workspaces, the autograd graph of a recurrent model) then come back from the
+    kernel as fresh zeroed pages every step. Page faults cost 10-30 % of a ``cgbm`` step on
+    CPU (``benchmarks/bench_train.py``). With ``M_MMAP_MAX = 0`` and an unbounded trim
+    threshold the heap keeps them (the process's peak memory stays resident until it exits,
+    as with PyTorch's own GPU caching allocator). Not glibc (macOS, musl) or
+    ``RELOCBENCH_KEEP_MEMORY=0``: nothing changes. Returns whether the setting took.
+    """
+    if os.environ.get("RELOCBENCH_KEEP_MEMORY", "1") == "0":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # glibc only: its option numbers are used below
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
 def run_baseline(
     name: str,
     *,
@@ -319,6 +345,8 @@ def run_baseline(
     merged = {**file_over, **{k: v for k, v in dict(overrides or {}).items() if v is not None}}
     cfg = cls.default_config(merged, source=str(config_file or ""))
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     dist = Distributed(dev)
     try:
         ctx = task.open(dataset, features, device=dist.device, seed=cfg.seed, skip_missing=skip_missing)

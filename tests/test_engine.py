@@ -148,3 +148,31 @@ def test_ddp_two_cpu_processes_match_single_process(small_manifest, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
     assert json.loads((tmp_path / "ddp" / "result.json").read_text())["metrics"]["n_pairs"] == single.metrics["n_pairs"]
+
+
+_FAULTS = """
+import resource, numpy as np
+from relocbench.engine import keep_freed_memory
+def faults():  # minor page faults of allocating, touching and freeing 64 MiB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(8 * 2**20)
+    del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+kept = keep_freed_memory()
+faults()
+print(kept, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+                    reason="the allocator setting applies to glibc only")
+@pytest.mark.parametrize("env,kept", [("1", True), ("0", False)])
+def test_keep_freed_memory_reuses_large_blocks(env, kept):
+    """With the setting, a freed 64 MiB block is reused without new page faults; without it
+    (RELOCBENCH_KEEP_MEMORY=0, glibc's default) it is returned to the kernel and faults again."""
+    out = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True,
+                         env={**os.environ, "RELOCBENCH_KEEP_MEMORY": env}).stdout.split()
+    # returned to the kernel, 64 MiB faults in again: at least 32 faults (2 MiB transparent
+    # huge pages), 16,384 with 4 KiB pages; kept, it faults not at all
+    assert out[0] == str(kept)
+    assert (int(out[1]) <= 4) if kept else (int(out[1]) >= 32), out

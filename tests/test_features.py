@@ -11,6 +11,7 @@ import pytest
 
 from relocbench.errors import ConfigError, FeatureError
 from relocbench.features import (
+    DEFAULT_CACHE_MB,
     C3DHDF5Store,
     HDF5Store,
     NpyFolderStore,
@@ -221,6 +222,48 @@ def test_synthetic_shapes_determinism_and_seed(manifest_dir):
     # a video's features depend on its own rows only, not on the rest of the table
     alone = SyntheticFeatures(_timelines().query("video == 'vidA'")).get("vidA")
     np.testing.assert_array_equal(x, alone)
+
+
+def test_cache_is_bounded_by_bytes_and_evicts_least_recent(monkeypatch):
+    calls = []
+
+    class Counting(SyntheticFeatures):
+        def _load(self, video):
+            calls.append(video)
+            return super()._load(video)
+
+    # vidA 30 x 500 float32 = 60,000 bytes; vidB 48,000; vidC 40,000; vidD 24,000
+    mb = 110_000 / 2**20
+    store = Counting(_timelines(), cache_mb=mb)
+    a = store.get("vidA")
+    assert store.get("vidA") is a and calls == ["vidA"]            # a hit returns the cached array
+    store.get("vidB")                                              # 108,000 bytes: both fit
+    assert list(store._cache) == ["vidA", "vidB"]
+    store.get("vidA")                                              # vidA becomes the most recent
+    store.get("vidC")                                              # 148,000 > budget: vidB goes
+    assert list(store._cache) == ["vidA", "vidC"] and store._cache_bytes == 100_000
+    store.get("vidB")
+    assert calls == ["vidA", "vidB", "vidC", "vidB"]
+    # larger than the whole budget: returned, not cached; 0 turns the cache off
+    assert Counting(_timelines(), cache_mb=50_000 / 2**20).get("vidA") is not None
+    off = Counting(_timelines(), cache_mb=0)
+    off.get("vidD")
+    assert not off._cache and off._cache_bytes == 0
+    np.testing.assert_array_equal(off.get("vidD"), store.get("vidD"))  # same values either way
+    # a pickled store (DDP, DataLoader workers) starts with an empty cache
+    plain = SyntheticFeatures(_timelines(), cache_mb=mb)
+    plain.get("vidA")
+    clone = pickle.loads(pickle.dumps(plain))
+    assert not clone._cache and clone._cache_bytes == 0 and clone.cache_mb == mb
+    # the default and its environment override
+    assert SyntheticFeatures(_timelines()).cache_mb == DEFAULT_CACHE_MB
+    monkeypatch.setenv("RELOCBENCH_FEATURE_CACHE_MB", "12.5")
+    assert SyntheticFeatures(_timelines()).cache_mb == 12.5
+    monkeypatch.setenv("RELOCBENCH_FEATURE_CACHE_MB", "lots")
+    with pytest.raises(ConfigError, match="RELOCBENCH_FEATURE_CACHE_MB.*MiB >= 0.*'lots'"):
+        SyntheticFeatures(_timelines())
+    with pytest.raises(ConfigError, match="'cache_mb'.*-1"):
+        SyntheticFeatures(_timelines(), cache_mb=-1)
 
 
 def test_synthetic_is_the_same_on_every_machine():

@@ -177,9 +177,17 @@ class CrossGatedBilinearMatching(nn.Module):
         # both directions side by side along the batch: [2B, ...]
         hr2 = torch.cat([hr, reverse_padded(hr, ref_len)], 0)
         hq2 = torch.cat([hq, hq], 0)
-        qmask2 = length_mask(query_len, tq).repeat(2, 1)
-        keys = self.att_query(hq2)                                       # [2B, Tq, l]
-        ref_proj = self.att_ref(hr2)                                     # [2B, Tr, l]
+        # Attention runs on the valid query steps only, packed as rows [N, l] (queries are
+        # padded to the longest of the batch, about twice their mean length): the scores of
+        # both directions are computed for the 2N rows and scattered into a padded [2B, Tq]
+        # matrix whose padding stays at the float minimum, so softmax gives it zero weight.
+        qb, qj = length_mask(query_len, tq).nonzero(as_tuple=True)        # sorted by pair, then step
+        keys = self.att_query(hq[qb, qj])                                 # [N, l]
+        keys2 = torch.cat([keys, keys], 0)                                # [2N, l]
+        rows2 = torch.cat([qb, qb + b], 0)                                # pair of each row, both directions
+        cols2 = torch.cat([qj, qj], 0)
+        w_score = self.att_score.weight.view(l)
+        ref_proj = self.att_ref(hr2)                                      # [2B, Tr, l]
         gate_q = torch.sigmoid(self.gate_query(hr2)).unbind(1) if cfg.gating else None
         # unbind once: indexing [:, i] inside the loop would make autograd zero-fill a
         # full-size gradient buffer at every step
@@ -187,12 +195,14 @@ class CrossGatedBilinearMatching(nn.Module):
         hr_steps = hr2.unbind(1)
         h = hr.new_zeros(2, b, l)
         c = hr.new_zeros(2, b, l)
-        neg = torch.finfo(hr.dtype).min
+        e_pad = hr.new_full((2 * b, tq), torch.finfo(hr.dtype).min)
         outs = []
         for i in range(tr):
-            m = h.reshape(2 * b, l)
-            e = self.att_score(torch.tanh(keys + (ref_proj_steps[i] + self.att_match(m))[:, None, :])).squeeze(-1)
-            alpha = torch.softmax(e.masked_fill(~qmask2, neg), dim=-1)   # [2B, Tq]
+            u = ref_proj_steps[i] + self.att_match(h.reshape(2 * b, l))  # [2B, l]
+            # in-place tanh on the fresh sum: one [2N, l] buffer per step, saved for backward
+            score = torch.mv((keys2 + u.index_select(0, rows2)).tanh_(), w_score) + self.att_score.bias
+            e = e_pad.index_put((rows2, cols2), score)
+            alpha = torch.softmax(e, dim=-1)                              # [2B, Tq]
             att = torch.bmm(alpha[:, None, :], hq2).squeeze(1)            # [2B, l]
             r_i = hr_steps[i]
             if cfg.gating:
