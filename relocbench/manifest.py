@@ -61,12 +61,21 @@ Check = Tuple[str, Callable[[pd.DataFrame], np.ndarray]]
 class TableSchema:
     """Columns (name -> kind) of one table, its id column and its row checks.
 
-    Kinds: ``str``, ``int``, ``float`` (integers accepted), ``bool``, ``list[str]``.
+    Kinds: ``str``, ``int``, ``float`` (integers accepted), ``bool``, ``list[str]``,
+    ``list[float]``. ``optional`` columns are checked (and written with their kind) when a
+    table has them; a check on an optional column runs only then. Other extra columns are
+    kept with their inferred type.
     """
 
     columns: Mapping[str, str]
     id_column: Optional[str] = None
     checks: Sequence[Check] = field(default_factory=tuple)
+    optional: Mapping[str, str] = field(default_factory=dict)
+    optional_checks: Mapping[str, Sequence[Check]] = field(default_factory=dict)
+
+    def kinds(self, df: pd.DataFrame) -> Dict[str, str]:
+        """The declared columns of ``df``: required ones, then the optional ones it has."""
+        return {**self.columns, **{c: k for c, k in self.optional.items() if c in df.columns}}
 
 
 def _between01(df: pd.DataFrame) -> np.ndarray:
@@ -151,6 +160,14 @@ _ST_BOXES = TableSchema(
     checks=(_BOX_CHECK,),
 )
 
+def _keyframes_in_window(df: pd.DataFrame) -> np.ndarray:
+    bad = []
+    for kf, a, b in zip(df["ref_keyframes"], df["ref_start"].to_numpy(float), df["ref_end"].to_numpy(float)):
+        k = np.asarray(kf, dtype=float)
+        bad.append(len(k) == 0 or bool(np.any(np.diff(k) <= 0)) or k[0] < a or k[-1] > b)
+    return np.array(bad, dtype=bool)
+
+
 _ST_PAIRS = TableSchema(
     columns={
         "pair_id": "str", "label": "str", "query_tubelet_id": "str", "query_video": "str",
@@ -159,11 +176,17 @@ _ST_PAIRS = TableSchema(
     },
     id_column="pair_id",
     checks=(_lt("query_start", "query_end"), _lt("ref_start", "ref_end")),
+    # ref_tubelet_id: the tubelet whose window is the reference; ref_keyframes: the times at
+    # which the reference is scored (a prediction at another time is an error when listed)
+    optional={"ref_tubelet_id": "str", "ref_keyframes": "list[float]"},
+    optional_checks={"ref_keyframes": (
+        ("ref_keyframes non-empty, increasing and within [ref_start, ref_end]", _keyframes_in_window),)},
 )
 
 _ST_TARGETS = TableSchema(
     columns={"pair_id": "str", "time": "float", "x1": "float", "y1": "float", "x2": "float", "y2": "float"},
     checks=(_BOX_CHECK,),
+    optional={"tubelet_id": "str"},  # the target tubelet the box belongs to
 )
 
 #: (task, table) -> schema. Other modules may add tables with ``register_table``.
@@ -201,6 +224,16 @@ def _kind_ok(series: pd.Series, kind: str) -> bool:
             isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(s, str) for s in v)
             for v in series.to_numpy()
         )
+    if kind == "list[float]":
+        def ok(v):
+            if not isinstance(v, (list, tuple, np.ndarray)):
+                return False
+            try:
+                a = np.asarray(v, dtype=float)
+            except (TypeError, ValueError):
+                return False
+            return a.ndim == 1 and not any(isinstance(x, (bool, np.bool_, str)) for x in v) and bool(np.isfinite(a).all())
+        return dt == object and all(ok(v) for v in series.to_numpy())
     raise ConfigError(f"unknown column kind {kind!r}")
 
 
@@ -217,9 +250,9 @@ def validate_table(df: pd.DataFrame, task: str, table: str, *, where: str = "") 
     missing = [c for c in schema.columns if c not in df.columns]
     if missing:
         raise ManifestError(f"table {table!r} lacks columns {missing}", file=where or None)
-    for col, kind in schema.columns.items():
+    for col, kind in schema.kinds(df).items():
         s = df[col]
-        if kind != "list[str]" and s.isna().any():
+        if not kind.startswith("list[") and s.isna().any():
             row = int(np.flatnonzero(s.isna().to_numpy())[0])
             raise ManifestError(f"column {col!r} has a missing value at row {row}", file=where or None)
         if not _kind_ok(s, kind):
@@ -240,7 +273,8 @@ def validate_table(df: pd.DataFrame, task: str, table: str, *, where: str = "") 
                 f"{idc} {df[idc][dup].iloc[0]!r} appears more than once in table {table!r}",
                 file=where or None,
             )
-    for rule, fn in schema.checks:
+    checks = list(schema.checks) + [c for col, cs in schema.optional_checks.items() if col in df.columns for c in cs]
+    for rule, fn in checks:
         if len(df) == 0:
             break
         bad = np.asarray(fn(df), dtype=bool)
@@ -385,7 +419,8 @@ def load_manifest(
 
 def _to_arrow(df: pd.DataFrame, schema: TableSchema) -> pa.Table:
     cols = {}
-    for col, kind in schema.columns.items():
+    kinds = schema.kinds(df)
+    for col, kind in kinds.items():
         s = df[col]
         if kind == "str":
             cols[col] = pa.array(s.astype(str).tolist(), type=pa.string())
@@ -397,7 +432,9 @@ def _to_arrow(df: pd.DataFrame, schema: TableSchema) -> pa.Table:
             cols[col] = pa.array(s.to_numpy(dtype=bool), type=pa.bool_())
         elif kind == "list[str]":
             cols[col] = pa.array([list(v) for v in s], type=pa.list_(pa.string()))
-    extra = [c for c in df.columns if c not in schema.columns]
+        elif kind == "list[float]":
+            cols[col] = pa.array([[float(x) for x in v] for v in s], type=pa.list_(pa.float64()))
+    extra = [c for c in df.columns if c not in kinds]
     for col in extra:  # extra columns are kept, with their inferred type
         cols[col] = pa.array(df[col].tolist())
     return pa.table(cols)

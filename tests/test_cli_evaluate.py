@@ -40,6 +40,9 @@ def test_temporal_table_json_and_plot(temporal):
     r = invoke("evaluate", f, "--manifest", m, "--output-json", out, "--plot", png)
     assert r.exit_code == 0, r.output
     assert "Average" in r.output and "mAP@1 by class" in r.output
+    # an 80-column terminal: the wide summary comes in parts, no cell is cut short
+    assert "(part 1/2)" in r.output and "…" not in r.output
+    assert max(len(line) for line in r.output.splitlines()) <= 80
     res = json.loads(out.read_text())
     assert res["protocol"] == "reloc-temporal" and res["manifest"] == "tiny" and res["n_pairs"] == 3
     assert set(res["map_at_iou"]) == {f"0.{i}" for i in range(1, 10)}
@@ -121,6 +124,19 @@ def test_ava(tmp_path):
     assert res["mAP"] == 0.5 and res["per_class"] == {"stand": 1.0, "sit": 0.0}
     r = invoke("evaluate", "--protocol", "ava", "--ground-truth", g, d)
     assert r.exit_code == 2 and "needs --label-map" in r.output
+
+
+def test_split_columns_oracle():
+    from relocbench.cli._common import split_columns
+
+    cols = ["name", "a", "b", "c"]
+    rows = [["xx", "1", "22", "333"]]
+    # widths + 3 each: name 7, a 4, b 5, c 6; a table needs their sum + 1 = 23
+    assert split_columns(cols, rows, 23) == [[0, 1, 2, 3]]
+    assert split_columns(cols, rows, 22) == [[0, 1, 2], [0, 3]]      # 7 + 4 + 5 + 1 = 17 fits, + 6 does not
+    assert split_columns(cols, rows, 12) == [[0, 1], [0, 2], [0, 3]]
+    assert split_columns(cols, rows, 5) == [[0, 1], [0, 2], [0, 3]]  # one data column at least per part
+    assert split_columns(["name", "a"], rows, 3) == [[0, 1]]
 
 
 def test_help_has_an_example():

@@ -120,6 +120,19 @@ def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
     assert "| chance |" in readme and "*paper: Chance*" in readme and "| frame-dp | –" in readme
     assert (tmp_path / "lb" / "figures" / "manifest-thresholds.png").is_file()
     assert (tmp_path / "lb" / "figures" / "manifest-examples.png").is_file()
+    # a finished run published into its own board (section), then refused twice without --force
+    pub = ["leaderboard", "--dir", str(tmp_path / "lb"), "--publish", str(tmp_path / "run2"), "--board", "manifest-b"]
+    res = runner.invoke(cli, pub)
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "lb" / "results" / "manifest-b" / "chance.json").read_text())
+    assert rec["board"] == "manifest-b" and rec["dataset"] == "manifest" and rec["seed"] == 1
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert readme.index("## manifest\n") < readme.index("## manifest-b\n")
+    assert runner.invoke(cli, pub).exit_code == 2
+    res = runner.invoke(cli, pub[:-2] + ["--board", "../up"])
+    assert res.exit_code == 2 and "plain folder name" in res.output
+    res = runner.invoke(cli, ["leaderboard", "--dir", str(tmp_path / "lb"), "--publish", str(tmp_path)])
+    assert res.exit_code == 2 and "no result.json here" in res.output
 
 
 def test_list_baselines_prints_parameter_counts():

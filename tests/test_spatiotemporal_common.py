@@ -165,3 +165,49 @@ def test_drop_single_and_stats_files(tmp_path):
     png = (tmp_path / "pairs.png").read_bytes()
     st_stats_writer("Toy", tables, report, unit="seconds", command="toy")(tmp_path)
     assert (tmp_path / "pairs.png").read_bytes() == png and png[:4] == b"\x89PNG"
+
+
+def _st_pairs(**extra):
+    df = pd.DataFrame({
+        "pair_id": ["p0", "p1"], "label": ["L", "L"], "query_tubelet_id": ["a", "b"], "query_video": ["v1", "v2"],
+        "query_start": [0.0, 1.0], "query_end": [2.0, 3.0], "ref_video": ["v2", "v1"],
+        "ref_start": [4.0, 0.0], "ref_end": [8.0, 2.0], "target_tubelet_ids": [["b"], ["a"]],
+    })
+    for k, v in extra.items():
+        df[k] = v
+    return df
+
+
+def test_optional_st_columns_are_checked_when_present(tmp_path):
+    from relocbench import ManifestError
+    from relocbench.manifest import open_manifest, write_manifest
+
+    validate_table(_st_pairs(), "spatiotemporal", "pairs")  # optional: may be absent
+    good = _st_pairs(ref_tubelet_id=["b", "a"], ref_keyframes=[[4.0, 6.0, 8.0], [0.0, 1.0]])
+    validate_table(good, "spatiotemporal", "pairs")
+    for bad, why in [
+        ([[4.0, 9.0], [0.0]], "pair_id 'p0' .*breaks the rule ref_keyframes non-empty, increasing and within"),
+        ([[6.0, 5.0], [0.0]], "pair_id 'p0' .*breaks the rule"),          # not increasing
+        ([[4.0], []], "pair_id 'p1' .*breaks the rule"),                  # empty
+        ([[4.0], ["x"]], "column 'ref_keyframes' .* must hold list\\[float\\]"),
+        ([[4.0], [float("nan")]], "column 'ref_keyframes' .* must hold list\\[float\\]"),
+        ([4.0, 0.0], "column 'ref_keyframes' .* must hold list\\[float\\]"),
+    ]:
+        with pytest.raises(ManifestError, match=why):
+            validate_table(_st_pairs(ref_keyframes=bad), "spatiotemporal", "pairs")
+    with pytest.raises(ManifestError, match="column 'ref_tubelet_id' .* must hold str"):
+        validate_table(_st_pairs(ref_tubelet_id=[1, 2]), "spatiotemporal", "pairs")
+    # written with their declared Parquet types, read back equal
+    meta = {"name": "t", "task": "spatiotemporal", "builder": {"name": "test", "version": "0"},
+            "protocol": "x", "params": {}, "inputs": {}, "report": {}}
+    out = write_manifest(tmp_path / "m", {("pairs", "test"): good}, meta)
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(out / "pairs-test.parquet")
+    import pyarrow as pa
+
+    assert pa.types.is_list(schema.field("ref_keyframes").type)
+    assert schema.field("ref_keyframes").type.value_type == pa.float64()
+    assert str(schema.field("ref_tubelet_id").type) == "string"
+    back = open_manifest(out).table("pairs", "test")
+    assert [list(k) for k in back["ref_keyframes"]] == [[4.0, 6.0, 8.0], [0.0, 1.0]]

@@ -13,17 +13,45 @@ force_option = click.option("--force", is_flag=True, help="Overwrite an existing
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 
 
+def split_columns(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list:
+    """Column index groups that each fit ``width`` characters as a boxed table.
+
+    The first (label) column is repeated in every group; a table that fits stays whole.
+    Each column takes its widest cell plus 3 (padding and rule), the table 1 more.
+    """
+    need = [max([len(str(c))] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns)]
+    if sum(need) + 1 <= width or len(columns) <= 2:
+        return [list(range(len(columns)))]
+    groups, cur, used = [], [0], need[0] + 1
+    for i in range(1, len(columns)):
+        if len(cur) > 1 and used + need[i] > width:
+            groups.append(cur)
+            cur, used = [0], need[0] + 1
+        cur.append(i)
+        used += need[i]
+    groups.append(cur)
+    return groups
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Print a summary table with rich (falls back to plain text when not a terminal)."""
+    """Print a summary table with rich (plain text when not a terminal).
+
+    A table wider than the terminal is printed in parts (each repeating the first column,
+    titled ``part k/n``) instead of being squeezed until its numbers are cut.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(str(c), justify="right" if c != columns[0] else "left")
-    for r in rows:
-        table.add_row(*[str(x) for x in r])
-    Console().print(table)
+    console = Console()
+    cells = [[str(x) for x in r] for r in rows]
+    groups = split_columns(columns, cells, console.width)
+    for k, group in enumerate(groups, 1):
+        table = Table(title=title if len(groups) == 1 else f"{title} (part {k}/{len(groups)})")
+        for i in group:
+            table.add_column(str(columns[i]), justify="left" if i == 0 else "right")
+        for r in cells:
+            table.add_row(*[r[i] for i in group])
+        console.print(table)
 
 
 def print_report(report: Mapping[str, object]) -> None:

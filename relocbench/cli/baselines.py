@@ -31,11 +31,14 @@ from ._common import force_option, print_table
               help="YAML or JSON file overriding fields of the baseline's config.")
 @click.option("--skip-missing", is_flag=True, help="Skip pairs whose videos have no features (counted).")
 @click.option("--leaderboard", "leaderboard_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also publish the result as <DIR>/results/<dataset>/<name>.json (e.g. --leaderboard leaderboard).")
+              help="Also publish the result as <DIR>/results/<board>/<name>.json (e.g. --leaderboard leaderboard).")
+@click.option("--board", default=None,
+              help="Leaderboard section to publish into (default: the dataset's name), e.g. activitynet-paper "
+                   "for runs at the paper's budget.")
 @force_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, seed, device, threads, out, resume, config_file,
-                 skip_missing, leaderboard_dir, force, quiet):
+                 skip_missing, leaderboard_dir, board, force, quiet):
     """Train (if trainable), select on validation, predict and score a baseline.
 
     \b
@@ -65,7 +68,7 @@ def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, 
     print_table(f"{name} on {res.result['dataset']} ({split})", ["baseline", *cols], [[name, *vals]])
     click.echo(f"Run folder: {res.run_dir}")
     if leaderboard_dir is not None:
-        path = publish_result(res.result, leaderboard_dir, force=force)
+        path = publish_result(res.result, leaderboard_dir, force=force, board=board)
         click.echo(f"Published {path}; run `relocbench leaderboard` to regenerate {leaderboard_dir}/README.md")
 
 
@@ -89,15 +92,23 @@ def list_baselines(task):
 
 @click.command("leaderboard")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
-              show_default=True, help="Leaderboard folder holding results/<dataset>/<baseline>.json.")
-def leaderboard(directory):
+              show_default=True, help="Leaderboard folder holding results/<board>/<baseline>.json.")
+@click.option("--publish", "run_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="First publish the result.json of these finished run folders (repeatable).")
+@click.option("--board", default=None, help="With --publish: the section to publish into (default: the dataset's name).")
+@force_option
+def leaderboard(directory, run_dirs, board, force):
     """Regenerate the leaderboard README (tables, threshold plot, qualitative figure) from its results.
 
     \b
     Example:
       relocbench leaderboard --dir leaderboard
+    Publish finished runs made at the paper's budget into their own section, then regenerate:
+      relocbench leaderboard --publish runs/paper/cgbm --publish runs/paper/cgbm-base --board activitynet-paper
     """
-    from ..leaderboard import write_leaderboard
+    from ..leaderboard import publish_run, write_leaderboard
 
+    for run_dir in run_dirs:
+        click.echo(f"Published {publish_run(run_dir, directory, force=force, board=board)}")
     path = write_leaderboard(directory)
     click.echo(f"Wrote {path}")

@@ -6,12 +6,13 @@ Tables (``relocbench.manifest.SCHEMAS``, task ``spatiotemporal``), one file per 
 - ``tubelets``: one row per tubelet (``start``/``end``: first keyframe and one past the last;
   seconds for AVA, frame indices for UCF101-24).
 - ``boxes``: one normalised xyxy box per tubelet and keyframe.
-- ``pairs`` (val and test): one row per evaluation pair. Besides the schema's columns, two
-  extra columns make the scoring rule explicit: ``ref_tubelet_id`` (the tubelet drawn as the
-  reference) and ``ref_keyframes`` (the times at which the reference window is scored; a
-  keyframe without any target is still scored, detections there are false positives).
+- ``pairs`` (val and test): one row per evaluation pair. Two of the schema's optional columns
+  make the scoring rule explicit: ``ref_tubelet_id`` (the tubelet drawn as the reference)
+  and ``ref_keyframes`` (the times at which the reference window is scored, increasing and
+  inside the window; a keyframe without any target is still scored, detections there are
+  false positives, and a prediction at any other time is an error).
 - ``targets`` (val and test): every box the evaluation counts, at every scored keyframe of a
-  pair's window, with the extra column ``tubelet_id`` naming the tubelet it belongs to.
+  pair's window, with the optional column ``tubelet_id`` naming the tubelet it belongs to.
 
 A reference window is the reference tubelet ``[start, end)`` widened on both sides by
 ``pad = max(min_pad, length if max_len is None or length < max_len else 0)`` and clipped to
