@@ -135,6 +135,24 @@ class RunContext:
     world_size: int = 1
     extras: Dict[str, Any] = field(default_factory=dict)
 
+    def global_sum(self, *values: float) -> Tuple[float, ...]:
+        """``values`` summed over every process of a distributed run (unchanged in one process).
+
+        A loss that averages over a variable number of elements (boxes, RoIs) divides by the
+        batch-wide count from here and multiplies by ``world_size``: DDP then averages the
+        ranks' gradients into exactly the one-process gradient.
+        """
+        if self.world_size <= 1:
+            return tuple(float(v) for v in values)
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.to(self.device)
+        dist.all_reduce(t)
+        return tuple(float(v) for v in t.cpu())
+
 
 class Baseline:
     """Base class of every baseline. See the module docstring for the contract."""

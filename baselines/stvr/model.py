@@ -208,16 +208,29 @@ def make_anchors(height: int, width: int, stride: int, sizes: Sequence[float], r
     return (shifts + base_t.view(1, -1, 4)).reshape(-1, 4)
 
 
-def _sample(labels: torch.Tensor, n: int, pos_fraction: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def _sample(labels: torch.Tensor, n: int, pos_fraction: float,
+            generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Indices of at most ``n`` samples, at most ``pos_fraction`` of them positive (labels 1,
-    0 negative, -1 ignored), drawn with torch's global generator."""
+    0 negative, -1 ignored), drawn with ``generator`` (torch's global one when None)."""
     pos = torch.nonzero(labels == 1).flatten()
     neg = torch.nonzero(labels == 0).flatten()
     n_pos = min(pos.numel(), int(n * pos_fraction))
     n_neg = min(neg.numel(), n - n_pos)
-    pos = pos[torch.randperm(pos.numel())[:n_pos]]
-    neg = neg[torch.randperm(neg.numel())[:n_neg]]
+    pos = pos[torch.randperm(pos.numel(), generator=generator)[:n_pos].to(pos.device)]
+    neg = neg[torch.randperm(neg.numel(), generator=generator)[:n_neg].to(neg.device)]
     return pos, neg
+
+
+def _image_generator(seeds: Optional[Sequence[int]], image: int, steps: int, stage: int) -> Optional[torch.Generator]:
+    """The sampling stream of one reference image: from its item's seed, its index in the item
+    and the stage (0 RPN, 1 head), so that it does not depend on which process (DDP rank)
+    or batch position the item lands in. None without seeds (torch's global generator)."""
+    if seeds is None:
+        return None
+    item, frame = divmod(image, steps)
+    g = torch.Generator()
+    g.manual_seed((int(seeds[item]) * 1_000_003 + frame * 2 + stage) % (2**63))
+    return g
 
 
 # --------------------------------------------------------------------------- model
@@ -368,12 +381,22 @@ class STVRModel(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(self, ref_clips: torch.Tensor, ref_valid: torch.Tensor, query_clips: torch.Tensor,
                 query_boxes: torch.Tensor, query_valid: torch.Tensor, gt_all: List[torch.Tensor],
-                gt_match: List[torch.Tensor], flows: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                gt_match: List[torch.Tensor], flows: Optional[torch.Tensor] = None,
+                seeds: Optional[Sequence[int]] = None, reduction: str = "mean") -> Dict[str, torch.Tensor]:
         """Training losses of a batch: ``ref_clips`` ``(B, T, 8, S, S, 3)`` uint8 with
         ``ref_valid`` ``(B, T)`` (False: zero padding), ``query_clips`` ``(B, Q, 8, S, S, 3)``,
         ``query_boxes`` ``(B, Q, 4)`` pixels, ``query_valid`` ``(B, Q)``, and per reference
         image (``B * T``, row-major) every actor's boxes ``gt_all`` and the target boxes
-        ``gt_match`` (pixels)."""
+        ``gt_match`` (pixels).
+
+        ``seeds`` (one per item) make the anchor and RoI sampling of each item its own stream.
+        ``reduction="mean"``: the four losses, RPN terms averaged over the valid images and
+        head terms over the RoIs. ``reduction="sum"``: their numerators, with the counts
+        ``n_images`` and ``n_rois``, for a caller that divides by counts over the whole
+        distributed batch (then DDP's average of the ranks' gradients is the one-process
+        gradient)."""
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"reduction must be 'mean' or 'sum'. Got {reduction!r} instead.")
         b, t = ref_clips.shape[:2]
         maps = self.encode(ref_clips.reshape(b * t, *ref_clips.shape[2:]))
         maps = maps * ref_valid.reshape(b * t, 1, 1, 1).to(maps.dtype)
@@ -392,7 +415,7 @@ class STVRModel(nn.Module):
                 labels[(best >= 0.3) & (best < 0.6)] = -1
                 labels[best >= 0.6] = 1
                 labels[iou.argmax(0)] = 1
-            pos, neg = _sample(labels, self.rpn_batch, 0.5)
+            pos, neg = _sample(labels, self.rpn_batch, 0.5, _image_generator(seeds, i, t, 0))
             idx = torch.cat([pos, neg])
             cls_terms.append(F.binary_cross_entropy_with_logits(obj[i, idx], labels[idx], reduction="sum")
                              / max(1, len(idx)))
@@ -401,8 +424,9 @@ class STVRModel(nn.Module):
                 box_terms.append(F.smooth_l1_loss(deltas[i, pos], tgt, beta=1.0 / 9, reduction="sum")
                                  / max(1, len(idx)))
         zero = obj.sum() * 0.0
-        rpn_cls = torch.stack(cls_terms).mean() if cls_terms else zero
-        rpn_box = torch.stack(box_terms).sum() / max(1, len(cls_terms)) if box_terms else zero
+        n_images = len(cls_terms)
+        rpn_cls = torch.stack(cls_terms).sum() if cls_terms else zero
+        rpn_box = torch.stack(box_terms).sum() if box_terms else zero
         # second stage: proposals + every actor's box, sampled
         props = self.proposals(obj, deltas, self.train_proposals)
         rois, labels_all, targets_all = [], [], []
@@ -424,7 +448,7 @@ class STVRModel(nn.Module):
                     parts_l.append(lab)
                     parts_t.append(tgt)
                     continue
-                pos, neg = _sample(lab, fill, self.head_pos_fraction)
+                pos, neg = _sample(lab, fill, self.head_pos_fraction, _image_generator(seeds, i, t, 1))
                 idx = torch.cat([pos, neg])
                 parts_b.append(boxes[idx])
                 parts_l.append(lab[idx])
@@ -433,20 +457,22 @@ class STVRModel(nn.Module):
             labels_all.append(torch.cat(parts_l))
             targets_all.append(torch.cat(parts_t))
         n_rois = sum(len(r) for r in rois)
-        if n_rois == 0:
-            return {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "cls": zero, "box": zero}
-        item_of_image = torch.arange(b, device=maps.device).repeat_interleave(t)
-        logits, bdeltas = self.head(maps, rois, qfeat, query_valid, item_of_image)
-        labels = torch.cat(labels_all)
-        cls = F.binary_cross_entropy_with_logits(logits, labels)
-        pos = labels > 0
-        if pos.any():
-            r = torch.cat(rois)[pos]
-            box = F.smooth_l1_loss(bdeltas[pos], self.head_coder.encode(r, torch.cat(targets_all)[pos]),
-                                   beta=1.0, reduction="sum") / len(labels)
-        else:
-            box = zero
-        return {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "cls": cls, "box": box}
+        cls = box = zero
+        if n_rois:
+            item_of_image = torch.arange(b, device=maps.device).repeat_interleave(t)
+            logits, bdeltas = self.head(maps, rois, qfeat, query_valid, item_of_image)
+            labels = torch.cat(labels_all)
+            cls = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
+            pos = labels > 0
+            if pos.any():
+                r = torch.cat(rois)[pos]
+                box = F.smooth_l1_loss(bdeltas[pos], self.head_coder.encode(r, torch.cat(targets_all)[pos]),
+                                       beta=1.0, reduction="sum")
+        if reduction == "sum":
+            return {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "cls": cls, "box": box,
+                    "n_images": n_images, "n_rois": n_rois}
+        ni, nr = max(1, n_images), max(1, n_rois)
+        return {"rpn_cls": rpn_cls / ni, "rpn_box": rpn_box / ni, "cls": cls / nr, "box": box / nr}
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()

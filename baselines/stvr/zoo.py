@@ -244,7 +244,7 @@ class STVR(Baseline):
         rng = np.random.default_rng([int(self.config.seed), int(step)])
         seeds = rng.integers(0, 2**63 - 1, size=b)
         per = b // world_size
-        return [self._item(np.random.default_rng(int(s))) for s in seeds[rank * per:(rank + 1) * per]]
+        return [{**self._item(np.random.default_rng(int(s))), "seed": int(s)} for s in seeds[rank * per:(rank + 1) * per]]
 
     def _collate(self, items: List[Dict[str, Any]]):
         dev = self.ctx.device
@@ -265,15 +265,26 @@ class STVR(Baseline):
             "gt_all": [torch.from_numpy(g).to(dev) for it in items for g in it["gt_all"]],
             "gt_match": [torch.from_numpy(g).to(dev) for it in items for g in it["gt_match"]],
             "flows": None,
+            "seeds": [it["seed"] for it in items] if all("seed" in it for it in items) else None,
         }
         if "flows" in items[0]:
             out["flows"] = torch.from_numpy(np.stack([it["flows"] for it in items])).to(dev)
         return out
 
     def loss(self, model, batch):
-        losses = model(**self._collate(batch))
-        total = losses["rpn_cls"] + losses["rpn_box"] + losses["cls"] + losses["box"]
-        return total, {k: float(v.detach()) for k, v in losses.items()}
+        """The four losses, each divided by its count over the whole (distributed) batch: RPN
+        terms by the valid reference images, head terms by the RoIs. With ``W`` processes the
+        returned loss is ``W`` times the rank's share, so that DDP's average of the ranks'
+        gradients equals the gradient of one process holding the whole batch (the sampling
+        streams are per item too: see ``STVRModel.forward``)."""
+        sums = model(**self._collate(batch), reduction="sum")
+        n_images, n_rois = self.ctx.global_sum(sums["n_images"], sums["n_rois"])
+        w = float(self.ctx.world_size)
+        rpn = (sums["rpn_cls"] + sums["rpn_box"]) * (w / max(1.0, n_images))
+        head = (sums["cls"] + sums["box"]) * (w / max(1.0, n_rois))
+        logs = {k: float(sums[k].detach()) / max(1.0, n_images if k.startswith("rpn") else n_rois)
+                for k in ("rpn_cls", "rpn_box", "cls", "box")}  # this rank's part of each batch-wide mean
+        return rpn + head, logs
 
     # ------------------------------------------------------------------ prediction
     def _ref_times(self, row) -> np.ndarray:
