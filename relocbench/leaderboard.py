@@ -146,7 +146,7 @@ def _table(task, title: str, names: List[str], recs_by_name: Dict[str, Dict[str,
     for nm in names:
         rec = recs_by_name.get(nm)
         if rec is None:
-            lines.append(f"| {nm} | " + " | ".join("–" for _ in cols) + " | not run yet |")
+            lines.append(f"| {nm} | " + " | ".join("–" for _ in cols) + " | not run on this board |")
             continue
         vals = [f"{100 * metric_value(rec['metrics'], p):.1f}" for p, _ in task.columns]
         lines.append(f"| {nm} | " + " | ".join(vals) + f" | {rec.get('parameters', 0):,} |")
