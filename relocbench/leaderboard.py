@@ -3,11 +3,12 @@
 A *board* is one section of the leaderboard: by default the dataset's name; runs at another
 budget of the same dataset go to their own board (``activitynet-paper``: the paper's batch
 and steps) so that every table compares runs made alike. ``publish_result`` copies a run's
-``result.json`` into the leaderboard folder (refusing to overwrite without ``force``); ``write_leaderboard`` regenerates ``README.md`` from every
-record: per dataset, the tables in the layout of the papers (with the papers' own numbers as
-reference rows), a plot of the metric against the IoU threshold for every baseline, and a
-qualitative figure of a few test pairs (ground truth and each baseline's top prediction).
-Hand-written analysis lives in ``notes/<dataset>.md`` and is included verbatim.
+``result.json`` into the leaderboard folder (refusing to overwrite without ``force``);
+``write_leaderboard`` regenerates ``README.md`` from every record: per board, the tables in
+the layout of the papers (with the papers' own numbers as reference rows), a plot of the
+metric against the IoU threshold for every baseline, and a qualitative figure of a few test
+pairs (ground truth and each baseline's top prediction). Hand-written analysis lives in
+``notes/<board>.md`` and is included verbatim.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any, Dict, List, Sequence, Union
 from .errors import ManifestError
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_output, read_json
 
-__all__ = ["publish_result", "publish_run", "write_leaderboard", "metric_value", "load_results"]
+__all__ = ["check_board", "publish_result", "publish_run", "write_leaderboard", "metric_value", "load_results"]
 
 
 def metric_value(metrics: Dict[str, Any], path: Sequence[str]) -> float:
@@ -29,13 +30,18 @@ def metric_value(metrics: Dict[str, Any], path: Sequence[str]) -> float:
     return float(cur)
 
 
+def check_board(board: str) -> str:
+    """``board`` if it is a plain folder name (no separators, not hidden); else a ManifestError."""
+    if not board or "/" in board or "\\" in board or board.startswith("."):
+        raise ManifestError(f"a leaderboard board is a plain folder name; got {board!r}")
+    return board
+
+
 def publish_result(result: Dict[str, Any], directory: Union[str, Path], *, force: bool = False,
                    board: Union[str, None] = None) -> Path:
     """Write ``result`` as ``<directory>/results/<board>/<baseline>.json`` (board: the dataset's
     name unless given; recorded in the copy as ``board``)."""
-    board = board or result.get("board") or result["dataset"]
-    if not board or "/" in board or "\\" in board or board.startswith("."):
-        raise ManifestError(f"a leaderboard board is a plain folder name; got {board!r}")
+    board = check_board(board or result.get("board") or result["dataset"])
     path = Path(directory) / "results" / board / f"{result['baseline']}.json"
     check_output(path, force)
     atomic_write_json(path, {**result, "board": board})

@@ -160,6 +160,7 @@ _ST_BOXES = TableSchema(
     checks=(_BOX_CHECK,),
 )
 
+
 def _keyframes_in_window(df: pd.DataFrame) -> np.ndarray:
     bad = []
     for kf, a, b in zip(df["ref_keyframes"], df["ref_start"].to_numpy(float), df["ref_end"].to_numpy(float)):

@@ -133,6 +133,10 @@ def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
     assert res.exit_code == 2 and "plain folder name" in res.output
     res = runner.invoke(cli, ["leaderboard", "--dir", str(tmp_path / "lb"), "--publish", str(tmp_path)])
     assert res.exit_code == 2 and "no result.json here" in res.output
+    # a bad board name is refused before the run, not after it
+    res = runner.invoke(cli, ["run-baseline", "chance", "--dataset", str(small_manifest), "--out",
+                              str(tmp_path / "run3"), "--quiet", "--leaderboard", str(tmp_path / "lb"), "--board", "a/b"])
+    assert res.exit_code == 2 and "plain folder name" in res.output and not (tmp_path / "run3").exists()
 
 
 def test_list_baselines_prints_parameter_counts():

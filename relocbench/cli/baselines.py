@@ -48,10 +48,12 @@ def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, 
       torchrun --nproc_per_node 2 -m relocbench run-baseline cgbm --out runs/cgbm-ddp
     """
     from ..engine import run_baseline as run
-    from ..leaderboard import metric_value, publish_result
+    from ..leaderboard import check_board, metric_value, publish_result
     from ..errors import ConfigError
     from ..tasks import get_task
 
+    if board is not None:
+        check_board(board)  # before training, not after
     if frames is not None:
         if features != "synthetic":
             raise ConfigError("give the frames folder once: --frames or --features, not both")
