@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from baselines.stvr.cells import LSTMState, WarpLSTM, control_points, create_cell, list_cells
+from relocbench_baselines.stvr.cells import LSTMState, WarpLSTM, control_points, create_cell, list_cells
 from relocbench.cli._common import print_table
 from relocbench.ops import sparse_image_warp
 

@@ -1,17 +1,30 @@
-"""Speed of ``relocbench.metrics`` against the readable loop implementations of tests/.
+"""Speed of ``relocbench evaluate`` from its files, and of ``relocbench.metrics`` from arrays.
 
-Prints one table: protocol, input size, seconds, peak traced memory, and the speed-up over
-the loop implementation on the same input (a smaller one where the loop would take minutes;
-the row says which). Targets (issue 3): reloc-temporal 1,000,000 pairs x 10 predictions
+First table (end to end): for each protocol and size (pairs; videos x 10 predictions for
+ActivityNet), the whole ``relocbench evaluate`` command as a user runs it, in a fresh
+process, against the parse floor of the same JSON files (orjson.loads of each file, in a
+fresh process, garbage collection off; the default-settings time beside it), their ratio
+(target: within 2x at 1M), the command's peak RSS (target: < 2 GB at 1M) and seconds per
+million pairs (constant when time grows linearly). Above it: the startup of ``--version``
+and ``--help`` beside ``python -c pass`` (target < 0.5 s).
+
+Second table (kernels): protocol, input size, seconds, peak traced memory, and the speed-up
+over the loop implementation on the same input (a smaller one where the loop would take
+minutes; the row says which). Targets: reloc-temporal 1,000,000 pairs x 10 predictions
 < 3 s; activitynet-detection 100,000 predictions / 5,000 videos / 200 classes < 2 s;
-ava 1,000,000 detection rows / 50,000 keyframes < 30 s (CSV reading included).
+ava 1,000,000 detection rows / 50,000 keyframes < 30 s (CSV reading included);
+activitynet-proposal 5,000 videos x 100 proposals at least 20x faster than a per-video loop.
 
-    python benchmarks/bench_evaluate.py            # full sizes
-    python benchmarks/bench_evaluate.py --scale 0.1
+    python benchmarks/bench_evaluate.py                       # everything, full sizes
+    python benchmarks/bench_evaluate.py --sizes 10000,100000 --no-kernels
+    python benchmarks/bench_evaluate.py --no-end-to-end --scale 0.1
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -116,6 +129,49 @@ def anet_input(n_pred, n_videos, n_classes, seed=0):
     return {"database": db}, {"results": results}, gt_rows, pred_rows
 
 
+# ----------------------------------------------------------------------------- ActivityNet proposals
+
+def proposal_row(n_videos=5_000, n_props=100, seed=0):
+    """Row of the activitynet-proposal evaluator: ``n_videos`` videos x ``n_props`` proposals,
+    against the per-video numpy loop (the official code's structure) on the same input and
+    the pure-Python loop on 200 videos; both must agree with the fast result to 1e-9."""
+    from relocbench.metrics.proposal import activitynet_proposal
+
+    def make(nv):
+        rng = np.random.default_rng(seed)
+        db, gt_rows, results, prop_rows = {}, [], {}, []
+        for v in range(nv):
+            vid = f"v_{v:05d}"
+            s = rng.uniform(0, 100, int(rng.integers(1, 4)))
+            e = (s + rng.uniform(2, 40, s.size)).tolist()
+            s = s.tolist()
+            db[vid] = {"subset": "validation", "annotations": [{"segment": [a, b], "label": "x"} for a, b in zip(s, e)]}
+            gt_rows += [(vid, a, b) for a, b in zip(s, e)]
+            ps = rng.uniform(0, 120, n_props)
+            pe = ps + rng.uniform(1, 50, n_props)
+            sc = rng.random(n_props)
+            results[vid] = [{"segment": [a, b], "score": c} for a, b, c in zip(ps.tolist(), pe.tolist(), sc.tolist())]
+            prop_rows += [(vid, a, b, c) for a, b, c in zip(ps.tolist(), pe.tolist(), sc.tolist())]
+        return {"database": db}, {"results": results}, gt_rows, prop_rows
+
+    thr = [float(x) for x in np.linspace(0.5, 0.95, 10)]
+    gt, pr, gt_rows, prop_rows = make(n_videos)
+    res, dt, cpu, peak = timed(activitynet_proposal, gt, pr, memory=True)
+    t = time.perf_counter()
+    loop = ref.activitynet_proposal_video_loop(gt_rows, prop_rows, thr, 100)
+    dt_loop = time.perf_counter() - t
+    assert abs(loop["auc"] - res["auc"]) < 1e-9, (loop["auc"], res["auc"])
+    sg, sp, sg_rows, sp_rows = make(200)
+    small, dt_fast, _, _ = timed(activitynet_proposal, sg, sp)
+    t = time.perf_counter()
+    py = ref.activitynet_proposal_reference(sg_rows, sp_rows, thr, 100)
+    dt_py = time.perf_counter() - t
+    assert abs(py["auc"] - small["auc"]) < 1e-9, (py["auc"], small["auc"])
+    return ("activitynet-proposal", f"{n_videos:,} videos x {n_props} proposals", dt, cpu, ">= 20x", peak,
+            f"{dt_loop / dt:,.0f}x vs per-video loop (same input: {dt_loop:.1f} s); "
+            f"{dt_py / dt_fast:,.0f}x vs Python loop (200 videos: {dt_py:.2f} s); equal to 1e-9")
+
+
 # ----------------------------------------------------------------------------- AVA
 
 def ava_input(n_rows, n_keys, folder: Path, seed=0):
@@ -153,11 +209,8 @@ def read_rows(path, n):
             for r in df.itertuples(index=False)]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every size by this")
-    args = ap.parse_args()
-    sc = args.scale
+def kernel_table(sc: float) -> None:
+    """The scorers from arrays (no file reading) against the loop implementations."""
     rows = []
 
     # reloc-temporal
@@ -184,6 +237,8 @@ def main():
     rows.append(("activitynet-detection", f"{n_pred:,} preds, {n_vid:,} videos, 200 classes", dt, cpu, "< 2 s", peak,
                  f"{dt_ref / dt:,.0f}x (same input: loop {dt_ref:.1f} s; equal to 1e-9)"))
 
+    rows.append(proposal_row(max(1, int(5_000 * sc))))
+
     # ava
     n_rows, n_keys = int(1_000_000 * sc), int(50_000 * sc)
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +255,6 @@ def main():
     rows.append(("ava", f"{n_rows:,} rows, {n_keys:,} keyframes (CSV read incl.)", dt, cpu, "< 30 s", peak,
                  f"{dt_ref / dt_fast:,.0f}x (100,000 rows: loop {dt_ref:.2f} s, fast {dt_fast:.3f} s)"))
 
-    import os
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} (wall time grows with other jobs; CPU time less so)")
     w = [22, 46, 8, 8, 7, 9]
@@ -211,5 +265,242 @@ def main():
               f"{pk / 2**20:>{w[5]}.0f}  {ratio}")
 
 
+# ----------------------------------------------------------------------------- end to end, from the files
+#
+# Each case writes its input files, then runs, each in a fresh interpreter:
+#   * the parse floor: orjson.loads of every JSON file the call reads (read + parse, garbage
+#     collection off, as fast as a parser gets; the default-settings time is shown beside it);
+#   * the whole command, ``relocbench evaluate ...``, as a user runs it (startup included),
+#     with its peak RSS (from wait4).
+
+FLOOR = """
+import gc, sys, time, orjson
+gc.disable() if sys.argv[1] == "off" else None
+total = 0.0
+for f in sys.argv[2:]:
+    t = time.perf_counter()
+    with open(f, "rb") as fh:
+        doc = orjson.loads(fh.read())
+    total += time.perf_counter() - t
+    del doc
+print(total)
+"""
+
+
+# Runs a command as `python -m relocbench ...` would, then reports the process's own peak RSS
+# (VmHWM: the high-water mark of this program's memory, not counting the benchmark's memory
+# that a forked child shares until it starts the interpreter).
+HWM = """
+import atexit, runpy, sys
+def report():
+    with open("/proc/self/status") as fh:
+        hwm = [ln.split()[1] for ln in fh if ln.startswith("VmHWM:")]
+    with open(path, "w") as out:
+        out.write(hwm[0] if hwm else "nan")
+path = sys.argv[1]
+atexit.register(report)
+sys.argv = ["relocbench"] + sys.argv[2:]
+runpy.run_module("relocbench", run_name="__main__", alter_sys=True)
+"""
+
+
+def timed_child(cmd):
+    """Wall seconds, peak RSS (bytes; NaN where /proc is absent) and stdout of one child."""
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        if cmd[:3] == [sys.executable, "-m", "relocbench"]:
+            cmd = [sys.executable, "-c", HWM, hwm.name, *cmd[3:]]
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {proc.stderr.decode()[-2000:]}")
+        text = open(hwm.name).read().strip()
+        rss = float(text) * 1024 if text else float("nan")
+    return wall, rss, proc.stdout.decode()
+
+
+def write_results(path: Path, header: dict, n: int, make_block, block: int = 20_000) -> None:
+    """A JSON file ``{**header, "results": {...}}`` written block by block (orjson per block)."""
+    import orjson
+
+    with open(path, "wb") as fh:
+        head = orjson.dumps(header)
+        fh.write(head[:-1] + (b',' if header else b'') + b'"results":{')
+        for b0 in range(0, n, block):
+            part = orjson.dumps(make_block(b0, min(n, b0 + block)))
+            fh.write((b"," if b0 else b"") + part[1:-1])
+        fh.write(b"}}")
+
+
+def case_temporal(n, folder: Path):
+    from relocbench.manifest import write_manifest
+
+    pairs, preds = temporal_input(n, 10, seed=2)
+    ids = preds.pair_ids
+    pairs = pairs.assign(query_segment_id=ids, query_video="qv", ref_segment_id=ids, ref_video="rv",
+                         query_start_s=0.0, query_end_s=pairs["query_end_step"] * 0.64)
+    m = write_manifest(folder / "man", {("pairs", "test"): pairs}, {
+        "name": "bench", "task": "temporal", "builder": {"name": "bench", "version": "0"}, "protocol": "bench",
+        "params": {}, "inputs": {}, "report": {}})
+    s, e, sc = np.floor(preds.start).astype(int), np.ceil(preds.end).astype(int), preds.score
+    ids = preds.pair_ids
+
+    def block(a, b):
+        return {ids[i]: [{"segment": [int(s[j]), int(e[j])], "score": float(sc[j])} for j in range(10 * i, 10 * i + 10)]
+                for i in range(a, b)}
+
+    f = folder / "preds.json"
+    write_results(f, {"version": "relocbench/1", "task": "temporal", "manifest": "bench", "split": "test",
+                      "unit": "step"}, n, block)
+    return [f], ["evaluate", f, "--manifest", m]
+
+
+def case_spatiotemporal(n, folder: Path):
+    from relocbench.manifest import write_manifest
+
+    rng = np.random.default_rng(3)
+    ids = np.array([f"p{i:07d}" for i in range(n)], dtype=object)
+    rs = rng.integers(0, 1000, n).astype(float)
+    pairs = pd.DataFrame({"pair_id": ids, "label": np.array([f"{i}" for i in range(20)], dtype=object)[rng.integers(0, 20, n)],
+                          "query_tubelet_id": ids, "query_video": "qv", "query_start": 0.0, "query_end": 3.0,
+                          "ref_video": "rv", "ref_start": rs, "ref_end": rs + 10,
+                          "target_tubelet_ids": [["t"]] * n})
+    kt = rs + rng.integers(0, 10, n)
+    x1, y1 = rng.uniform(0, 0.5, (2, n))
+    targets = pd.DataFrame({"pair_id": ids, "time": kt, "x1": x1, "y1": y1, "x2": x1 + 0.3, "y2": y1 + 0.3})
+    m = write_manifest(folder / "man", {("pairs", "test"): pairs, ("targets", "test"): targets}, {
+        "name": "bench", "task": "spatiotemporal", "builder": {"name": "bench", "version": "0"},
+        "protocol": "bench", "params": {}, "inputs": {}, "report": {}})
+    k = 10
+    near = rng.random((n, k)) < 0.5
+    pt = np.where(near, kt[:, None], rs[:, None] + rng.integers(0, 10, (n, k)))
+    jit = rng.normal(0, 0.03, (n, k, 2))
+    bx = np.clip(np.stack([x1[:, None] + jit[..., 0], y1[:, None] + jit[..., 1]], -1), 0, 0.69)
+    sc = rng.random((n, k))
+
+    def block(a, b):
+        return {ids[i]: [{"time": float(pt[i, j]), "box": [float(bx[i, j, 0]), float(bx[i, j, 1]),
+                                                          float(bx[i, j, 0]) + 0.3, float(bx[i, j, 1]) + 0.3],
+                          "score": float(sc[i, j])} for j in range(k)] for i in range(a, b)}
+
+    f = folder / "preds.json"
+    write_results(f, {"version": "relocbench/1", "task": "spatiotemporal", "manifest": "bench", "split": "test"}, n, block)
+    return [f], ["evaluate", f, "--manifest", m]
+
+
+def _anet_files(n, folder: Path, labels: bool):
+    import orjson
+
+    rng = np.random.default_rng(4)
+    classes = [f"class {i:03d}" for i in range(200)]
+    vids = [f"v_{i:07d}" for i in range(n)]
+    n_gt = rng.integers(1, 4, n)
+    gs = rng.uniform(0, 100, (n, 3))
+    ge = gs + rng.uniform(2, 40, (n, 3))
+    vc = rng.integers(0, 200, n)
+    gt = folder / "gt.json"
+    with open(gt, "wb") as fh:
+        fh.write(b'{"version":"VERSION 1.3","taxonomy":[],"database":{')
+        for b0 in range(0, n, 20_000):
+            part = {vids[i]: {"subset": "validation", "duration": 150.0,
+                              "url": f"https://www.youtube.com/watch?v={vids[i][2:]}",
+                              "annotations": [{"segment": [float(gs[i, a]), float(ge[i, a])], "label": classes[vc[i]]}
+                                              for a in range(n_gt[i])]} for i in range(b0, min(n, b0 + 20_000))}
+            fh.write((b"," if b0 else b"") + orjson.dumps(part)[1:-1])
+        fh.write(b"}}")
+    k = 10
+    near = rng.random((n, k)) < 0.5
+    ps = np.where(near, gs[:, :1] + rng.normal(0, 3, (n, k)), rng.uniform(0, 100, (n, k)))
+    pe = ps + np.where(near, (ge[:, :1] - gs[:, :1]), rng.uniform(2, 40, (n, k)))
+    pc = np.where(near, vc[:, None], rng.integers(0, 200, (n, k)))
+    sc = rng.random((n, k))
+
+    def block(a, b):
+        if labels:
+            return {vids[i]: [{"label": classes[pc[i, j]], "segment": [float(ps[i, j]), float(pe[i, j])],
+                               "score": float(sc[i, j])} for j in range(k)] for i in range(a, b)}
+        return {vids[i]: [{"segment": [float(ps[i, j]), float(pe[i, j])], "score": float(sc[i, j])} for j in range(k)]
+                for i in range(a, b)}
+
+    f = folder / "preds.json"
+    write_results(f, {"version": "VERSION 1.3", "external_data": {}}, n, block)
+    return gt, f
+
+
+def case_detection(n, folder: Path):
+    gt, f = _anet_files(n, folder, True)
+    return [gt, f], ["evaluate", f, "--protocol", "activitynet-detection", "--ground-truth", gt]
+
+
+def case_proposal(n, folder: Path):
+    gt, f = _anet_files(n, folder, False)
+    return [gt, f], ["evaluate", f, "--protocol", "activitynet-proposal", "--ground-truth", gt]
+
+
+CASES = {"reloc-temporal": case_temporal, "reloc-spatiotemporal": case_spatiotemporal,
+         "activitynet-detection": case_detection, "activitynet-proposal": case_proposal}
+
+
+def relocbench_cmd(*args):
+    return [sys.executable, "-m", "relocbench", *map(str, args)]
+
+
+def startup_rows(reps: int = 5):
+    rows = []
+    base = None
+    for name, cmd in (("python -c pass", [sys.executable, "-c", "pass"]),
+                      ("relocbench --version", relocbench_cmd("--version")),
+                      ("relocbench --help", relocbench_cmd("--help")),
+                      ("relocbench evaluate --help", relocbench_cmd("evaluate", "--help"))):
+        walls = sorted(timed_child(cmd)[0] for _ in range(reps))
+        med = walls[len(walls) // 2]
+        base = med if base is None else base
+        rows.append((name, med, med / base))
+    return rows
+
+
+def end_to_end_table(sizes, protocols) -> None:
+    from relocbench.cli import main as _  # noqa: F401  (fail early if the package is broken)
+
+    print(f"startup (median of 5, measured on {time.strftime('%Y-%m-%d')}; target < 0.5 s):")
+    print(f"{'command':<28} {'wall s':>7} {'x python':>9}")
+    for name, wall, ratio in startup_rows():
+        print(f"{name:<28} {wall:>7.3f} {ratio:>9.1f}")
+    print()
+    head = (f"{'protocol':<22} {'pairs':>9} {'MB':>6} {'floor s':>8} {'(gc on)':>8} {'whole s':>8} "
+            f"{'ratio':>6} {'peak MiB':>9} {'s per 1M':>9}")
+    print("end to end: the whole `relocbench evaluate` call against the parse floor of its JSON files")
+    print(head)
+    for proto in protocols:
+        if proto == "activitynet-proposal" and importlib.util.find_spec("relocbench.metrics.proposal") is None:
+            continue
+        for n in sizes:
+            with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp:
+                files, args = CASES[proto](n, Path(tmp))
+                mb = sum(os.path.getsize(f) for f in files) / 1e6
+                floor = float(timed_child([sys.executable, "-c", FLOOR, "off", *map(str, files)])[2])
+                floor_on = float(timed_child([sys.executable, "-c", FLOOR, "on", *map(str, files)])[2])
+                wall, rss, _ = timed_child(relocbench_cmd(*args))
+            print(f"{proto:<22} {n:>9,} {mb:>6.0f} {floor:>8.2f} {floor_on:>8.2f} {wall:>8.2f} "
+                  f"{wall / floor:>6.2f} {rss / 2**20:>9.0f} {wall / n * 1e6:>9.1f}", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every size of the kernel table by this")
+    ap.add_argument("--sizes", default="10000,100000,1000000",
+                    help="end-to-end sizes (pairs, or videos for ActivityNet), comma-separated")
+    ap.add_argument("--protocols", default=",".join(CASES), help="end-to-end protocols, comma-separated")
+    ap.add_argument("--no-kernels", action="store_true", help="skip the table of the scorers from arrays")
+    ap.add_argument("--no-end-to-end", action="store_true", help="skip the table of whole calls from files")
+    args = ap.parse_args()
+    if not args.no_end_to_end:
+        end_to_end_table([int(x) for x in args.sizes.split(",") if x], [p for p in args.protocols.split(",") if p])
+        print()
+    if not args.no_kernels:
+        kernel_table(args.scale)
+
+
 if __name__ == "__main__":
     main()
+

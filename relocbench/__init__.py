@@ -1,4 +1,9 @@
-"""relocbench: benchmarks and baselines for temporal and spatio-temporal video re-localization."""
+"""relocbench: benchmarks and baselines for temporal and spatio-temporal video re-localization.
+
+The error classes are imported eagerly (they need only the standard library); the manifest
+functions are loaded on first use, so that ``import relocbench`` and ``relocbench --help``
+do not import numpy, pandas or pyarrow.
+"""
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
@@ -10,7 +15,13 @@ from .errors import (  # noqa: E402
     PredictionError,
     RelocbenchError,
 )
-from .manifest import load_manifest, open_manifest, write_manifest  # noqa: E402
+
+# Public name -> module that defines it, imported on first access.
+_LAZY = {
+    "load_manifest": "manifest",
+    "open_manifest": "manifest",
+    "write_manifest": "manifest",
+}
 
 __all__ = [
     "__version__",
@@ -25,3 +36,17 @@ __all__ = [
     "OutputExistsError",
     "FeatureError",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

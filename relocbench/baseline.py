@@ -25,13 +25,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import ConfigError
+from .params import Bool, Constraint, Float, Int, IntSeq, Options, check_params
 
 __all__ = ["TrainConfig", "Baseline", "RunContext", "make_config", "config_to_dict"]
 
 
 @dataclass
 class TrainConfig:
-    """Training settings every baseline shares (non-trainable baselines ignore most)."""
+    """Training settings every baseline shares (non-trainable baselines ignore most).
+
+    Every field of a config class declares its allowed values in ``parameter_constraints``
+    (merged over the class hierarchy, see :mod:`relocbench.params`); :func:`make_config`
+    checks them all before anything runs. ``validate()`` is for checks across fields.
+    """
 
     seed: int = 0
     steps: int = 1000
@@ -46,69 +52,43 @@ class TrainConfig:
     eval_every: int = 200  # validation (and checkpoint selection) every N steps; 0: only at the end
     select_on_val: bool = True  # keep the checkpoint with the best validation headline metric
 
+    parameter_constraints: ClassVar[Dict[str, Constraint]] = {
+        "seed": Int(ge=0),
+        "steps": Int(ge=0),
+        "batch_size": Int(ge=1),
+        "lr": Float(gt=0),
+        "optimizer": Options("adam", "sgd"),
+        "momentum": Float(ge=0, lt=1),
+        "weight_decay": Float(ge=0),
+        "clip_norm": Float(ge=0),
+        "lr_milestones": IntSeq(ge=1, increasing=True),
+        "lr_gamma": Float(gt=0, le=1),
+        "eval_every": Int(ge=0),
+        "select_on_val": Bool(),
+    }
+
     def validate(self) -> None:
-        if self.steps < 0:
-            raise ConfigError(f"The 'steps' parameter must be >= 0. Got {self.steps} instead.")
-        if self.batch_size < 1:
-            raise ConfigError(f"The 'batch_size' parameter must be >= 1. Got {self.batch_size} instead.")
-        if not self.lr > 0:
-            raise ConfigError(f"The 'lr' parameter must be > 0. Got {self.lr} instead.")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"The 'optimizer' parameter must be 'adam' or 'sgd'. Got {self.optimizer!r} instead.")
-        if self.clip_norm < 0:
-            raise ConfigError(f"The 'clip_norm' parameter must be >= 0. Got {self.clip_norm} instead.")
-        if self.eval_every < 0:
-            raise ConfigError(f"The 'eval_every' parameter must be >= 0. Got {self.eval_every} instead.")
+        """Checks across fields (each field alone is checked by its declared constraint)."""
 
 
-def _coerce(value: Any, current: Any, name: str, cls_name: str) -> Any:
-    """Coerce a YAML/JSON/CLI value to the type of the field's default."""
-    if current is None or value is None:
-        return value
-    try:
-        if isinstance(current, bool):
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.lower() in ("true", "1", "yes")
-            raise TypeError
-        if isinstance(current, int):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if isinstance(current, float):
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if isinstance(current, str):
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if isinstance(current, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            return tuple(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"The {name!r} parameter of {cls_name} must be of type {type(current).__name__}. "
-            f"Got {value!r} instead."
-        ) from None
-    return value
+def make_config(cls: type, overrides: Optional[Mapping[str, Any]] = None, *, source: str = "",
+                origins: Optional[Mapping[str, Optional[str]]] = None) -> Any:
+    """Instantiate config dataclass ``cls`` with ``overrides``, every value checked first.
 
-
-def make_config(cls: type, overrides: Optional[Mapping[str, Any]] = None, *, source: str = "") -> Any:
-    """Instantiate config dataclass ``cls`` with ``overrides``; unknown keys are an error."""
-    base = cls()
+    Unknown keys are an error; each value is checked against its field's declared
+    constraint (:func:`relocbench.params.check_params`), the error naming ``source`` (the
+    config file) or, for the keys in ``origins``, the command-line option it came from.
+    """
     overrides = dict(overrides or {})
     names = {f.name for f in fields(cls)}
-    unknown = sorted(k for k in overrides if k not in names)
+    unknown = sorted(str(k) for k in overrides if k not in names)
     if unknown:
         raise ConfigError(
             f"unknown config key(s) {unknown} for {cls.__name__}; expected some of {sorted(names)}",
             file=source or None,
         )
-    kwargs = {k: _coerce(v, getattr(base, k), k, cls.__name__) for k, v in overrides.items()}
-    cfg = dataclasses.replace(base, **kwargs)
+    checked = check_params(cls, overrides, origins=origins, source=source or None)
+    cfg = dataclasses.replace(cls(), **checked)
     if hasattr(cfg, "validate"):
         cfg.validate()
     return cfg
@@ -162,6 +142,7 @@ class Baseline:
     Config: ClassVar[type] = TrainConfig
     trainable: ClassVar[bool] = False
     variant_defaults: ClassVar[Dict[str, Any]] = {}
+    variant_description: ClassVar[str] = ""
 
     def __init__(self, config: Any, ctx: RunContext) -> None:
         self.config = config
@@ -169,16 +150,22 @@ class Baseline:
 
     # ------------------------------------------------------------------ configuration
     @classmethod
-    def default_config(cls, overrides: Optional[Mapping[str, Any]] = None, *, source: str = "") -> Any:
+    def default_config(cls, overrides: Optional[Mapping[str, Any]] = None, *, source: str = "",
+                       origins: Optional[Mapping[str, Optional[str]]] = None) -> Any:
+        """The config of this baseline (variant defaults applied), with ``overrides`` checked."""
         merged = {**cls.variant_defaults, **dict(overrides or {})}
-        return make_config(cls.Config, merged, source=source)
+        return make_config(cls.Config, merged, source=source, origins=origins)
 
     @classmethod
     def description(cls) -> str:
+        """The variant's own description (``register_baseline(..., description=...)``), else
+        the first line of the class docstring followed by the variant's settings."""
+        if cls.variant_description:
+            return cls.variant_description
         doc = (cls.__doc__ or "").strip().splitlines()
-        text = doc[0] if doc else ""
+        text = doc[0].strip() if doc else ""
         if cls.variant_defaults:
-            text += " [" + ", ".join(f"{k}={v}" for k, v in cls.variant_defaults.items()) + "]"
+            text += " (" + ", ".join(f"{k}={v}" for k, v in cls.variant_defaults.items()) + ")"
         return text
 
     # ------------------------------------------------------------------ model
@@ -206,6 +193,12 @@ class Baseline:
 
     def predict(self, model, pairs) -> Dict[str, List[dict]]:
         raise NotImplementedError
+
+    def prediction_chunk(self) -> int:
+        """Pairs per ``predict`` call when the engine reports progress: the config's
+        ``eval_batch_size`` when it has one (a batched predictor then sees its own batches),
+        else 16."""
+        return int(getattr(self.config, "eval_batch_size", 16) or 16)
 
     def examples(self) -> Sequence[str]:
         """Pair ids whose predictions the leaderboard figure shows (default: chosen by the task)."""

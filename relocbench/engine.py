@@ -13,7 +13,13 @@ Run folder layout (``--out``, default ``runs/<dataset>/<baseline>``)::
 
 Every file is written atomically. A killed run restarts from ``checkpoint-last.pt`` with
 ``--resume``; batches derive from ``(seed, step)``, so a resumed run trains on exactly the
-batches an uninterrupted one would.
+batches an uninterrupted one would. Inputs (config, split, output folders, features) are
+checked before the run folder is made, and a run that fails before its first checkpoint
+removes the folder it made, so that the same command can simply be run again.
+
+Progress (training steps with loss, last validation score and ETA; validation and
+prediction passes in pairs) goes through :mod:`relocbench.progress`: a bar on a terminal,
+one line at least every 30 s when stderr is a log file, CI or ``nohup``.
 
 Distributed training: started by ``torchrun --nproc_per_node N relocbench run-baseline
 ...``; each rank computes its share of every global batch, DDP averages the gradients,
@@ -27,6 +33,7 @@ import logging
 import os
 import platform
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +41,16 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 from . import __version__
 from .baseline import Baseline, RunContext, config_to_dict
-from .errors import ConfigError, OutputExistsError
+from .errors import ConfigError, InputError, OutputExistsError
 from .io import atomic_write_bytes, atomic_write_json, read_json
+from .progress import Progress
 from .registry import get_baseline
 from .tasks import get_task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["resolve_device", "run_baseline", "RunResult", "load_config_file", "Distributed"]
+__all__ = ["resolve_device", "run_baseline", "RunResult", "load_config_file", "Distributed", "resolve_config",
+           "describe_config", "load_checkpoint", "predict_pairs", "paper_config_path"]
 
 
 def resolve_device(spec: str = "auto"):
@@ -124,17 +133,30 @@ def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
 
         require_file(p, "config file", ConfigError)
         try:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"expected UTF-8 YAML text, found an undecodable byte at offset {exc.start}",
+                              file=p) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config file: {exc.strerror}", file=p) from None
+        try:
+            doc = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"malformed YAML{where}", file=p) from None
+            problem = getattr(exc, "problem", None)
+            raise ConfigError(f"malformed YAML{where}" + (f": {problem}" if problem else ""), file=p) from None
+        except RecursionError:
+            raise ConfigError("malformed YAML: nested too deeply", file=p) from None
     else:
         doc = read_json(p, "config file", ConfigError)
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise ConfigError("expected a mapping of config keys to values", file=p)
+        raise ConfigError(f"expected a mapping of config keys to values, found a {type(doc).__name__}", file=p)
+    bad = [k for k in doc if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"expected string config keys, found {bad[0]!r}", file=p)
     return doc
 
 
@@ -143,6 +165,8 @@ class RunResult:
     run_dir: Path
     metrics: Dict[str, Any]
     result: Dict[str, Any]
+    #: with ``skip_missing``: pairs, scored, missing, missing_videos, subset (see :func:`run_baseline`)
+    coverage: Optional[Dict[str, Any]] = None
 
 
 def _torch_bytes(obj: Any) -> bytes:
@@ -177,11 +201,16 @@ class _Log:
 def _prepare_run_dir(run_dir: Path, run_config: Dict[str, Any], resume: bool, force: bool) -> bool:
     """Create or reuse the run folder; return True when resuming from a checkpoint."""
     cfg_path = run_dir / "config.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError("the run folder is not a folder", file=run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         if resume:
             if not cfg_path.is_file():
                 raise ConfigError("cannot resume: no config.json in the run folder", file=run_dir)
             old = read_json(cfg_path, "run config", ConfigError)
+            if not isinstance(old, dict):
+                raise ConfigError(f"cannot resume: expected a JSON object in the run config, found a "
+                                  f"{type(old).__name__}; use another --out or --force to start over", file=cfg_path)
             keys = ("baseline", "dataset", "features", "config")
             diff = [k for k in keys if old.get(k) != run_config.get(k)]
             if diff:
@@ -210,6 +239,65 @@ def _make_optimizer(cfg, params):
     return opt, sched
 
 
+CHECKPOINT_KEYS = {"checkpoint-last.pt": ("model", "optimizer", "scheduler", "step", "best", "best_step"),
+                   "checkpoint-best.pt": ("model", "step")}
+
+
+def load_checkpoint(path: Path, device) -> Dict[str, Any]:
+    """A checkpoint of the run folder; an empty, truncated or foreign file is an InputError
+    naming it (instead of an unpickling error deep inside torch)."""
+    import torch
+
+    keys = CHECKPOINT_KEYS.get(path.name, ("model",))
+    hint = "delete it to restart from the last good state, or pass --force to start the run over"
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read the checkpoint: {exc.strerror}", file=path) from None
+    if size == 0:
+        raise InputError(f"the checkpoint is empty (0 bytes); {hint}", file=path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # torch raises many kinds on a damaged file (pickle, zip, EOF, runtime)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"not a readable torch checkpoint (truncated or corrupted: {type(exc).__name__}: "
+                         f"{first}); {hint}", file=path) from None
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise InputError(f"expected a checkpoint holding {list(keys)}, found {found}; {hint}", file=path)
+    return state
+
+
+def _load_weights(model, path: Path, device) -> None:
+    state = load_checkpoint(path, device)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise InputError(f"the checkpoint's weights do not fit this model ({first}); pass --force to start the "
+                         "run over", file=path) from None
+
+
+def predict_pairs(baseline: Baseline, model, task, ctx, pairs, *, desc: str, quiet: bool,
+                  leave: bool = True) -> Dict[str, list]:
+    """``baseline.predict`` over ``pairs`` in the task's chunks, with a progress line.
+
+    Chunks hold ``baseline.prediction_chunk()`` pairs in the task's order (temporal: by
+    window length, as the batched predictors sort them), so batched predictors see the
+    same batches as in one call and the predictions are the same.
+    """
+    import torch
+
+    results: Dict[str, list] = {}
+    chunks = task.prediction_chunks(ctx, pairs, baseline.prediction_chunk())
+    with Progress(total=len(pairs), desc=desc, unit="pair", quiet=quiet, leave=leave) as bar:
+        with torch.no_grad():
+            for chunk in chunks:
+                results.update(baseline.predict(model, chunk))
+                bar.update(len(chunk))
+    return results
+
+
 def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, val_pairs, resume: bool,
            progress: bool, logger: _Log) -> Dict[str, Any]:
     """The training loop shared by every trainable baseline."""
@@ -221,66 +309,70 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
     step, best, best_step = 0, -float("inf"), -1
     last = run_dir / "checkpoint-last.pt"
     if resume and last.is_file():
-        state = torch.load(last, map_location=dist.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, best, best_step = state["step"], state["best"], state["best_step"]
+        state = load_checkpoint(last, dist.device)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            step, best, best_step = int(state["step"]), float(state["best"]), int(state["best_step"])
+        except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise InputError(f"the checkpoint does not fit this run ({first}); pass --force to start over",
+                             file=last) from None
         log.info("resumed at step %d (best %.4f at step %d)", step, best, best_step)
     ddp_model = dist.wrap(model)
-    bar = None
-    if progress and dist.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=step, desc=f"train {baseline.name}", unit="step", disable=None)
-    t0, seen = time.time(), 0
+    quiet = not (progress and dist.is_main)
     eval_every = cfg.eval_every or cfg.steps
-    while step < cfg.steps:
-        ddp_model.train()
-        torch.manual_seed((cfg.seed * 1_000_003 + step * 101 + dist.rank) % (2**63))  # dropout: exact on resume
-        batch = baseline.batch(step, dist.rank, dist.world_size)
-        loss, logs = baseline.loss(ddp_model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = None
-        if cfg.clip_norm > 0:
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm))
-        opt.step()
-        sched.step()
-        step += 1
-        seen += 1
-        lval = float(loss.detach())
-        if not np.isfinite(lval):
-            raise ConfigError(f"training diverged: loss is {lval} at step {step}; lower --lr")
-        if bar is not None:
-            bar.set_postfix(loss=f"{lval:.4f}", steps_per_s=f"{seen / max(time.time() - t0, 1e-9):.2f}")
-            bar.update(1)
-        if dist.is_main and (step % 10 == 0 or step == 1):
-            logger.write(step=step, loss=lval, grad_norm=gnorm, lr=sched.get_last_lr()[0], **logs)
-        if step % eval_every == 0 or step == cfg.steps:
-            improved = False
-            if dist.is_main:
-                model.eval()
-                score = float("nan")
-                if cfg.select_on_val and val_pairs is not None and len(val_pairs):
-                    with torch.no_grad():
-                        results = baseline.predict(model, task.predictable(baseline.ctx, val_pairs))
-                    metrics = task.score(baseline.ctx, val_pairs, results, split="val")
-                    score = task.headline(metrics)
-                    improved = score > best
-                else:
-                    improved = True  # no validation: keep the last weights
-                if improved:
-                    best, best_step = (score if score == score else best), step
-                    atomic_write_bytes(run_dir / "checkpoint-best.pt", _torch_bytes({"model": model.state_dict(), "step": step}))
-                logger.write(step=step, val_score=score, best=best, best_step=best_step)
-                atomic_write_bytes(last, _torch_bytes({
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "best": best, "best_step": best_step,
-                }))
-            dist.barrier()
-    if bar is not None:
-        bar.close()
+    last_val: Optional[float] = None
+    with Progress(total=cfg.steps, desc=f"train {baseline.name}", unit="step", quiet=quiet, initial=step) as bar:
+        while step < cfg.steps:
+            ddp_model.train()
+            torch.manual_seed((cfg.seed * 1_000_003 + step * 101 + dist.rank) % (2**63))  # dropout: exact on resume
+            batch = baseline.batch(step, dist.rank, dist.world_size)
+            loss, logs = baseline.loss(ddp_model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = None
+            if cfg.clip_norm > 0:
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm))
+            opt.step()
+            sched.step()
+            step += 1
+            lval = float(loss.detach())
+            if not np.isfinite(lval):
+                raise ConfigError(f"training diverged: loss is {lval} at step {step}; lower --lr")
+            bar.update(1, loss=lval, val=last_val)
+            if dist.is_main and (step % 10 == 0 or step == 1):
+                logger.write(step=step, loss=lval, grad_norm=gnorm, lr=sched.get_last_lr()[0], **logs)
+            if step % eval_every == 0 or step == cfg.steps:
+                improved = False
+                if dist.is_main:
+                    model.eval()
+                    score = float("nan")
+                    if cfg.select_on_val and val_pairs is not None and len(val_pairs):
+                        results = predict_pairs(baseline, model, task, baseline.ctx,
+                                                task.predictable(baseline.ctx, val_pairs),
+                                                desc=f"validate {baseline.name} at step {step}", quiet=quiet,
+                                                leave=False)
+                        metrics = task.score(baseline.ctx, val_pairs, results, split="val")
+                        score = task.headline(metrics)
+                        improved = score > best
+                        last_val = 100.0 * score
+                    else:
+                        improved = True  # no validation: keep the last weights
+                    if improved:
+                        best, best_step = (score if score == score else best), step
+                        atomic_write_bytes(run_dir / "checkpoint-best.pt",
+                                           _torch_bytes({"model": model.state_dict(), "step": step}))
+                    logger.write(step=step, val_score=score, best=best, best_step=best_step)
+                    if score == score:
+                        log.info("step %d: validation %.4f (best %.4f at step %d)", step, score, best, best_step)
+                    atomic_write_bytes(last, _torch_bytes({
+                        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "step": step, "best": best, "best_step": best_step,
+                    }))
+                    bar.set_fields(val=last_val)
+                dist.barrier()
     # no validation ran (steps == 0) or none scored: JSON has no -inf
     return {"steps": step, "best_val": best if best > -float("inf") else None,
             "best_step": best_step if best_step >= 0 else None}
@@ -312,6 +404,82 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
+def _cli_origins(overrides: Mapping[str, Any]) -> Dict[str, str]:
+    return {k: "--" + k.replace("_", "-") for k in overrides}
+
+
+def resolve_config(name: str, *, config_file: Optional[Union[str, Path]] = None,
+                   overrides: Optional[Mapping[str, Any]] = None):
+    """The baseline class and its checked config: defaults, then ``config_file``, then
+    ``overrides`` (command-line values, named ``--key`` in errors). Nothing heavy runs."""
+    cls = get_baseline(name)
+    file_over = load_config_file(config_file) if config_file is not None else {}
+    cli_over = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+    origins = _cli_origins(cli_over)
+    cfg = cls.default_config({**file_over, **cli_over}, source=str(config_file or ""), origins=origins)
+    return cls, cfg
+
+
+def paper_config_path(cls: type) -> Optional[Path]:
+    """``configs/paper.yaml`` beside the module that defines baseline ``cls``, if there is one."""
+    import sys
+
+    mod = sys.modules.get(cls.__module__)
+    f = getattr(mod, "__file__", None)
+    if not f:
+        return None
+    p = Path(f).resolve().parent / "configs" / "paper.yaml"
+    return p if p.is_file() else None
+
+
+def describe_config(name: str, *, config_file: Optional[Union[str, Path]] = None,
+                    overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """What ``--config`` may set for baseline ``name``: every field with its allowed values,
+    its default (this variant's), the paper config's value and the resolved value.
+
+    Returns ``{"baseline", "config_class", "paper_config", "fields": [{name, allowed,
+    default, paper, value}]}``; a field the paper config leaves out has ``paper`` None.
+    """
+    from dataclasses import fields as dc_fields
+
+    from .params import describe_constraint
+
+    cls, cfg = resolve_config(name, config_file=config_file, overrides=overrides)
+    default = cls.default_config()
+    paper_path = paper_config_path(cls)
+    paper = load_config_file(paper_path) if paper_path is not None else {}
+    rows = []
+    for f in dc_fields(cfg):
+        v, d = getattr(cfg, f.name), getattr(default, f.name)
+        pv = paper.get(f.name)
+        rows.append({"name": f.name, "allowed": describe_constraint(cls.Config, f.name),
+                     "default": list(d) if isinstance(d, tuple) else d,
+                     "paper": list(pv) if isinstance(pv, tuple) else pv,
+                     "value": list(v) if isinstance(v, tuple) else v})
+    return {"baseline": name, "config_class": cls.Config.__name__,
+            "paper_config": str(paper_path) if paper_path is not None else None, "fields": rows}
+
+
+def _check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse, before any work, a run folder that cannot be made or written, or one that
+    holds a run already (without --resume or --force)."""
+    from .io import check_writable
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError("the run folder (--out) exists and is not a folder", file=run_dir)
+    if run_dir.is_dir() and not (resume or force) and any(run_dir.iterdir()):
+        raise OutputExistsError("run folder exists already; pass --resume to continue it or --force to start over",
+                                file=run_dir)
+    if run_dir.is_dir():
+        try:
+            probe = tempfile.mkdtemp(prefix=".relocbench-probe-", dir=run_dir)
+            os.rmdir(probe)
+        except OSError as exc:
+            raise ConfigError(f"the run folder (--out) cannot be written ({exc.strerror})", file=run_dir) from None
+    else:
+        check_writable(run_dir)
+
+
 def run_baseline(
     name: str,
     *,
@@ -326,68 +494,105 @@ def run_baseline(
     force: bool = False,
     progress: bool = False,
     skip_missing: bool = False,
+    score_subset: bool = False,
     threads: Optional[int] = None,
 ) -> RunResult:
     """Train (when trainable), select on validation, predict ``split``, score and record.
 
+    Everything that can be checked is checked before the run folder is made: the config
+    (``config_file``, then ``overrides``, command-line values named ``--key`` in errors),
+    ``--threads``, the split, the run folder's writability, the features and the training
+    pairs. A run that fails before its first checkpoint removes the run folder it created,
+    so that the same command can be run again.
+
+    ``skip_missing``: pairs whose videos have no features are not predicted and count as
+    misses; ``score_subset`` (implies ``skip_missing``): only the pairs that have features
+    are scored, and metrics, ``result.json`` and :attr:`RunResult.coverage` say it is a
+    subset (such a result is not a benchmark number: never publish it to a leaderboard).
+
+    ``progress``: training, validation and prediction report through
+    :class:`relocbench.progress.Progress` on stderr (a bar on a terminal, else a line at
+    least every ``$RELOCBENCH_PROGRESS_INTERVAL`` seconds, 30 by default).
+
     >>> run_baseline("chance", dataset="activitynet", out="runs/chance")  # doctest: +SKIP
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"--threads must be an int >= 1. Got {threads!r} instead.")
+    if not isinstance(split, str) or not split:
+        raise ConfigError(f"--split must be a split name such as 'val' or 'test'. Got {split!r} instead.")
+    cls, cfg = resolve_config(name, config_file=config_file, overrides=overrides)
+    task = get_task(cls.task)
+    skip_missing = bool(skip_missing or score_subset)
+    if out is not None:
+        _check_run_dir(Path(out), resume, force)
     import torch
 
-    cls = get_baseline(name)
-    task = get_task(cls.task)
     if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1. Got {threads} instead.")
         # one thread per process avoids OpenMP spin-waiting when the CPU is shared
         torch.set_num_threads(threads)
-    file_over = load_config_file(config_file) if config_file is not None else {}
-    merged = {**file_over, **{k: v for k, v in dict(overrides or {}).items() if v is not None}}
-    cfg = cls.default_config(merged, source=str(config_file or ""))
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()
     dist = Distributed(dev)
+    run_dir: Optional[Path] = None
+    created = existed_empty = False
     try:
         ctx = task.open(dataset, features, device=dist.device, seed=cfg.seed, skip_missing=skip_missing)
         ctx.rank, ctx.world_size = dist.rank, dist.world_size
         run_dir = Path(out) if out is not None else Path("runs") / ctx.dataset / name
+        if out is None:
+            _check_run_dir(run_dir, resume, force)
         ctx.run_dir = run_dir
+        # the split (and validation pairs) before any training
+        pairs = task.pairs(ctx, split)
+        val_pairs = task.pairs(ctx, "val") if (cls.trainable and cfg.select_on_val) else None
         run_config = {
             "baseline": name, "task": cls.task, "dataset": ctx.dataset, "features": task.describe_features(ctx),
             "split": split, "config": config_to_dict(cfg), "relocbench": __version__,
         }
-        resuming = False
-        if dist.is_main:
-            resuming = _prepare_run_dir(run_dir, run_config, resume, force)
-        resuming = dist.broadcast_flag(resuming)
-        dist.barrier()
-        logger = _Log(run_dir / "log.jsonl" if dist.is_main else None)
+        if cls.trainable:
+            task.check_training(ctx)
         baseline = cls(cfg, ctx)
         torch.manual_seed(cfg.seed)
         model = cls.create_model(cfg)
         if model is not None:
             model = model.to(dist.device)
         baseline.prepare(model)
+        resuming = False
+        if dist.is_main:
+            existed_empty = run_dir.is_dir() and not any(run_dir.iterdir())
+            created = not run_dir.exists() or (force and not resume)
+            resuming = _prepare_run_dir(run_dir, run_config, resume, force)
+        resuming = dist.broadcast_flag(resuming)
+        dist.barrier()
+        logger = _Log(run_dir / "log.jsonl" if dist.is_main else None)
+        quiet = not (progress and dist.is_main)
         t0 = time.time()
         train_info: Dict[str, Any] = {}
         if cls.trainable and model is not None:
-            val_pairs = task.pairs(ctx, "val") if cfg.select_on_val else None
             train_info = _train(baseline, model, run_dir, dist, task, val_pairs, resuming, progress, logger)
             best = run_dir / "checkpoint-best.pt"
             if best.is_file():
-                model.load_state_dict(torch.load(best, map_location=dist.device, weights_only=False)["model"])
+                _load_weights(model, best, dist.device)
         metrics: Dict[str, Any] = {}
         result: Dict[str, Any] = {}
+        coverage: Optional[Dict[str, Any]] = None
         if dist.is_main:
             if model is not None:
                 model.eval()
-            pairs = task.pairs(ctx, split)
-            with torch.no_grad():
-                results = baseline.predict(model, task.predictable(ctx, pairs))
+            asked = task.predictable(ctx, pairs)
+            results = predict_pairs(baseline, model, task, ctx, asked, desc=f"predict {name} ({split})", quiet=quiet)
             doc = task.predictions_doc(ctx, split, results)
             atomic_write_json(run_dir / f"predictions-{split}.json", doc)
-            metrics = task.score(ctx, pairs, results, split=split)
+            if skip_missing:
+                coverage = task.coverage(ctx, pairs, asked)
+                coverage["subset"] = bool(score_subset)
+            scored = asked if score_subset else pairs
+            ctx.extras["score_subset"] = bool(score_subset)
+            metrics = task.score(ctx, scored, results, split=split)
+            if score_subset:
+                metrics["subset"] = {**coverage, "note": "only the pairs whose videos have features were scored: "
+                                                         "not comparable with full-split results"}
             atomic_write_json(run_dir / f"metrics-{split}.json", metrics)
             wall = time.time() - t0
             result = {
@@ -396,11 +601,26 @@ def run_baseline(
                 "features": task.describe_features(ctx), "manifest_sha256": task.manifest_sha256(ctx),
                 "relocbench": __version__, "wall_time_s": round(wall, 2), "hardware": _hardware(dist.device),
                 "parameters": cls.parameter_count(cfg), "training": train_info,
-                "examples": task.examples(ctx, pairs, results),
+                "examples": task.examples(ctx, scored, results),
             }
+            if coverage is not None:
+                result["coverage"] = coverage
+            if score_subset:
+                result["subset"] = metrics["subset"]
             atomic_write_json(run_dir / "result.json", result)
             logger.write(event="done", split=split, headline=task.headline(metrics), wall_time_s=round(wall, 2))
         dist.barrier()
-        return RunResult(run_dir, metrics, result)
+        return RunResult(run_dir, metrics, result, coverage)
+    except BaseException:
+        # a run that failed before its first checkpoint leaves nothing worth resuming: remove the
+        # folder it created, so that the same command can run again
+        if (created or existed_empty) and run_dir is not None and run_dir.is_dir() \
+                and not (run_dir / "checkpoint-last.pt").exists():
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:  # the folder was there, empty: leave it empty
+                for child in run_dir.iterdir():
+                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        raise
     finally:
         dist.close()

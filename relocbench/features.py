@@ -15,6 +15,9 @@ Stores (``open_feature_store`` picks one from a spec string):
   ECCV 2018 paper did; a release of ``T`` rows gives ``ceil(T / 2)`` steps.
 * :class:`HDF5Store` -- an ``.h5`` file holding one 2-D dataset per video at its root
   (named by the video id, with or without the ``v_`` prefix), rows at a declared stride.
+* :class:`ExtractedHDF5Store` -- a file written by ``relocbench extract-features``
+  (``relocbench_features`` attribute): read at the ``step_frames`` it declares, in its
+  own layout (one dataset per video, or the C3D release's), with no other flag.
 * :class:`NpyFolderStore` -- a folder of ``<video>.npy`` files, any dimension, rows at a
   declared stride.
 * :class:`SyntheticFeatures` (the default) -- deterministic features rendered on the real
@@ -56,6 +59,7 @@ __all__ = [
     "FeatureStore",
     "C3DHDF5Store",
     "HDF5Store",
+    "ExtractedHDF5Store",
     "NpyFolderStore",
     "SyntheticFeatures",
     "open_feature_store",
@@ -379,6 +383,53 @@ class HDF5Store(_HDF5Base):
             if isinstance(ds, h5py.Dataset):
                 return ds
         return None
+
+
+def _declared_layout(f, path: Path) -> Optional[Dict[str, Any]]:
+    """The file attributes of a ``relocbench extract-features`` output, or None for other files."""
+    if "relocbench_features" not in f.attrs:
+        return None
+    attrs = {k: (v.decode("utf-8") if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
+             for k, v in f.attrs.items()}
+    step = attrs.get("step_frames")
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or not step > 0:
+        raise FeatureError(f"declares step_frames {step!r}; expected a positive number of frames", file=path)
+    if attrs.get("layout", "relocbench") not in ("relocbench", "c3d"):
+        raise FeatureError(f"declares layout {attrs.get('layout')!r}; expected 'relocbench' or 'c3d'", file=path)
+    if not any(n != "_relocbench_pca" for n in f):
+        raise FeatureError("holds no video features (every video failed? see the file's 'report' attribute: "
+                           f"{attrs.get('report', '{}')[:200]})", file=path)
+    return attrs
+
+
+class ExtractedHDF5Store(HDF5Store):
+    """A file written by ``relocbench extract-features``: read at the step size it declares.
+
+    Layout ``relocbench``: one dataset per video, rows ``step_frames`` apart. Layout ``c3d``:
+    the official release's groups, rows 8 frames apart. ``attrs`` holds the file's attributes
+    (``backbone``, ``weights``, ``step_frames``, ``dim``, ``pca``, ``report``, ...).
+    """
+
+    kind = "relocbench-hdf5"
+
+    def __init__(self, path: PathLike, attrs: Dict[str, Any], *, stride_frames: Optional[float] = None,
+                 dim: Optional[int] = None, skip_missing: bool = False, cache_mb: Optional[float] = None) -> None:
+        self.attrs = dict(attrs)
+        self.layout = self.attrs.get("layout", "relocbench")
+        declared = 8 if self.layout == "c3d" else self.attrs["step_frames"]
+        super().__init__(path, stride_frames=stride_frames or declared, dim=dim, skip_missing=skip_missing,
+                         cache_mb=cache_mb)
+
+    def describe(self) -> Dict[str, Any]:
+        extra = {k: self.attrs.get(k) for k in ("backbone", "weights", "step_frames", "pca", "layout")}
+        return {**super().describe(), **extra}
+
+    dataset = "c3d_features"  # the dataset of each group in the c3d layout
+
+    def _node(self, video: str):
+        if self.layout == "c3d":
+            return C3DHDF5Store._node(self, video)
+        return super()._node(video)
 
 
 class NpyFolderStore(FeatureStore):
@@ -756,6 +807,9 @@ def open_feature_store(
     if not h5py.is_hdf5(str(p)):
         raise FeatureError("not an HDF5 file; expected 'synthetic', an .h5/.hdf5 file or a folder of .npy", file=p)
     with h5py.File(p, "r") as f:
+        declared = _declared_layout(f, p)
+        if declared is not None:
+            return ExtractedHDF5Store(p, declared, stride_frames=stride_frames, dim=dim, skip_missing=skip_missing)
         layout = None
         for name in f:
             node = f[name]

@@ -1,16 +1,28 @@
-"""Small I/O helpers: atomic writes, hashing and JSON reading with clear errors."""
+"""Small I/O helpers: atomic writes, hashing and JSON reading with clear errors.
+
+Outputs (``atomic_write_*``, ``atomic_dir``) are written beside their final path and renamed
+into place at the end; the rename never replaces an output that another process finished
+meanwhile unless ``force``; an exception, Ctrl-C or (with :func:`install_sigterm_handler`)
+SIGTERM removes the temporary file or folder. :func:`check_output` refuses an existing or
+unwritable output before the work starts.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
+import gc
 import hashlib
 import json
 import os
 import shutil
+import signal
+import stat
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Iterator, Type, Union
+from typing import Any, Iterator, Optional, Type, Union
 
-from .errors import InputError, OutputExistsError, RelocbenchError
+from .errors import ConfigError, InputError, OutputExistsError, RelocbenchError
 
 PathLike = Union[str, os.PathLike]
 
@@ -22,7 +34,13 @@ __all__ = [
     "atomic_write_json",
     "atomic_dir",
     "check_output",
+    "check_writable",
+    "install_sigterm_handler",
+    "Terminated",
     "read_json",
+    "JsonMapping",
+    "count_json_keys",
+    "trim_heap",
     "require_file",
     "dumps_json",
 ]
@@ -46,28 +64,147 @@ def _umask_mode(mode: int) -> int:
     return mode & ~current
 
 
-def check_output(path: PathLike, force: bool) -> Path:
-    """Refuse to overwrite an existing output unless ``force``."""
+def _refuse_existing(p: Path, force: bool) -> None:
+    if not force and (p.exists() or p.is_symlink()):
+        raise OutputExistsError("exists already; pass --force to overwrite it", file=p)
+
+
+def check_writable(path: PathLike) -> Path:
+    """Check, before any work, that ``path`` can be created: its nearest existing parent
+    must be a folder in which a file can be made (probed, since permission bits say little
+    for root, ``/proc`` or a read-only mount). Raises ConfigError naming the path."""
     p = Path(path)
-    if p.exists() and not force:
-        raise OutputExistsError(
-            "exists already; pass --force to overwrite it", file=p
-        )
+    anc = Path(os.path.abspath(p)).parent
+    while not (anc.exists() or anc.is_symlink()) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"cannot be created: {anc} is a file, not a folder", file=p)
+    try:
+        probe = tempfile.mkdtemp(prefix=".relocbench-probe-", dir=anc)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise ConfigError(f"cannot be written: creating an entry in {anc} fails ({exc.strerror})",
+                          file=p) from None
     return p
 
 
+def check_output(path: PathLike, force: bool) -> Path:
+    """Refuse to overwrite an existing output unless ``force``, and refuse an output that
+    cannot be written (under a file, ``/proc``, a read-only folder) before the work starts."""
+    p = Path(path)
+    _refuse_existing(p, force)
+    return check_writable(p)
+
+
+def _prepare_parent(p: Path) -> None:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {p.parent} ({exc.strerror})", file=p) from None
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (atomically where the system allows:
+    ``renameat2(RENAME_NOREPLACE)`` on Linux); raise OutputExistsError if it does."""
+    appeared = OutputExistsError(
+        "appeared while this command was running (another process wrote it?); it was left as it "
+        "is and nothing was written; pass --force to overwrite it", file=dst)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_noreplace = -100, 1
+        rc = renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), rename_noreplace)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise appeared
+        if err not in (errno.ENOSYS, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EINVAL)):
+            raise OSError(err, os.strerror(err), str(dst))
+    # Portable fallback: a hard link refuses an existing name; renaming a folder refuses a
+    # non-empty one; the check just before leaves only a short race for an empty folder.
+    if os.path.lexists(dst):
+        raise appeared
+    if src.is_dir():
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise appeared from None
+            raise
+        return
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise appeared from None
+    os.unlink(src)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
+
+
+def _commit(tmp: Path, p: Path, force: bool) -> None:
+    """Move the finished ``tmp`` to ``p``: without ``force`` never over an entry that
+    appeared meanwhile; with ``force`` over whatever is there (restored if the move fails)."""
+    if not force:
+        _rename_noreplace(tmp, p)
+        return
+    for _ in range(3):  # another forced writer may move things between the steps
+        if not (p.exists() or p.is_symlink()):
+            try:
+                _rename_noreplace(tmp, p)
+                return
+            except OutputExistsError:
+                continue
+        old = p.with_name(f".{p.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.replace(p, old)
+        except FileNotFoundError:
+            continue
+        try:
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.replace(old, p)
+            raise
+        try:
+            _remove(old)
+        except BaseException:  # an interrupt during the removal: finish it, then go on
+            _remove(old)
+            raise
+        return
+    os.replace(tmp, p)
+
+
 def atomic_write_bytes(path: PathLike, data: bytes, *, force: bool = True) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    p = check_output(path, force)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    Without ``force`` an existing ``path`` is refused, also one that appeared while writing.
+    """
+    p = Path(path)
+    _refuse_existing(p, force)
+    _prepare_parent(p)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot be written ({exc.strerror})", file=p) from None
     try:
         os.chmod(tmp, _umask_mode(0o666))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        _commit(Path(tmp), p, force)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -92,50 +229,519 @@ def atomic_write_json(path: PathLike, obj: Any, *, force: bool = True) -> Path:
 def atomic_dir(path: PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``.
 
-    On any exception (including KeyboardInterrupt) the temporary folder is removed and
-    ``path`` is left as it was.
+    On any exception (including KeyboardInterrupt, and SIGTERM once
+    :func:`install_sigterm_handler` is installed) the temporary folder is removed and
+    ``path`` is left as it was. Without ``force`` the final rename refuses a ``path`` that
+    appeared while the body ran (two concurrent builds: the later one fails with
+    OutputExistsError instead of replacing the other's output).
     """
     p = check_output(path, force)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
-    os.chmod(tmp, _umask_mode(0o777))
+    _prepare_parent(p)
+    tmp: Optional[Path] = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+        os.chmod(tmp, _umask_mode(0o777))
         yield tmp
-        if p.exists():
-            old = p.with_name(f".{p.name}.old-{os.getpid()}")
-            os.replace(p, old)
-            os.replace(tmp, p)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, p)
+        _commit(tmp, p, force)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM, once
+    :func:`install_sigterm_handler` is installed.
+
+    It is a KeyboardInterrupt, so every cleanup that handles Ctrl-C (the atomic writers
+    here, training loops) handles SIGTERM the same way. ``exit_code`` is ``128 + signum``
+    (143 for SIGTERM), the status a shell reports for a process ended by the signal.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(f"terminated by {signal.Signals(self.signum).name}")
+
+
+_sigterm = {"installed": False, "received": False}
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _sigterm["received"]:
+        return  # the first one is being handled: let its cleanup finish
+    _sigterm["received"] = True
+    raise Terminated(signum)
+
+
+def install_sigterm_handler() -> bool:
+    """Make SIGTERM raise :class:`Terminated` in the main thread, so that temporary outputs
+    are removed as on Ctrl-C. Further SIGTERMs while the first is being handled are ignored
+    (the cleanup finishes; SIGKILL still ends the process at once).
+
+    Idempotent. Returns False (and does nothing) outside the main thread, where Python
+    cannot install signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm["installed"] = True
+    _sigterm["received"] = False
+    return True
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
 def require_file(path: PathLike, what: str = "file", error: Type[RelocbenchError] = InputError) -> Path:
+    """Check that ``path`` is a readable regular file (following symbolic links); raise
+    ``error`` naming the file and what it is instead (missing, a broken link, a folder, a
+    FIFO, a device, ...)."""
     p = Path(path)
-    if not p.exists():
-        raise error(f"{what} not found", file=p)
-    if not p.is_file():
-        raise error(f"expected a {what}, found a folder", file=p)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise error(f"{what} not found: a symbolic link to the missing {os.readlink(p)}", file=p) from None
+        raise error(f"{what} not found", file=p) from None
+    except NotADirectoryError:
+        raise error(f"{what} not found: a part of the path is a file, not a folder", file=p) from None
+    except OSError as exc:
+        raise error(f"cannot read the {what} ({exc.strerror})", file=p) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise error(f"expected a regular file ({what}), found {kind}", file=p)
     if not os.access(p, os.R_OK):
         raise error(f"{what} is not readable", file=p)
     return p
 
 
-def read_json(path: PathLike, what: str = "JSON file", error: Type[RelocbenchError] = InputError,
-              *, object_pairs_hook=None, malformed: str = "malformed") -> Any:
-    """Read JSON, turning every failure into a one-line error naming the file and line."""
-    p = require_file(path, what, error)
+# ----------------------------------------------------------------------------- JSON reading
+#
+# One reading layer for every JSON input. Text is parsed with orjson (fast, strict JSON);
+# where orjson refuses something (NaN, Infinity, 1e400, a lone surrogate, a syntax error)
+# the text is parsed again with the standard library, so that the language accepted and the
+# syntax messages stay those of ``json``. The checks every reader needs are made here once:
+# UTF-8 text, no lone surrogate, no integer a float cannot hold, nesting Python can read,
+# and (``unique_keys``) no key twice in one object, which ``json`` and orjson both resolve
+# silently by keeping the last. A document whose bulk is one mapping (prediction
+# ``results``, an ActivityNet ``database``) is read in chunks by :class:`JsonMapping`, so
+# that memory stays near the size of the arrays made from it.
+
+_JSON_MAX_DIGITS = 308  # an integer with more digits than this may not fit a float
+_CHUNK_BYTES = 1 << 18
+_MAP_BYTES = 1 << 25  # files at least this large are memory-mapped and released as they are read
+_RELEASE_BYTES = 1 << 26  # ... in steps of this many bytes
+
+
+def _json_position(data: bytes, offset: int) -> str:
+    """``line L, column C`` of byte ``offset`` of ``data`` (columns count characters, as ``json``'s)."""
+    offset = max(0, min(offset, len(data)))
+    if not isinstance(data, bytes):  # a memory map
+        data = bytes(data[:offset])
+    line = data.count(b"\n", 0, offset) + 1
+    start = data.rfind(b"\n", 0, offset) + 1
+    col = len(data[start:offset].decode("utf-8", "replace")) + 1
+    return f"line {line}, column {col}"
+
+
+class _TooLarge(Exception):
+    """An integer in the text that no float can hold (raised by :func:`_parse_int`)."""
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits <= _JSON_MAX_DIGITS:
+        return int(text)
+    if digits > 4000:  # longer than Python converts (sys.get_int_max_str_digits)
+        raise _TooLarge(text)
+    value = int(text)
     try:
-        with open(p, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"), object_pairs_hook=object_pairs_hook)
+        float(value)
+    except OverflowError:
+        raise _TooLarge(text) from None
+    return value
+
+
+class _Duplicates(Exception):
+    """Keys listed twice: ``top`` in the outermost object, ``nested`` in objects inside it."""
+
+    def __init__(self, top, nested) -> None:
+        super().__init__((top + nested)[0])
+        self.top, self.nested = top, nested
+
+
+def _lone_surrogate(obj: Any) -> Optional[str]:
+    """The first string (key or value) in ``obj`` that UTF-8 cannot hold, or None."""
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    return v
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def _loads_exact(data: bytes, where, *, file: Path, error: Type[RelocbenchError], malformed: str,
+                 unique_keys: bool, object_pairs_hook=None) -> Any:
+    """Parse ``data`` with the standard library plus this layer's checks. ``where(i)`` names
+    the place in the file (``line L, column C``) of byte ``i`` of ``data``."""
+    import re
+
+    calls = [0]
+    dups = []  # (index of the object's hook call, key); the outermost object is the last call
+
+    def hook(pairs):
+        d = dict(pairs)
+        if unique_keys and len(d) != len(pairs):
+            seen = set()
+            for k, _ in pairs:
+                if k in seen:
+                    dups.append((calls[0], k))
+                seen.add(k)
+        calls[0] += 1
+        return d if object_pairs_hook is None else object_pairs_hook(pairs)
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"expected UTF-8 JSON text, found the undecodable byte 0x{data[exc.start]:02x} at "
+                    f"{where(exc.start)}", file=file) from None
+    try:
+        doc = json.loads(text, parse_int=_parse_int,
+                         object_pairs_hook=hook if (unique_keys or object_pairs_hook) else None)
     except json.JSONDecodeError as exc:
-        raise error(
-            f"{malformed} JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=p
-        ) from None
-    except UnicodeDecodeError:
-        raise error("expected UTF-8 JSON text, found undecodable bytes", file=p) from None
+        raise error(f"{malformed} JSON at {where(len(text[:exc.pos].encode('utf-8')))}: {exc.msg}",
+                    file=file) from None
+    except _TooLarge as exc:
+        s = str(exc)
+        d = s.lstrip("-")
+        shown = d if len(d) <= 24 else f"{d[:12]}... ({len(d):,} digits)"
+        m = re.compile(rb"(?<![0-9.eE+\-])-?" + d[:64].encode()).search(data)
+        at = f" at {where(m.start())}" if m else ""
+        raise error(f"expected a number that fits a float (below 1.8e308), found the integer "
+                    f"{'-' if s.startswith('-') else ''}{shown}{at}", file=file) from None
+    except RecursionError:
+        raise error("expected JSON nested at most about 900 levels deep, found deeper nesting of "
+                    "arrays or objects", file=file) from None
+    if dups:
+        last = calls[0] - 1
+        raise _Duplicates([k for c, k in dups if c == last], [k for c, k in dups if c != last])
+    bad = _lone_surrogate(doc)
+    if bad is not None:
+        ch = next(c for c in bad if 0xD800 <= ord(c) <= 0xDFFF)
+        m = re.compile(rb"\\u" + f"{ord(ch):04x}".encode(), re.I).search(data)
+        at = f" at {where(m.start())}" if m else ""
+        raise error(f"expected text that UTF-8 can hold, found a string with a lone surrogate "
+                    f"({ascii(bad)[:60]}){at}", file=file)
+    return doc
+
+
+def _loads_fast(data: bytes):
+    """orjson's parse of ``data``, or None where orjson refuses it (the exact reader decides)."""
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def count_json_keys(obj: Any) -> int:
+    """The number of ``:`` in the JSON text of ``obj``: every key of every object, plus the
+    ``:`` inside strings. A parsed text holding more ``:`` than this lost a key listed
+    twice in one object."""
+    n = 0
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            n += len(v)
+            for k in v:
+                if ":" in k:
+                    n += k.count(":")
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str) and ":" in v:
+            n += v.count(":")
+    return n
+
+
+def _duplicate_error(keys, name: str, where: str, file, error) -> RelocbenchError:
+    return error(f"{name} {keys[0]!r} appears more than once {where} ({len(keys)} duplicate key(s) in all)",
+                 file=file)
+
+
+def _read_bytes(p: Path, what: str, error) -> bytes:
+    try:
+        return p.read_bytes()
     except OSError as exc:
-        raise error(f"cannot read {what}: {exc.strerror}", file=p) from None
+        raise error(f"cannot read the {what} ({exc.strerror})", file=p) from None
+
+
+def read_json(path: PathLike, what: str = "JSON file", error: Type[RelocbenchError] = InputError,
+              *, object_pairs_hook=None, malformed: str = "malformed", unique_keys: bool = False) -> Any:
+    """Read a JSON document, turning every failure into one line naming the file, the line
+    and the column.
+
+    The text must be UTF-8, hold no lone surrogate (``"\\ud800"``, which Parquet and UTF-8
+    output refuse) and no integer too large for a float, and nest no deeper than Python
+    reads; with ``unique_keys`` no object may list a key twice (``json`` keeps the last one
+    silently). NaN and Infinity are read as floats, as ``json`` does: readers that need
+    finite numbers check their values.
+    """
+    p = require_file(path, what, error)
+    data = _read_bytes(p, what, error)
+    if object_pairs_hook is None:
+        doc = _loads_fast(data)
+        if doc is not None and (not unique_keys or count_json_keys(doc) == data.count(b":")):
+            return doc
+    try:
+        return _loads_exact(data, lambda i: _json_position(data, i), file=p, error=error, malformed=malformed,
+                            unique_keys=unique_keys, object_pairs_hook=object_pairs_hook)
+    except _Duplicates as exc:
+        raise _duplicate_error(exc.top + exc.nested, "key", "in one JSON object", p, error) from None
+
+
+_LIBC = []
+
+
+def trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere). The chunk buffers freed while reading otherwise stay in the heap, counted in
+    the process's memory for the rest of the run."""
+    if not _LIBC:
+        try:
+            import ctypes
+
+            _LIBC.append(getattr(ctypes.CDLL(None), "malloc_trim", None))
+        except (OSError, AttributeError):  # pragma: no cover - not glibc
+            _LIBC.append(None)
+    if _LIBC[0] is not None:
+        _LIBC[0](0)
+
+
+def _map_file(p: Path, what: str, error):
+    """The bytes of ``p``: a read-only memory map for a large file (its pages can be released
+    once read, see :meth:`JsonMapping._release`), else the file read into memory."""
+    import mmap
+
+    try:
+        size = p.stat().st_size
+        if size < _MAP_BYTES or not hasattr(mmap.mmap, "madvise"):
+            return _read_bytes(p, what, error)
+        with open(p, "rb") as fh:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read the {what} ({getattr(exc, 'strerror', None) or exc})", file=p) from None
+
+
+class JsonMapping:
+    """A JSON document (an object) whose member ``key`` is a large object, read in chunks.
+
+    ``header`` is the document with ``header[key]`` replaced by ``{}``; :meth:`chunks`
+    yields consecutive slices of ``document[key]`` as dicts, in file order, each checked as
+    :func:`read_json` checks a document with ``unique_keys``. A key of ``document[key]``
+    listed twice is an error calling it ``item_name``, raised after the last chunk. Where the
+    member is not an object, or the layout is unusual, the whole document is read at once:
+    ``chunked`` is False, ``header`` is the whole document and :meth:`chunks` yields nothing.
+
+    ``boundary`` is a regular expression (bytes) whose first ``,`` separates two members of
+    the mapping: the chunks are cut there (a wrong cut, inside a string, is noticed by the
+    parser and the chunk taken longer). ``count_keys(chunk)`` returns the number of ``:`` in
+    a chunk's text when it lost no repeated key (see :func:`count_json_keys`, the default;
+    a reader that knows the layout counts faster). ``whole=True`` reads the whole document
+    at once (for callers that want it as Python objects).
+    """
+
+    def __init__(self, path: PathLike, key: str, what: str, error: Type[RelocbenchError] = InputError, *,
+                 boundary: bytes = rb'\}\s*\]\s*,\s*"', malformed: str = "malformed", item_name: str = "key",
+                 count_keys=None, chunk_bytes: int = _CHUNK_BYTES, whole: bool = False) -> None:
+        import re
+
+        self.path = require_file(path, what, error)
+        self.key, self.what, self.error, self.malformed, self.item_name = key, what, error, malformed, item_name
+        self._boundary = re.compile(boundary)
+        self._count = count_keys or count_json_keys
+        self._chunk = max(1, int(chunk_bytes))
+        self.data = _read_bytes(self.path, what, error) if whole else _map_file(self.path, what, error)
+        self.span = None if whole else self._locate()
+        self.chunked = self.span is not None
+        if not self.chunked and not isinstance(self.data, bytes):
+            self.data = bytes(self.data)
+        data = self.data
+        if self.chunked:
+            start, end = self.span
+            text = data[:start] + b"{}" + data[end + 1:]
+            shift = end - start - 1  # header byte i >= start + 2 is file byte i + shift
+            self.header = self._parse(text, lambda i: _json_position(data, i if i <= start else i + shift))
+        else:
+            self.header = self._parse(data, lambda i: _json_position(data, i), whole=True)
+            self.data = b""
+
+    def _parse(self, text: bytes, where, *, whole: bool = False, top_dups=None):
+        """``text`` parsed with every check; repeated keys of its outermost object go to
+        ``top_dups`` when given (a chunk), else raise."""
+        doc = _loads_fast(text)
+        if doc is not None and self._colons(doc, whole) == text.count(b":"):
+            return doc
+        try:
+            return _loads_exact(text, where, file=self.path, error=self.error, malformed=self.malformed,
+                                unique_keys=True)
+        except _Duplicates as exc:
+            if top_dups is not None and not exc.nested:
+                top_dups.extend(exc.top)
+                return _loads_exact(text, where, file=self.path, error=self.error, malformed=self.malformed,
+                                    unique_keys=False)
+            if whole and not exc.nested:  # keys of the member are named as items
+                member = _loads_exact(text, where, file=self.path, error=self.error, malformed=self.malformed,
+                                      unique_keys=False)
+                member = member.get(self.key) if isinstance(member, dict) else None
+                if isinstance(member, dict) and exc.top[0] in member:
+                    raise _duplicate_error(exc.top, self.item_name, f"in {self.key!r}", self.path,
+                                           self.error) from None
+            raise _duplicate_error(exc.nested + exc.top, "key", "in one JSON object", self.path,
+                                   self.error) from None
+
+    def _colons(self, doc, whole: bool) -> int:
+        """:func:`count_json_keys` of a document; the mapping of a whole one counted with
+        ``count_keys`` (faster where the layout is known)."""
+        member = doc.get(self.key) if whole and isinstance(doc, dict) else None
+        if isinstance(member, dict):
+            try:
+                n = self._count(member)
+            except (TypeError, AttributeError, KeyError):
+                n = count_json_keys(member)
+            rest = {k: v for k, v in doc.items() if k != self.key}
+            return n + count_json_keys(rest) + 1 + self.key.count(":")
+        return count_json_keys(doc)
+
+    def _locate(self):
+        """(offset of the member's ``{``, offset of its ``}``) when cheaply found, else None."""
+        import re
+
+        data = self.data
+        pat = re.compile(rb'"' + re.escape(json.dumps(self.key).encode()[1:-1]) + rb'"\s*:\s*\{')
+        for tries, m in enumerate(pat.finditer(data)):
+            if tries >= 4:
+                return None
+            # a key of the outermost object iff the text before it starts an object
+            if _loads_fast(data[:m.start()] + b'"": 0}') is None:
+                continue
+            start = m.end() - 1
+            head = data[:start] + b"{}"
+            lo = max(start + 1, len(data) - (1 << 16))
+            end = len(data)
+            for _ in range(64):  # the last '}' after which the rest of the text completes the head
+                end = data.rfind(b"}", lo, end)
+                if end < 0:
+                    return None
+                if _loads_fast(head + data[end + 1:]) is not None:
+                    break
+            else:
+                return None
+            # the text from the last cut point to `end` must be the member's tail, else the
+            # member closed earlier (an object member follows it): take that end
+            cut = start + 1
+            for b in self._boundary.finditer(data, max(start + 1, end - 4 * self._chunk), end):
+                cut = b.start() + b.group().index(b",") + 1
+            try:
+                tail = "{" + data[cut:end].decode("utf-8") + "}"
+                _, stop = json.JSONDecoder().raw_decode(tail)
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                return None
+            if stop != len(tail):
+                end = cut - 1 + len(tail[:stop].encode("utf-8")) - 1
+                if _loads_fast(head + data[end + 1:]) is None:
+                    return None
+            return start, end
+        return None
+
+    def _release(self, pos: int) -> None:
+        """Give the pages of a memory-mapped file before ``pos`` back to the system (they are
+        read again from the file if needed), and the heap's freed chunk buffers, so that
+        memory stays near the arrays made so far plus one chunk."""
+        import mmap
+
+        if pos - self._released >= _RELEASE_BYTES:
+            upto = pos - pos % mmap.PAGESIZE
+            if isinstance(self.data, mmap.mmap):
+                self.data.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            self._released = upto
+            trim_heap()
+
+    def chunks(self):
+        """Consecutive slices of ``document[key]`` as dicts, each checked (see the class doc)."""
+        if not self.chunked:
+            return
+        data, (start, end) = self.data, self.span
+        seen = set()
+        dups = []
+        self._released = 0
+        # the parsed chunks hold no reference cycles: collecting garbage while they are made
+        # and freed would only walk them again and again
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            yield from self._chunks(data, start, end, seen, dups)
+        finally:
+            if gc_was_on:
+                gc.enable()
+        if hasattr(self.data, "close"):
+            self.data.close()
+        self.data = b""
+        trim_heap()
+        if dups:
+            raise _duplicate_error(dups, self.item_name, f"in {self.key!r}", self.path, self.error)
+
+    def _chunks(self, data: bytes, start: int, end: int, seen: set, dups: list):
+        import re
+
+        space = re.compile(rb"\s*")
+        pos = space.match(data, start + 1).end()
+        while pos < end:
+            size = self._chunk
+            while True:
+                cut = end
+                if pos + size < end:
+                    m = self._boundary.search(data, pos + size, end)
+                    if m is not None:
+                        cut = m.start() + m.group().index(b",")
+                buf = b"{" + data[pos:cut] + b"}"
+                d = _loads_fast(buf)
+                if d is not None or cut == end:
+                    break
+                size = 2 * (cut - pos)  # perhaps cut inside a string or a nested value: take more
+            if d is not None:
+                try:
+                    n = self._count(d)
+                except (TypeError, AttributeError, KeyError):
+                    n = -1
+                if n != buf.count(b":") and count_json_keys(d) != buf.count(b":"):
+                    d = None
+            if d is None:
+                top = []
+                off = pos - 1
+                d = self._parse(buf, lambda i: _json_position(data, off + i), top_dups=top)
+                dups.extend(top)
+            if not seen.isdisjoint(d):
+                dups.extend(k for k in d if k in seen)
+            seen.update(d)
+            yield d
+            pos = space.match(data, cut + 1).end()
+            self._release(pos)

@@ -17,8 +17,9 @@ A manifest is a folder holding one Parquet file per table and split
       "extras": [file names of statistics and figures]
     }
 
-``load_manifest`` resolves a built-in name (``manifests/<name>/`` of this repository, or
-``$RELOCBENCH_MANIFESTS/<name>``) or a folder path, checks the file's sha256 against
+``load_manifest`` resolves a folder path or a built-in name (searched in
+``$RELOCBENCH_MANIFESTS/<name>``, then ``manifests/<name>/`` of a source checkout, then the
+manifests installed with the package as ``relocbench/_manifests``), checks the file's sha256 against
 ``manifest.json`` and validates the table against its schema before returning it.
 """
 from __future__ import annotations
@@ -48,6 +49,8 @@ __all__ = [
     "open_manifest",
     "load_manifest",
     "write_manifest",
+    "write_manifest_into",
+    "check_manifest_meta",
     "validate_table",
     "manifests_root",
     "resolve_manifest",
@@ -289,25 +292,92 @@ def validate_table(df: pd.DataFrame, task: str, table: str, *, where: str = "") 
     return df
 
 
-def manifests_root() -> Path:
-    """Where built-in manifests live: ``$RELOCBENCH_MANIFESTS`` or this repository's ``manifests/``."""
+#: Manifests that are generated on first use instead of committed: name -> (module, function
+#: returning the opened :class:`Manifest`). The module is imported only when the name is asked
+#: for, so that this schema layer never imports the video layer at import time.
+GENERATED_MANIFESTS: Dict[str, Tuple[str, str]] = {
+    "synthetic-sprites": ("relocbench.video.sprites", "open_sprites"),
+}
+
+#: Where a regular (wheel) install keeps the committed manifests: package data of ``relocbench``.
+PACKAGED_MANIFESTS = "_manifests"
+
+
+def _checkout_manifests() -> Optional[Path]:
+    """The ``manifests/`` folder of the repository checkout this module runs from (an editable
+    or development install), or None in a regular install."""
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "setup.cfg").is_file() and (repo / "manifests").is_dir():
+        return repo / "manifests"
+    return None
+
+
+def _packaged_manifests() -> Optional[Path]:
+    """The manifests shipped inside an installed wheel, or None when there are none."""
+    from importlib.resources import files
+
+    root = files("relocbench").joinpath(PACKAGED_MANIFESTS)
+    # A real folder only: tables are read through paths (a zipped install has none).
+    if isinstance(root, Path) and root.is_dir():
+        return root
+    return None
+
+
+def manifest_roots() -> List[Path]:
+    """Folders searched for built-in manifest names, in order: ``$RELOCBENCH_MANIFESTS``, the
+    checkout's ``manifests/`` (editable or development install), then the manifests shipped in
+    the installed package."""
+    roots: List[Path] = []
     env = os.environ.get("RELOCBENCH_MANIFESTS")
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "manifests"
+        roots.append(Path(env))
+    for found in (_checkout_manifests(), _packaged_manifests()):
+        if found is not None and found not in roots:
+            roots.append(found)
+    return roots
+
+
+def manifests_root() -> Path:
+    """The first folder searched for built-in manifests (see :func:`manifest_roots`)."""
+    roots = manifest_roots()
+    if not roots:
+        raise ManifestError(
+            "no manifests folder: expected $RELOCBENCH_MANIFESTS, a checkout's manifests/ or the "
+            f"relocbench/{PACKAGED_MANIFESTS} folder of an installed wheel, found none"
+        )
+    return roots[0]
 
 
 def resolve_manifest(name_or_path: Union[str, os.PathLike]) -> Path:
+    """The folder of a manifest given by path or by name.
+
+    A generated manifest's name (:data:`GENERATED_MANIFESTS`, e.g. ``synthetic-sprites``) is
+    that manifest, built on first use into the cache: the one ``run-baseline --dataset`` uses
+    (pass ``./synthetic-sprites`` for a folder of that name). Another bare name is a folder of
+    that name here holding ``manifest.json``, else ``<root>/<name>`` for the first root of
+    :func:`manifest_roots` that has it. Anything else must be a folder holding ``manifest.json``.
+    """
     p = Path(name_or_path)
+    is_name = isinstance(name_or_path, str) and os.sep not in name_or_path and "/" not in name_or_path
+    if is_name and name_or_path in GENERATED_MANIFESTS:
+        import importlib
+
+        module, func = GENERATED_MANIFESTS[name_or_path]
+        return getattr(importlib.import_module(module), func)().path
     if (p / MANIFEST_FILE).is_file():
         return p
-    if isinstance(name_or_path, str) and os.sep not in name_or_path and "/" not in name_or_path:
-        cand = manifests_root() / name_or_path
-        if (cand / MANIFEST_FILE).is_file():
-            return cand
+    if is_name:
+        roots = manifest_roots()
+        for root in roots:
+            cand = root / name_or_path
+            if (cand / MANIFEST_FILE).is_file():
+                return cand
+        where = ", ".join(str(r) for r in roots) or "no manifests folder"
+        known = sorted({c.name for r in roots if r.is_dir() for c in r.iterdir() if (c / MANIFEST_FILE).is_file()}
+                       | set(GENERATED_MANIFESTS))
         raise ManifestError(
             f"no manifest named {name_or_path!r}: expected a folder holding {MANIFEST_FILE} "
-            f"(here or under {manifests_root()})"
+            f"(here or under {where}); built-in names: {', '.join(known)}"
         )
     raise ManifestError(f"not a manifest folder: expected {MANIFEST_FILE} inside", file=p)
 
@@ -386,22 +456,56 @@ class Manifest:
         return validate_table(df, self.task, table, where=str(p))
 
 
+def check_manifest_meta(meta, file: Union[str, os.PathLike]) -> dict:
+    """Check the structure of a parsed ``manifest.json`` (every key that reading relies
+    on, by type and value); raise ManifestError naming the file and the key."""
+    from . import validate as V
+
+    V.mapping(meta, file=file, what="a JSON object", error=ManifestError)
+    for key in ("schema_version", "name", "task", "tables"):
+        if key not in meta:
+            raise ManifestError(f"lacks the key {key!r}", file=file)
+    if type(meta["schema_version"]) is not int or meta["schema_version"] != SCHEMA_VERSION:
+        raise ManifestError(
+            f"schema_version: expected {SCHEMA_VERSION} (the only version supported), "
+            f"found {V.found(meta['schema_version'])}", file=file,
+        )
+    V.string(meta["name"], file=file, item="name", what="a dataset name (a non-empty string)", error=ManifestError)
+    if meta["task"] not in TASKS:
+        raise ManifestError(f"task: expected one of {', '.join(TASKS)}, found {V.found(meta['task'])}", file=file)
+    tables = V.mapping(meta["tables"], file=file, item="tables", error=ManifestError,
+                       what="an object {file name: {table, split, rows, sha256}}")
+    for fname, entry in tables.items():
+        item = f"tables[{fname!r}]"
+        V.mapping(entry, file=file, item=item, what="an object {table, split, rows, sha256}", error=ManifestError)
+        for key in ("table", "split", "rows", "sha256"):
+            if key not in entry:
+                raise ManifestError(f"lacks the key {key!r}", file=file, item=item)
+        V.string(entry["table"], file=file, item=f"{item} table", what="a table name (a non-empty string)",
+                 error=ManifestError)
+        if entry["split"] is not None:
+            V.string(entry["split"], file=file, item=f"{item} split", what="a split name (a string) or null",
+                     error=ManifestError)
+        V.integer(entry["rows"], file=file, item=f"{item} rows", min=0, what="a row count (an integer)",
+                  error=ManifestError)
+        sha = entry["sha256"]
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise V.fail("a sha256 (64 lowercase hexadecimal digits)", sha, file=file, item=f"{item} sha256",
+                         error=ManifestError)
+        want = _table_file(entry["table"], entry["split"])
+        if fname != os.path.basename(fname) or "\\" in fname or fname.startswith("."):
+            raise ManifestError("expected a plain file name inside the manifest folder, found a path", file=file,
+                                item=item)
+        if fname != want:
+            raise ManifestError(f"expected the file name {want!r} for table {entry['table']!r} and split "
+                                f"{entry['split']!r}, found {fname!r}", file=file, item=item)
+    return meta
+
+
 def open_manifest(name_or_path: Union[str, os.PathLike]) -> Manifest:
     path = resolve_manifest(name_or_path)
     meta = read_json(path / MANIFEST_FILE, "manifest.json", ManifestError)
-    if not isinstance(meta, dict):
-        raise ManifestError("expected a JSON object", file=path / MANIFEST_FILE)
-    for key in ("schema_version", "name", "task", "tables"):
-        if key not in meta:
-            raise ManifestError(f"lacks the key {key!r}", file=path / MANIFEST_FILE)
-    if meta["schema_version"] != SCHEMA_VERSION:
-        raise ManifestError(
-            f"schema_version {meta['schema_version']!r} is not supported (expected {SCHEMA_VERSION})",
-            file=path / MANIFEST_FILE,
-        )
-    if meta["task"] not in TASKS:
-        raise ManifestError(f"task must be one of {TASKS}, found {meta['task']!r}", file=path / MANIFEST_FILE)
-    return Manifest(path, meta)
+    return Manifest(path, check_manifest_meta(meta, path / MANIFEST_FILE))
 
 
 def load_manifest(
@@ -456,29 +560,48 @@ def write_manifest(
     ``extras(tmpdir)`` may write statistics files into the folder and returns their names.
     The output is byte-identical for identical inputs.
     """
-    task = meta["task"]
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    if meta.get("task") not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {meta.get('task')!r}")
     out = Path(out)
     with atomic_dir(out, force=force) as tmp:
-        listing = {}
-        for (table, split), df in sorted(tables.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-            fname = _table_file(table, split)
-            validate_table(df, task, table, where=f"{out / fname} (being written)")
-            arrow = _to_arrow(df, SCHEMAS[(task, table)])
-            pq.write_table(arrow, tmp / fname, compression="zstd", write_statistics=True)
-            listing[fname] = {
-                "table": table,
-                "split": split,
-                "rows": int(len(df)),
-                "sha256": sha256_file(tmp / fname),
-            }
-        extra_names = sorted(extras(tmp)) if extras is not None else []
-        doc = {
-            "schema_version": SCHEMA_VERSION,
-            **{k: v for k, v in meta.items()},
-            "tables": listing,
-            "extras": extra_names,
-        }
-        (tmp / MANIFEST_FILE).write_text(dumps_json(doc), encoding="utf-8")
+        write_manifest_into(tmp, tables, meta, extras=extras, out=out)
     return out
+
+
+def write_manifest_into(
+    folder: Union[str, os.PathLike],
+    tables: Mapping[Tuple[str, Optional[str]], pd.DataFrame],
+    meta: Mapping,
+    *,
+    extras: Optional[Callable[[Path], Sequence[str]]] = None,
+    out: Optional[Union[str, os.PathLike]] = None,
+) -> Path:
+    """What ``write_manifest`` writes, into an existing (temporary) ``folder``; for callers
+    that commit the manifest together with other outputs in one step (``atomic_dir``).
+    ``out`` is the final path, used in error messages."""
+    task = meta.get("task")
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {TASKS}, got {task!r}")
+    tmp = Path(folder)
+    final = Path(out) if out is not None else tmp
+    listing = {}
+    for (table, split), df in sorted(tables.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        fname = _table_file(table, split)
+        validate_table(df, task, table, where=f"{final / fname} (being written)")
+        arrow = _to_arrow(df, SCHEMAS[(task, table)])
+        pq.write_table(arrow, tmp / fname, compression="zstd", write_statistics=True)
+        listing[fname] = {
+            "table": table,
+            "split": split,
+            "rows": int(len(df)),
+            "sha256": sha256_file(tmp / fname),
+        }
+    extra_names = sorted(extras(tmp)) if extras is not None else []
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        **{k: v for k, v in meta.items()},
+        "tables": listing,
+        "extras": extra_names,
+    }
+    (tmp / MANIFEST_FILE).write_text(dumps_json(doc), encoding="utf-8")
+    return tmp

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -33,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import PredictionError
-from .io import read_json, require_file
+from .io import JsonMapping, trim_heap
+from .validate import found
 
 __all__ = [
     "VERSION",
@@ -51,37 +54,152 @@ PathLike = Union[str, os.PathLike]
 
 
 def load_json_strict(path: PathLike, what: str = "predictions file") -> Any:
-    """Read JSON like :func:`relocbench.io.read_json`, and also reject duplicate keys.
+    """Read a whole prediction-like JSON document with every check of
+    :func:`relocbench.io.read_json`, and also reject duplicate keys.
 
     ``json`` keeps the last of two equal keys silently; a pair id listed twice would then
-    lose predictions without a word, so it is an error here.
+    lose predictions without a word, so it is an error here (named as a pair id when it is a
+    key of ``results``). Large files are better read with :func:`read_predictions`, which
+    never holds the whole document as Python objects.
     """
-    p = require_file(path, what, PredictionError)
-    dups = []
-
-    def hook(pairs):
-        d = dict(pairs)
-        if len(d) != len(pairs):
-            seen = set()
-            for k, _ in pairs:
-                if k in seen:
-                    dups.append(k)
-                seen.add(k)
-        return d
-
-    doc = read_json(p, what, PredictionError, object_pairs_hook=hook, malformed="unparsable")
-    if dups:
-        results = doc.get("results") if isinstance(doc, dict) else None
-        if isinstance(results, dict) and dups[0] in results:
-            raise PredictionError(
-                f"pair id {dups[0]!r} appears more than once in 'results' "
-                f"({len(dups)} duplicate key(s) in all)", file=p)
-        raise PredictionError(f"key {dups[0]!r} appears more than once in one JSON object", file=p)
-    return doc
+    return JsonMapping(path, "results", what, PredictionError, malformed="unparsable", item_name="pair id",
+                       count_keys=count_entry_keys, whole=True).header
 
 
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
+
+
+# ----------------------------------------------------------------------------- column reading
+
+_NUMBER_TYPES = {int, float}
+
+
+def count_entry_keys(results: Mapping) -> int:
+    """The ``:`` in the JSON text of ``{id: [entry, ...]}`` with flat entries (see
+    :func:`relocbench.io.count_json_keys`), counted without walking every value."""
+    n = len(results) + sum(map(dict.__len__, chain.from_iterable(results.values())))  # TypeError unless dicts
+    ids = "".join(results)
+    return n + (ids.count(":") if ":" in ids else 0)
+
+
+def _numbers(values: list, size: int):
+    """``values`` (lists of ``size`` numbers, or numbers when ``size`` is 0) as a float64
+    array, or None when one of them is not that (the caller then names it)."""
+    if size:
+        if values and (set(map(type, values)) != {list} or set(map(len, values)) != {size}):
+            return None
+        values = list(chain.from_iterable(values))
+    if values and not set(map(type, values)) <= _NUMBER_TYPES:
+        return None
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer no float holds (read by the exact reader)
+        return None
+    return arr.reshape(-1, size) if size else arr
+
+
+def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Sequence[str] = ()):
+    """Columns of ``{id: [entry, ...]}``: (ids, counts, {field: array}, {string field: list}),
+    or None when an entry is malformed (then a checked loop names it).
+
+    ``fields`` maps each numeric field to its length (0: a number, k: a list of k numbers);
+    ``strings`` are fields that hold strings. Other keys of an entry are ignored.
+    ``need`` (in :func:`check_entries`) says what an entry must be, for the message.
+    """
+    lists = list(results.values())
+    if lists and set(map(type, lists)) != {list}:
+        return None
+    counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    entries = list(chain.from_iterable(lists))
+    if entries and set(map(type, entries)) != {dict}:
+        return None
+    cols, text = {}, {}
+    try:
+        for name, size in fields.items():
+            arr = _numbers(list(map(itemgetter(name), entries)), size)
+            if arr is None:
+                return None
+            cols[name] = arr
+        for name in strings:
+            vals = list(map(itemgetter(name), entries))
+            if vals and set(map(type, vals)) != {str}:
+                return None
+            text[name] = vals
+    except KeyError:
+        return None
+    return list(results), counts, cols, text
+
+
+def _entry_problem(e: Any, fields: Mapping[str, int], strings: Sequence[str], need: str) -> Optional[str]:
+    """Why ``e`` is not a well-formed entry (a message), or None."""
+    if not isinstance(e, dict) or any(k not in e for k in (*fields, *strings)):
+        return f"expected {need}, found {e!r:.80}"
+    for name, size in fields.items():
+        v = e[name]
+        if size:
+            ok = isinstance(v, list) and len(v) == size and all(type(x) in _NUMBER_TYPES for x in v)
+            what = f"a list of {size} numbers"
+        else:
+            ok = type(v) in _NUMBER_TYPES
+            what = "a number"
+        if not ok:
+            return f"{name!r} must be {what}, found {found(v)}"
+        try:
+            np.asarray(v, dtype=np.float64)
+        except OverflowError:
+            return f"{name!r} must hold numbers that fit a float (below 1.8e308), found {found(v)}"
+    for name in strings:
+        if not isinstance(e[name], str):
+            return f"{name!r} must be a string, found {found(e[name])}"
+    return None
+
+
+def check_entries(results: Mapping, fields: Mapping[str, int], *, strings: Sequence[str] = (), need: str,
+                  source=None, item: str = "pair", entry: str = "prediction", error=PredictionError) -> None:
+    """Raise naming the first malformed entry of ``results`` (the slow twin of
+    :func:`entry_columns`, run when that one refuses a chunk)."""
+    for key, entries in results.items():
+        if not isinstance(entries, list):
+            raise error(f"expected a list of {entry}s, found {found(entries)}", file=source,
+                        item=f"{item} {key!r}")
+        for i, e in enumerate(entries):
+            why = _entry_problem(e, fields, strings, need)
+            if why:
+                raise error(why, file=source, item=f"{item} {key!r}: {entry} {i}")
+    raise error("malformed predictions (no entry found at fault)", file=source)  # pragma: no cover
+
+
+def read_columns(doc_chunks, fields: Mapping[str, int], *, strings: Sequence[str] = (), need: str,
+                 source=None, item: str = "pair", error=PredictionError, keep=None):
+    """Columns of every chunk (see :func:`entry_columns`), concatenated: (ids, counts,
+    {field: array}, {string field: list}). ``keep(ids)`` (optional) returns a boolean mask
+    of the ids to keep (others are dropped with their entries; the caller counts them)."""
+    ids, counts, cols, text = [], [], {k: [] for k in fields}, {k: [] for k in strings}
+    for chunk in doc_chunks:
+        got = entry_columns(chunk, fields, strings=strings)
+        if got is None:
+            check_entries(chunk, fields, strings=strings, need=need, source=source, item=item, error=error)
+        k, c, num, txt = got
+        if keep is not None:
+            mask = keep(k)
+            if not mask.all():
+                rows = np.repeat(mask, c)
+                k = [x for x, m in zip(k, mask) if m]
+                c = c[mask]
+                num = {n: a[rows] for n, a in num.items()}
+                txt = {n: [x for x, m in zip(v, rows) if m] for n, v in txt.items()}
+        ids.extend(k)
+        counts.append(c)
+        for n, a in num.items():
+            cols[n].append(a)
+        for n, v in txt.items():
+            text[n].extend(v)
+    chunk = doc_chunks = k = c = num = txt = got = None  # the last slice is garbage now
+    trim_heap()
+    shape = {n: ((0, s) if s else (0,)) for n, s in fields.items()}
+    cols = {n: (np.concatenate(v) if v else np.zeros(shape[n])) for n, v in cols.items()}
+    return ids, (np.concatenate(counts) if counts else np.zeros(0, np.int64)), cols, text
 
 
 @dataclass(frozen=True)
@@ -212,46 +330,43 @@ class SpatiotemporalPredictions(_Flat):
                    split=split, source=source)
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+_TEMPORAL_FIELDS = {"segment": 2, "score": 0}
+_ST_FIELDS = {"time": 0, "box": 4, "score": 0}
+_NEED = {"temporal": "an object with 'segment' and 'score'",
+         "spatiotemporal": "an object with 'time', 'box' and 'score'"}
 
 
-def _parse_results(results: Mapping, task: str, source: Optional[str]):
-    """Flatten ``results`` with per-entry structural checks; returns lists of values."""
-    if not isinstance(results, Mapping):
-        raise PredictionError(f"'results' must be an object mapping pair ids to lists, found "
-                              f"{type(results).__name__}", file=source)
-    ids, counts, a, b, scores = [], [], [], [], []
-    key = "segment" if task == "temporal" else "box"
-    size = 2 if task == "temporal" else 4
-    for pid, entries in results.items():
-        if not isinstance(entries, list):
-            raise PredictionError(f"expected a list of predictions, found {type(entries).__name__}",
-                                  file=source, item=f"pair {pid!r}")
-        ids.append(pid)
-        counts.append(len(entries))
-        for i, e in enumerate(entries):
-            try:
-                geo = e[key]
-                s = e["score"]
-                t = e["time"] if task == "spatiotemporal" else None
-            except (KeyError, TypeError):
-                need = "'segment' and 'score'" if task == "temporal" else "'time', 'box' and 'score'"
-                raise PredictionError(f"expected an object with {need}, found {e!r:.80}",
-                                      file=source, item=f"pair {pid!r}: prediction {i}") from None
-            if not (isinstance(geo, list) and len(geo) == size and all(_number(x) for x in geo)):
-                raise PredictionError(f"'{key}' must be a list of {size} numbers, found {geo!r:.80}",
-                                      file=source, item=f"pair {pid!r}: prediction {i}")
-            if not _number(s) or (t is not None and not _number(t)):
-                raise PredictionError(
-                    f"'score'{' and time' if t is not None else ''} must be numbers, found "
-                    f"score={s!r}" + (f", time={t!r}" if t is not None else ""),
-                    file=source, item=f"pair {pid!r}: prediction {i}")
-            a.append(geo)
-            scores.append(s)
-            if t is not None:
-                b.append(t)
-    return ids, counts, a, b, scores
+def _check_header(doc: Any, src: Optional[str], task: Optional[str]) -> str:
+    """The document's keys other than the predictions; returns its task."""
+    if not isinstance(doc, Mapping):
+        raise PredictionError(f"expected a JSON object, found {found(doc)}", file=src)
+    for k in ("task", "results"):
+        if k not in doc:
+            raise PredictionError(f"lacks the key {k!r}", file=src)
+    if "version" in doc and doc["version"] != VERSION:
+        raise PredictionError(f"'version' must be {VERSION!r}, found {doc['version']!r}", file=src)
+    found_task = doc["task"]
+    if found_task not in ("temporal", "spatiotemporal"):
+        raise PredictionError(f"'task' must be 'temporal' or 'spatiotemporal', found {found_task!r}", file=src)
+    if task is not None and found_task != task:
+        raise PredictionError(f"'task' is {found_task!r} but the ground truth is a {task!r} manifest", file=src)
+    if found_task == "temporal" and "unit" not in doc:
+        raise PredictionError(f"lacks the key 'unit' (one of {list(UNITS)})", file=src)
+    for k in ("manifest", "split"):
+        if doc.get(k) is not None and not isinstance(doc[k], str):
+            raise PredictionError(f"{k!r} must be a string, found {found(doc[k])}", file=src)
+    return found_task
+
+
+def _from_columns(doc: Mapping, chunks, found_task: str, src: Optional[str]):
+    fields = _TEMPORAL_FIELDS if found_task == "temporal" else _ST_FIELDS
+    ids, counts, cols, _ = read_columns(chunks, fields, need=_NEED[found_task], source=src)
+    meta = dict(manifest=doc.get("manifest"), split=doc.get("split"), source=src)
+    if found_task == "temporal":
+        seg = cols["segment"]
+        return TemporalPredictions.from_arrays(ids, counts, seg[:, 0], seg[:, 1], cols["score"],
+                                               unit=doc["unit"], **meta)
+    return SpatiotemporalPredictions.from_arrays(ids, counts, cols["time"], cols["box"], cols["score"], **meta)
 
 
 def predictions_from_dict(doc: Mapping, *, source: Optional[PathLike] = None,
@@ -262,32 +377,31 @@ def predictions_from_dict(doc: Mapping, *, source: Optional[PathLike] = None,
     document is an error.
     """
     src = None if source is None else str(source)
-    if not isinstance(doc, Mapping):
-        raise PredictionError(f"expected a JSON object, found {type(doc).__name__}", file=src)
-    for k in ("task", "results"):
-        if k not in doc:
-            raise PredictionError(f"lacks the key {k!r}", file=src)
-    if "version" in doc and doc["version"] != VERSION:
-        raise PredictionError(f"'version' must be {VERSION!r}, found {doc['version']!r}", file=src)
-    found = doc["task"]
-    if found not in ("temporal", "spatiotemporal"):
-        raise PredictionError(f"'task' must be 'temporal' or 'spatiotemporal', found {found!r}", file=src)
-    if task is not None and found != task:
-        raise PredictionError(f"'task' is {found!r} but the ground truth is a {task!r} manifest", file=src)
-    ids, counts, geo, times, scores = _parse_results(doc["results"], found, src)
-    meta = dict(manifest=doc.get("manifest"), split=doc.get("split"), source=src)
-    if found == "temporal":
-        if "unit" not in doc:
-            raise PredictionError(f"lacks the key 'unit' (one of {list(UNITS)})", file=src)
-        seg = np.asarray(geo, dtype=np.float64).reshape(-1, 2)
-        return TemporalPredictions.from_arrays(ids, counts, seg[:, 0], seg[:, 1], scores,
-                                               unit=doc["unit"], **meta)
-    return SpatiotemporalPredictions.from_arrays(ids, counts, times, geo, scores, **meta)
+    found_task = _check_header(doc, src, task)
+    results = doc["results"]
+    if not isinstance(results, Mapping):
+        raise PredictionError(f"'results' must be an object mapping pair ids to lists, found {found(results)}",
+                              file=src)
+    return _from_columns(doc, [results], found_task, src)
 
 
 def read_predictions(path: PathLike, *, task: Optional[str] = None):
-    """Read and structurally validate a relocbench prediction file (see the module docstring)."""
-    return predictions_from_dict(load_json_strict(path), source=Path(path), task=task)
+    """Read and structurally validate a relocbench prediction file (see the module docstring).
+
+    The file is read in chunks straight into columns (memory near that of the arrays), with
+    every check of :func:`relocbench.io.read_json` (``unique_keys``): a pair id listed twice,
+    a key twice in one entry, NaN or Infinity (then refused as values), integers no float
+    holds, lone surrogates, undecodable bytes, nesting too deep, each named in one line.
+    """
+    doc = JsonMapping(path, "results", "predictions file", PredictionError, malformed="unparsable",
+                      item_name="pair id", count_keys=count_entry_keys)
+    src = str(path)
+    found_task = _check_header(doc.header, src, task)
+    if not doc.chunked:
+        return predictions_from_dict(doc.header, source=path, task=task)
+    preds = _from_columns(doc.header, doc.chunks(), found_task, src)
+    trim_heap()
+    return preds
 
 
 def match_pair_ids(pred_ids: np.ndarray, gt_ids, *, source: Optional[str] = None) -> np.ndarray:

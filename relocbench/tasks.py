@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .baseline import RunContext
-from .errors import ConfigError
+from .errors import ConfigError, FeatureError
 from .io import sha256_file
 
 __all__ = ["Task", "TemporalTask", "register_task", "get_task", "TASK_ADAPTERS"]
@@ -59,6 +59,41 @@ class Task:
     def predictable(self, ctx: RunContext, pairs):
         """The subset of ``pairs`` the baseline is asked to predict (all, by default)."""
         return pairs
+
+    def prediction_chunks(self, ctx: RunContext, pairs, size: int):
+        """``pairs`` cut into consecutive chunks of ``size`` rows (the engine predicts chunk by
+        chunk to report progress)."""
+        size = max(1, int(size))
+        return [pairs.iloc[i:i + size] for i in range(0, len(pairs), size)]
+
+    def coverage(self, ctx: RunContext, pairs, predicted) -> Dict[str, Any]:
+        """How many of ``pairs`` were predicted, how many distinct videos the missing ones lack,
+        and what else the feature source skipped (its ``report``: training segments, ...)."""
+        src = ctx.features
+        have = set(predicted["pair_id"])
+        lost = pairs[[pid not in have for pid in pairs["pair_id"]]]
+        videos = set(lost["query_video"]) | set(lost["ref_video"])
+        missing_videos = sorted(v for v in videos if v not in src)
+        report = getattr(src, "report", None)
+        return {"pairs": int(len(pairs)), "scored": int(len(predicted)), "missing": int(len(lost)),
+                "missing_videos": len(missing_videos), "missing_video_examples": missing_videos[:3],
+                "features": self.describe_features(ctx),
+                "skipped": report.to_dict() if report else {}}
+
+    def check_training(self, ctx: RunContext) -> None:
+        """Before training: raise when ``--skip-missing`` leaves no training data (naming the
+        feature or frame source and how many videos it lacks)."""
+
+    @staticmethod
+    def _no_training_left(what: str, n_items: int, videos, src) -> None:
+        videos = sorted(set(videos))
+        missing = [v for v in videos if v not in src]
+        if n_items and len(missing) == len(videos):
+            source = getattr(src, "source", None) or getattr(src, "root", None)
+            raise FeatureError(
+                f"--skip-missing left no training pair: all {len(videos)} videos of the {n_items} training "
+                f"{what} are missing from the {type(src).__name__} (e.g. {missing[0]!r}); give features that "
+                "cover the training split", file=source)
 
     def predictions_doc(self, ctx: RunContext, split: str, results: Dict[str, list]) -> Dict[str, Any]:
         raise NotImplementedError
@@ -135,6 +170,22 @@ class TemporalTask(Task):
         if split == "train":
             raise ConfigError("the train split has no fixed pairs; evaluate on 'val' or 'test'")
         return ctx.manifest.table("pairs", split)
+
+    def prediction_chunks(self, ctx, pairs, size):
+        """Chunks in order of window length, as :func:`relocbench.temporal.data.iterate_pairs`
+        sorts them: a batched predictor whose batch size divides ``size`` sees the same
+        batches chunk by chunk as in one call."""
+        import numpy as np
+
+        wlen = (pairs["ref_end_step"] - pairs["ref_start_step"]).to_numpy()
+        ordered = pairs.iloc[np.argsort(wlen, kind="stable")]
+        return super().prediction_chunks(ctx, ordered, size)
+
+    def check_training(self, ctx):
+        if not ctx.extras.get("skip_missing"):
+            return
+        seg = ctx.manifest.table("segments", "train")
+        self._no_training_left("segments", len(seg), seg["video"], ctx.features)
 
     def predictable(self, ctx, pairs):
         """The pairs whose videos the feature store has; with ``--skip-missing`` the others are

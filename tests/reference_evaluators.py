@@ -237,3 +237,132 @@ def spatiotemporal_reference(pairs, targets, results, thresholds=(0.3, 0.5, 0.7)
     per = frame_ap_reference(dets, gts, thresholds)
     frame_map = {t: sum(per[c][k] for c in per) / len(per) for k, t in enumerate(thresholds)}
     return {"frame_map": frame_map, "per_label": per}
+
+
+# --------------------------------------------------------------------------- ActivityNet proposals
+
+
+def proposal_tiou(p, g) -> float:
+    """tIoU as the official proposal code computes it: two zero-length segments give NaN."""
+    inter = max(0.0, min(p[1], g[1]) - max(p[0], g[0]))
+    union = (g[1] - g[0]) + (p[1] - p[0]) - inter
+    return inter / union if union != 0 else float("nan")
+
+
+def activitynet_proposal_reference(gt_rows, prop_rows, thresholds, max_avg_nr_proposals=100.0) -> Dict:
+    """``gt_rows``: (video, start, end) of one subset in file order; ``prop_rows``:
+    (video, start, end, score) in file order (every proposal read, on any video). The rules
+    of the official ``eval_proposal.py`` one video and one curve point at a time; ties:
+    the later proposal first."""
+    videos: List[str] = []
+    gts_of: Dict[str, list] = defaultdict(list)
+    for v, s, e in gt_rows:
+        if v not in gts_of:
+            videos.append(v)
+        gts_of[v].append((s, e))
+    props_of: Dict[str, list] = defaultdict(list)
+    for i, (v, s, e, sc) in enumerate(prop_rows):
+        props_of[v].append((sc, i, s, e))
+    n_vid, n_prop = len(videos), len(prop_rows)
+    if not max_avg_nr_proposals:
+        max_avg_nr_proposals = n_prop / n_vid
+    ratio = max_avg_nr_proposals * float(n_vid) / n_prop
+    tiou_of: Dict[str, List[List[float]]] = {}   # per video: [gt][proposal] in rank order
+    total = 0
+    for v in videos:
+        props = sorted(props_of.get(v, []), key=lambda p: (-p[0], -p[1]))
+        if not props:
+            tiou_of[v] = [[0.0] for _ in gts_of[v]]
+            continue
+        nr = min(int(len(props) * ratio), len(props))
+        total += nr
+        props = props[:nr]
+        tiou_of[v] = [[proposal_tiou((s, e), g) for _, _, s, e in props] for g in gts_of[v]]
+    pcn = [j / 100.0 * (max_avg_nr_proposals * float(n_vid) / total) for j in range(1, 101)]
+    n_gt = sum(len(gts_of[v]) for v in videos)
+    recall = []
+    for t in thresholds:
+        row = []
+        for p in pcn:
+            matched = 0
+            for v in videos:
+                m = len(tiou_of[v][0])
+                k = min(int(m * p), m)
+                for gt_tious in tiou_of[v]:
+                    if any(x >= t for x in gt_tious[:k]):
+                        matched += 1
+            row.append(matched / n_gt)
+        recall.append(row)
+    avg = [sum(recall[r][j] for r in range(len(thresholds))) / len(thresholds) for j in range(100)]
+    an = [p * (float(total) / n_vid) for p in pcn]
+    area = 0.0
+    for j in range(1, 100):
+        area += (an[j] - an[j - 1]) * (avg[j] + avg[j - 1]) / 2.0
+    ar_at = {}
+    for k in (1, 5, 10, 100):
+        val = None
+        for j in range(100):
+            if abs(an[j] - k) <= 1e-9 * k:
+                val = avg[j]
+                break
+        if val is None and an[0] <= k <= an[-1]:
+            j = next(j for j in range(1, 100) if an[j] >= k)
+            w = (k - an[j - 1]) / (an[j] - an[j - 1])
+            val = avg[j - 1] + w * (avg[j] - avg[j - 1])
+        ar_at[str(k)] = val
+    return {"recall": recall, "average_recall": avg, "average_nr_proposals": an, "auc": area / an[-1],
+            "ar_at_an": ar_at, "n_proposals_kept": total}
+
+
+def activitynet_proposal_video_loop(gt_rows, prop_rows, thresholds, max_avg_nr_proposals=100.0) -> Dict:
+    """The same rules with numpy inside a loop over videos, thresholds and curve points (the
+    structure of the official code): the plain loop that ``benchmarks/bench_evaluate.py``
+    times at full size, where the pure-Python loop above would take hours."""
+    import numpy as np
+
+    videos: List[str] = []
+    gts_of: Dict[str, list] = defaultdict(list)
+    for v, s, e in gt_rows:
+        if v not in gts_of:
+            videos.append(v)
+        gts_of[v].append((s, e))
+    props_of: Dict[str, list] = defaultdict(list)
+    for v, s, e, sc in prop_rows:
+        props_of[v].append((s, e, sc))
+    n_vid, n_prop = len(videos), len(prop_rows)
+    if not max_avg_nr_proposals:
+        max_avg_nr_proposals = n_prop / n_vid
+    ratio = max_avg_nr_proposals * float(n_vid) / n_prop
+    scores, total = [], 0
+    for v in videos:
+        g = np.array(gts_of[v], dtype=np.float64)
+        if v not in props_of:
+            scores.append(np.zeros((len(g), 1)))
+            continue
+        p = np.array(props_of[v], dtype=np.float64)
+        p = p[np.argsort(p[:, 2], kind="stable")[::-1], :2]
+        nr = min(int(p.shape[0] * ratio), p.shape[0])
+        total += nr
+        p = p[:nr]
+        tiou = np.empty((len(g), nr))
+        for i in range(nr):
+            inter = np.clip(np.minimum(p[i, 1], g[:, 1]) - np.maximum(p[i, 0], g[:, 0]), 0, None)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tiou[:, i] = inter / ((g[:, 1] - g[:, 0]) + (p[i, 1] - p[i, 0]) - inter)
+        scores.append(tiou)
+    pcn = np.arange(1, 101) / 100.0 * (max_avg_nr_proposals * float(n_vid) / total)
+    recall = np.empty((len(thresholds), 100))
+    n_gt = sum(s.shape[0] for s in scores)
+    for r, t in enumerate(thresholds):
+        matches = np.zeros(100)
+        for s in scores:
+            hit = s >= t
+            cut = np.minimum((s.shape[1] * pcn).astype(int), s.shape[1])
+            for j, k in enumerate(cut):
+                matches[j] += np.count_nonzero(hit[:, :k].sum(axis=1))
+        recall[r] = matches / n_gt
+    avg = recall.mean(axis=0)
+    an = pcn * (float(total) / n_vid)
+    area = float(np.sum(np.diff(an) * (avg[1:] + avg[:-1]) / 2.0))
+    return {"recall": recall, "average_recall": avg, "average_nr_proposals": an, "auc": area / an[-1],
+            "n_proposals_kept": total}

@@ -184,7 +184,8 @@ def test_malformed_json(tmp_path):
 def test_bad_annotation_entry(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps({"v_a": {"duration_second": 3, "annotations": [{"segment": [1], "label": "A"}]}}))
-    with pytest.raises(InputError, match=r"video 'v_a': annotation 0 must be"):
+    with pytest.raises(InputError, match=r"bad.json: video 'v_a' annotation 0 'segment': expected a list \[start, end\] "
+                                         r"of two numbers, found a list of 1 item$"):
         build_activitynet(p, tmp_path / "m")
 
 
@@ -196,7 +197,8 @@ def test_video_without_length_entry(tiny_activitynet, tmp_path):
     res = build_activitynet(tiny_activitynet["annotations"], tmp_path / "m", lengths=p,
                             class_split=tiny_activitynet["class_split"])
     assert res.report.to_dict()["videos without a lengths entry (skipped)"] == {"count": 1, "examples": ["vid8"]}
-    with pytest.raises(InputError, match="video 'vid8' has no entry in the lengths file"):
+    with pytest.raises(InputError, match=r"short_lengths.json: has no entry for video 'vid8' of the annotation file "
+                                         r"\(--strict"):
         build_activitynet(tiny_activitynet["annotations"], tmp_path / "m2", lengths=p,
                           class_split=tiny_activitynet["class_split"], config=ActivityNetConfig(strict=True))
 

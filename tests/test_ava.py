@@ -284,7 +284,7 @@ def test_conflicting_boxes_name_the_rows(ava_files, tmp_path):
     ("v,0902,0.1,0.1,0.2,0.2,12\n", "expected 8 columns"),
     ("v,0902,0.1,0.1,0.2,0.2,12,1\nv,09x2,0.1,0.1,0.2,0.2,12,1\n", "line 2: column 'time' must be a number"),
     ("v,0902,0.1,0.1,0.2,0.2,12,1\nv,902.5,0.1,0.1,0.2,0.2,12,1\n", "line 2: time must be an integer"),
-    ("v,0902,0.1,0.1,0.2,0.2,12,1\nv,0903,0.1,,0.2,0.2,12,1\n", "line 2: column 'y1' is empty"),
+    ("v,0902,0.1,0.1,0.2,0.2,12,1\nv,0903,0.1,,0.2,0.2,12,1\n", "line 2: column 'y1': expected a finite number, found an empty field or NaN"),
     ("v,0902,0.1,0.1,0.2,0.2,12,1\nv,0903,0.1,0.1,0.2,0.2,12,1,7\n", "malformed CSV"),
 ])
 def test_bad_csv(tmp_path, text, match):

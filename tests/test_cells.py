@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.stvr.cells import (
+from relocbench_baselines.stvr.cells import (
     ClipCell,
     ConvLSTM,
     FlowLSTM,
@@ -79,8 +79,9 @@ def test_registry_and_hyperparameter_errors():
     with pytest.raises(ConfigError, match=r"'links' parameter of TrajLSTM must be an int >= 1"):
         TrajLSTM(in_channels=4, links=0)
     with pytest.raises(ConfigError, match=r"'interpolation_order' parameter of WarpLSTM must "
-                                          r"be one of \[1, 2, 4\]\. Got 3"):
-        WarpLSTM(in_channels=4, interpolation_order=3)
+                                          r"be an int >= 1 .*Got 0"):
+        WarpLSTM(in_channels=4, interpolation_order=0)
+    assert WarpLSTM(in_channels=4, interpolation_order=3).aligner.interpolation_order == 3  # odd orders as in TFA
     with pytest.raises(ConfigError, match=r"'num_boundary_points' parameter of WarpLSTM must be "
                                           r"an int >= 0"):
         WarpLSTM(in_channels=4, num_boundary_points=-2)

@@ -80,7 +80,8 @@ def test_config_file_overrides_and_errors(small_manifest, tmp_path):
     with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['stepz'\]"):
         run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r2", config_file=cfg)
     cfg.write_text("steps: many\n")
-    with pytest.raises(ConfigError, match="'steps' parameter of TinyConfig must be of type int. Got 'many'"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: The 'steps' parameter must be an int >= 0\. "
+                                          r"Got 'many' instead\."):
         run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "r3", config_file=cfg)
     cfg.write_text("steps: [1\n")
     with pytest.raises(ConfigError, match="malformed YAML at line"):
@@ -108,12 +109,14 @@ def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
             "--leaderboard", str(tmp_path / "lb")]
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
-    assert "Average" in res.output and (tmp_path / "lb" / "results" / "manifest" / "chance.json").is_file()
-    res = runner.invoke(cli, args)
+    assert "Average" in res.output and (tmp_path / "lb" / "results" / "manifest" / "chance" / "seed-0.json").is_file()
+    res = runner.invoke(cli, args[:-2])
     assert res.exit_code == 2 and "pass --resume to continue it or --force" in res.output
-    res = runner.invoke(cli, ["run-baseline", "chance", "--dataset", str(small_manifest), "--out",
-                              str(tmp_path / "run2"), "--quiet", "--seed", "1", "--leaderboard", str(tmp_path / "lb")])
-    assert res.exit_code == 2 and "chance.json: exists already" in res.output
+    run2 = ["run-baseline", "chance", "--dataset", str(small_manifest), "--out", str(tmp_path / "run2"), "--quiet"]
+    # the published record (seed 0) exists already: refused before the run, not after it
+    res = runner.invoke(cli, run2 + ["--leaderboard", str(tmp_path / "lb")])
+    assert res.exit_code == 2 and "seed-0.json: exists already" in res.output and not (tmp_path / "run2").exists()
+    assert runner.invoke(cli, run2 + ["--seed", "1"]).exit_code == 0
     res = runner.invoke(cli, ["leaderboard", "--dir", str(tmp_path / "lb")])
     assert res.exit_code == 0, res.output
     readme = (tmp_path / "lb" / "README.md").read_text()
@@ -124,7 +127,7 @@ def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
     pub = ["leaderboard", "--dir", str(tmp_path / "lb"), "--publish", str(tmp_path / "run2"), "--board", "manifest-b"]
     res = runner.invoke(cli, pub)
     assert res.exit_code == 0, res.output
-    rec = json.loads((tmp_path / "lb" / "results" / "manifest-b" / "chance.json").read_text())
+    rec = json.loads((tmp_path / "lb" / "results" / "manifest-b" / "chance" / "seed-1.json").read_text())
     assert rec["board"] == "manifest-b" and rec["dataset"] == "manifest" and rec["seed"] == 1
     readme = (tmp_path / "lb" / "README.md").read_text()
     assert readme.index("## manifest\n") < readme.index("## manifest-b\n")

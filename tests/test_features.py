@@ -343,3 +343,38 @@ def test_synthetic_on_the_committed_manifest():
     video = store.videos()[0]
     x = store.get(video)
     assert x.shape == (store.n_steps(video), 500)
+
+
+# --------------------------------------------------------------------------- extract-features files
+def _write_extracted(path, videos, **attrs):
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"relocbench_features": 1, "backbone": "handcrafted", "weights": "none", "pca": "none",
+                        "layout": "relocbench", **attrs})
+        for vid, arr in videos.items():
+            f.create_dataset(vid, data=arr)
+
+
+def test_extracted_file_is_read_at_its_declared_step(tmp_path):
+    from relocbench.features import ExtractedHDF5Store
+
+    a = _rows(7)
+    _write_extracted(tmp_path / "e.h5", {"abc": a}, step_frames=8, dim=6)
+    store = open_feature_store(tmp_path / "e.h5")
+    assert isinstance(store, ExtractedHDF5Store) and store.stride_frames == 8
+    np.testing.assert_array_equal(store.get("abc"), a[::2])      # ceil(7 * 8 / 16) = 4 steps
+    assert store.describe()["backbone"] == "handcrafted" and store.describe()["step_frames"] == 8
+    # an explicit stride still wins, as for every store
+    np.testing.assert_array_equal(open_feature_store(tmp_path / "e.h5", stride_frames=16).get("abc"), a)
+    # the same rows without the attribute: a plain per-video file at 16 frames
+    with h5py.File(tmp_path / "plain.h5", "w") as f:
+        f.create_dataset("abc", data=a)
+    assert type(open_feature_store(tmp_path / "plain.h5")) is HDF5Store
+
+
+def test_extracted_file_errors(tmp_path):
+    _write_extracted(tmp_path / "bad.h5", {"abc": _rows(3)}, step_frames=0)
+    with pytest.raises(FeatureError, match=r"bad\.h5: declares step_frames 0; expected a positive number"):
+        open_feature_store(tmp_path / "bad.h5")
+    _write_extracted(tmp_path / "empty.h5", {}, step_frames=16, report='{"failed": [{"source": "x.mp4"}]}')
+    with pytest.raises(FeatureError, match=r"empty\.h5: holds no video features \(every video failed\?"):
+        open_feature_store(tmp_path / "empty.h5")

@@ -22,12 +22,14 @@ F64 = torch.float64
 
 # --------------------------------------------------------------------------- plain references
 def _np_phi(r2, order):
+    """r^k (odd k) or r^k log r (even k) of squared distances, guarded as TFA guards them."""
     c = np.maximum(r2, 1e-10)
-    if order == 1:
-        return np.sqrt(c)
     if order == 2:
         return 0.5 * r2 * np.log(c)
-    return 0.5 * r2 ** 2 * np.log(c)
+    if order == 4:
+        return 0.5 * r2 ** 2 * np.log(c)
+    r = np.sqrt(c)
+    return r ** order * np.log(r) if order % 2 == 0 else r ** order
 
 
 def _np_spline(train, values, query, order, lam):
@@ -89,20 +91,44 @@ def _oracle_points(d):
     return torch.tensor(train), torch.tensor(values), torch.tensor(query)
 
 
-@pytest.mark.parametrize(
-    "d, order, lam, expected",
-    [
-        (1, 1, 0.0, [6.2647187603, -7.84362604077, -5.63690142322, 1.42928896387]),
-        (1, 2, 0.0, [8.67110264937, -8.41281390883, -5.80190044693, 1.50155606059]),
-        (1, 2, 0.01, [6.70797816797, -7.49709587663, -5.28965776238, 1.52284731741]),
-        (3, 2, 0.0, [0.627787735064, 1.43802857251, 1.00194632358, 1.91667538215]),
-    ],
-)
-def test_interpolate_spline_oracles(d, order, lam, expected):
+# TensorFlow Addons' published query values (interpolate_spline_test.py, HARDCODED_QUERY_VALUES
+# of the 1-D and 3-D problems above), every order 1-4 with and without regularisation.
+TFA_QUERY_VALUES = {
+    (1, 1, 0.0): [6.2647187603, -7.84362604077, -5.63690142322, 1.42928896387],
+    (1, 1, 0.01): [6.77688289946, -8.02163669853, -5.79491157027, 1.4063285693],
+    (1, 2, 0.0): [8.67110264937, -8.41281390883, -5.80190044693, 1.50155606059],
+    (1, 2, 0.01): [6.70797816797, -7.49709587663, -5.28965776238, 1.52284731741],
+    (1, 3, 0.0): [9.37691802935, -8.50390141515, -5.80786417426, 1.63467762122],
+    (1, 3, 0.01): [4.47106304758, -5.71266128361, -3.92529303296, 1.86755293857],
+    (1, 4, 0.0): [9.58172461111, -8.51432104771, -5.80967675388, 1.63361164256],
+    (1, 4, 0.01): [-3.87902711352, -0.0253462273846, 1.79857618022, -0.769339675725],
+    (3, 1, 0.0): [1.06609663962, 1.28894849357, 1.10882405595, 1.63966936885],
+    (3, 1, 0.01): [1.03123780748, 1.2952930985, 1.10366822954, 1.65265118569],
+    (3, 2, 0.0): [0.627787735064, 1.43802857251, 1.00194632358, 1.91667538215],
+    (3, 2, 0.01): [0.730159985046, 1.41702471595, 1.0065827217, 1.85758519312],
+    (3, 3, 0.0): [0.350460417862, 1.67223539464, 1.00475331246, 2.31580322491],
+    (3, 3, 0.01): [0.624557250556, 1.63138876667, 0.976588193162, 2.12511237866],
+    (3, 4, 0.0): [0.898129669986, 1.24434133638, -0.938056116931, 1.59910338833],
+    (3, 4, 0.01): [0.0930360338179, -3.38791305538, -1.00969032567, 0.745535080382],
+}
+
+
+@pytest.mark.parametrize("d, order, lam", sorted(TFA_QUERY_VALUES))
+def test_interpolate_spline_oracles(d, order, lam):
     train, values, query = _oracle_points(d)
     out = interpolate_spline(train, values, query, order, lam)
     assert out.shape == (1, 4, 1)
-    np.testing.assert_allclose(out[0, :, 0].numpy(), expected, rtol=0, atol=1e-9)
+    # the published values carry 12 significant digits
+    np.testing.assert_allclose(out[0, :, 0].numpy(), TFA_QUERY_VALUES[d, order, lam], rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_odd_order_is_not_an_even_kernel():
+    """Order 3 is r^3 (not r^3 log r nor r^2 log r): on the 1-D problem it differs from 2 and 4."""
+    train, values, query = _oracle_points(1)
+    outs = {k: interpolate_spline(train, values, query, k)[0, :, 0].numpy() for k in (2, 3, 4)}
+    assert np.abs(outs[3] - outs[2]).min() > 1e-3
+    assert np.abs(outs[3] - outs[4]).min() > 1e-4
 
 
 def test_phi_at_zero():
@@ -110,13 +136,31 @@ def test_phi_at_zero():
     assert phi(zero, 1).item() == pytest.approx(1e-5, abs=1e-15)
     assert phi(zero, 2).item() == 0.0
     assert phi(zero, 4).item() == 0.0
-    r2 = torch.tensor([4.0], dtype=F64)
+    # odd k: max(r2, EPS)^(k/2); other even k: the prefactor is clamped too (TFA's guards)
+    assert phi(zero, 3).item() == pytest.approx(1e-15, rel=1e-12)
+    assert phi(zero, 5).item() == pytest.approx(1e-25, rel=1e-12)
+    assert phi(zero, 6).item() == pytest.approx(0.5 * 1e-30 * np.log(1e-10), rel=1e-12)
+    r2 = torch.tensor([4.0], dtype=F64)  # r = 2
     assert phi(r2, 1).item() == pytest.approx(2.0)
     assert phi(r2, 2).item() == pytest.approx(0.5 * 4 * np.log(4))
+    assert phi(r2, 3).item() == pytest.approx(8.0)
     assert phi(r2, 4).item() == pytest.approx(0.5 * 16 * np.log(4))
+    assert phi(r2, 5).item() == pytest.approx(32.0)
+    assert phi(r2, 6).item() == pytest.approx(64 * np.log(2))
+    assert phi(r2, 7).item() == pytest.approx(128.0)
+    assert phi(r2, np.int64(3)).item() == pytest.approx(8.0)  # numpy integers are ints too
 
 
-@pytest.mark.parametrize("order", [1, 2, 4])
+@settings(max_examples=50, deadline=None)
+@given(r=st.floats(1e-4, 1e3), order=st.integers(1, 9))
+def test_phi_is_r_to_the_k_or_times_log_r(r, order):
+    """phi(r^2) = r^k for odd k and r^k log r for even k, away from 0."""
+    got = phi(torch.tensor([r * r], dtype=F64), order).item()
+    want = r ** order * (np.log(r) if order % 2 == 0 else 1.0)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 6])
 @pytest.mark.parametrize("lam", [0.0, 0.05])
 @pytest.mark.parametrize("b, n, d, k, m", [(1, 3, 1, 1, 5), (3, 7, 2, 2, 11), (2, 12, 3, 4, 6)])
 def test_interpolate_spline_matches_numpy_reference(order, lam, b, n, d, k, m):
@@ -132,7 +176,7 @@ def test_interpolate_spline_matches_numpy_reference(order, lam, b, n, d, k, m):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), order=st.sampled_from([1, 2, 4]), n=st.integers(3, 9))
+@given(seed=st.integers(0, 10_000), order=st.sampled_from([1, 2, 3, 4]), n=st.integers(3, 9))
 def test_spline_interpolates_and_reproduces_affine_functions(seed, order, n):
     rng = np.random.default_rng(seed)
     # well-separated centres: jittered grid cells
@@ -270,7 +314,7 @@ def test_sparse_image_warp_moves_control_points():
 
 
 # --------------------------------------------------------------------------- gradients
-@pytest.mark.parametrize("order", [1, 2, 4])
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 6])
 def test_interpolate_spline_gradcheck(order):
     g = torch.Generator().manual_seed(order)
     train = (torch.rand(2, 5, 2, generator=g, dtype=F64) * 3).requires_grad_()
@@ -307,9 +351,13 @@ def test_dense_image_warp_and_sampler_gradcheck():
 def test_errors_name_the_parameter():
     pts = torch.rand(1, 4, 2, dtype=F64)
     vals = torch.rand(1, 4, 1, dtype=F64)
-    with pytest.raises(ConfigError, match=r"'order' parameter of solve_interpolation must be "
-                                          r"one of \[1, 2, 4\]\. Got 3 instead"):
-        interpolate_spline(pts, vals, pts, 3)
+    for bad in (0, -1, 2.5, True, "2"):
+        with pytest.raises(ConfigError, match=r"'order' parameter of solve_interpolation must be "
+                                              r"an int >= 1\. Got " + repr(bad).replace(".", r"\.")
+                                              + " instead"):
+            interpolate_spline(pts, vals, pts, bad)
+    with pytest.raises(ConfigError, match=r"'order' parameter of phi must be an int >= 1"):
+        phi(pts, 0)
     with pytest.raises(ConfigError, match=r"'regularization_weight' .* must be >= 0\. Got -0.1"):
         interpolate_spline(pts, vals, pts, 2, -0.1)
     with pytest.raises(ConfigError, match=r"'train_values' .* must have shape \(1, 4\) \+ \(k,\)"):

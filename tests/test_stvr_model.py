@@ -12,8 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from baselines.stvr.model import BoxCoder, STVRModel, Tiny3D, build_backbone, make_anchors
-from baselines.stvr.zoo import STVR, STVRConfig
+from relocbench_baselines.stvr.model import BoxCoder, STVRModel, Tiny3D, build_backbone, make_anchors
+from relocbench_baselines.stvr.zoo import STVR, STVRConfig
 from relocbench import ConfigError
 from relocbench.cli import cli
 from relocbench.engine import run_baseline
@@ -224,7 +224,7 @@ def test_tiny_end_to_end_run(name, sprites, tiny_runs):
 
 
 def test_figures_from_run_folders(tiny_runs, tmp_path, monkeypatch):
-    from baselines.stvr import figures
+    from relocbench_baselines.stvr import figures
 
     monkeypatch.setenv("RELOCBENCH_CACHE", str(tmp_path / "cache"))  # the sprites manifest is regenerated here
     runs_dir = next(iter(tiny_runs.values())).run_dir.parent
@@ -257,7 +257,7 @@ def test_same_seed_same_predictions_and_cli(sprites, tmp_path):
                                    "--config", str(cfg), "--device", "cpu", "--quiet", "--leaderboard",
                                    str(tmp_path / "lb")])
     assert res.exit_code == 0, res.output
-    assert "0.5" in res.output and (tmp_path / "lb" / "results" / "synthetic-sprites" / "stvr-warp.json").is_file()
+    assert "0.5" in res.output and (tmp_path / "lb" / "results" / "synthetic-sprites" / "stvr-warp" / "seed-0.json").is_file()
     assert (tmp_path / "a" / "predictions-test.json").read_bytes() == (tmp_path / "b" / "predictions-test.json").read_bytes()
     assert json.loads((tmp_path / "b" / "metrics-test.json").read_text()) == a.metrics
     res = CliRunner().invoke(cli, ["leaderboard", "--dir", str(tmp_path / "lb")])

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from baselines.temporal._common import reverse_padded, set_forget_bias  # noqa: E402
-from baselines.temporal.cgbm import (  # noqa: E402
+from relocbench_baselines.temporal._common import reverse_padded, set_forget_bias  # noqa: E402
+from relocbench_baselines.temporal.cgbm import (  # noqa: E402
     VARIANTS,
     CGBMConfig,
     CrossGatedBilinearMatching,
@@ -16,8 +16,8 @@ from baselines.temporal.cgbm import (  # noqa: E402
     cgbm_loss,
     cgbm_parameter_count,
 )
-from baselines.temporal.sst import SSTConfig, SSTModel, sst_loss, sst_parameter_count  # noqa: E402
-from baselines.temporal.video_triplet import (  # noqa: E402
+from relocbench_baselines.temporal.sst import SSTConfig, SSTModel, sst_loss, sst_parameter_count  # noqa: E402
+from relocbench_baselines.temporal.video_triplet import (  # noqa: E402
     VideoLSTMEncoder,
     VideoTripletConfig,
     sample_triplet_spans,

@@ -18,7 +18,7 @@ from relocbench.temporal.data import TrainBatches, iterate_pairs
 from relocbench.temporal.decode import decode_spans
 from relocbench.temporal.labels import batch_labels
 
-from baselines.temporal.zoo import TemporalBaseline
+from relocbench_baselines.temporal.zoo import TemporalBaseline
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Spatio-temporal video re-localization baselines (CVPR 2019 paper, Table 1).
 
 One model with an injected reference-propagation cell; the cells live in
-:mod:`baselines.stvr.cells` and are found by name through its registry.
+:mod:`relocbench_baselines.stvr.cells` and are found by name through its registry.
 """
 from .cells import (
     Alignment,

@@ -225,10 +225,11 @@ class ControlPointAligner(StateAligner):
                 f"The 'num_boundary_points' parameter of {owner} must be an int >= 0. "
                 f"Got {num_boundary_points!r} instead."
             )
-        if interpolation_order not in (1, 2, 4) or isinstance(interpolation_order, bool):
+        if isinstance(interpolation_order, bool) or not isinstance(interpolation_order, int) \
+                or interpolation_order < 1:
             raise ConfigError(
-                f"The 'interpolation_order' parameter of {owner} must be one of [1, 2, 4]. "
-                f"Got {interpolation_order!r} instead."
+                f"The 'interpolation_order' parameter of {owner} must be an int >= 1 "
+                f"(TensorFlow Addons' polyharmonic orders). Got {interpolation_order!r} instead."
             )
         if not regularization_weight >= 0:
             raise ConfigError(

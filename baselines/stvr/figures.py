@@ -11,7 +11,7 @@
 Both read finished run folders (``runs/<dataset>/stvr-*``: ``config.json``,
 ``predictions-test.json``, ``checkpoint-best.pt``)::
 
-    python -m baselines.stvr.figures --runs runs/synthetic-sprites --out leaderboard/figures
+    python -m relocbench_baselines.stvr.figures --runs runs/synthetic-sprites --out leaderboard/figures
 
 writes ``synthetic-sprites-relocalization.png`` and ``synthetic-sprites-warp-grid.png``
 (deterministic PNGs; refuses to overwrite without ``--force``).
@@ -219,7 +219,7 @@ def warp_grid_figure(runs: Dict[str, Path], *, pair_id: Optional[str] = None, ma
                     ax.plot((src[:, 1] + 0.5) * stride - 0.5, (src[:, 0] + 0.5) * stride - 0.5, color="yellow",
                             lw=0.6)
             if n == "stvr-warp":
-                from baselines.stvr.cells import control_points
+                from .cells import control_points
 
                 cp = control_points(h, w, model.cell.aligner.grid_size, dtype=torch.float64).numpy()
                 d = bilinear_sample(fl.double(), torch.from_numpy(cp)[None])[0].numpy()
@@ -301,7 +301,7 @@ def detector_only_reference(manifest, split: str = "test", *, seed: int = 0) -> 
 
 
 def main(argv: Optional[List[str]] = None) -> List[Path]:
-    p = argparse.ArgumentParser(prog="python -m baselines.stvr.figures", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m relocbench_baselines.stvr.figures", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", required=True, type=Path, help="folder holding the stvr-* run folders")
     p.add_argument("--out", required=True, type=Path, help="folder for the PNGs (e.g. leaderboard/figures)")
     p.add_argument("--pairs", nargs="*", default=None, help="pair ids of the Fig. 8 panel (default: spread)")

@@ -12,7 +12,7 @@ one per scored keyframe):
    cache) -- nothing is ever downloaded.
 2. Query features: ``roi_align`` of each query clip's map at its box (``roi_size`` square).
 3. Reference propagation (Eq. 8): the cell runs over the reference maps in time order
-   (:func:`baselines.stvr.cells.run_sequence`); ``flow`` is given dense optical flow between
+   (:func:`relocbench_baselines.stvr.cells.run_sequence`); ``flow`` is given dense optical flow between
    the keyframes of consecutive clips.
 4. Proposals (Eq. 9): an RPN (3x3 conv, objectness and box deltas per anchor), NMS with
    ``torchvision.ops.nms``, ``roi_align`` of each proposal.

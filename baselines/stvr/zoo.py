@@ -1,7 +1,7 @@
 """Registers the spatio-temporal baselines of the CVPR 2019 paper's Table 1 with relocbench.
 
 ``stvr-clip``, ``stvr-convlstm``, ``stvr-flow``, ``stvr-traj`` and ``stvr-warp`` are one
-baseline class, :class:`STVR` (the model of :mod:`baselines.stvr.model`), configured with a
+baseline class, :class:`STVR` (the model of :mod:`relocbench_baselines.stvr.model`), configured with a
 different reference-propagation cell. The defaults are CPU-sized for ``synthetic-sprites``
 (64x64 frames, a from-scratch ``tiny3d`` backbone, Adam, 4-clip reference crops); the
 paper's training settings are in ``baselines/stvr/configs/paper.yaml``::
@@ -20,13 +20,14 @@ drawn from ``numpy.random.default_rng([seed, step])``, so a resumed run sees the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, ClassVar, Dict, List, Tuple
 
 import numpy as np
 import torch
 
 from relocbench.baseline import Baseline, TrainConfig
 from relocbench.errors import ConfigError
+from relocbench.params import Bool, FloatSeq, Int, Options, Str
 from relocbench.registry import register_baseline
 
 from .model import STVRModel
@@ -71,19 +72,18 @@ class STVRConfig(TrainConfig):
     detections: int = 5  # boxes kept per keyframe
     flow_method: str = "farneback"  # optical flow of the flow cell: farneback | dis
 
-    def validate(self) -> None:
-        super().validate()
-        for name in ("ref_clips", "query_clips", "frame_size", "hidden_channels", "roi_size", "detections",
-                     "train_proposals", "test_proposals"):
-            v = getattr(self, name)
-            if v < 1:
-                raise ConfigError(f"The {name!r} parameter must be >= 1. Got {v!r} instead.")
-        if self.cell not in ("none", "convlstm", "flow", "traj", "warp"):
-            raise ConfigError(f"The 'cell' parameter must be one of ['convlstm', 'flow', 'none', 'traj', 'warp']. "
-                              f"Got {self.cell!r} instead.")
-        if self.flow_method not in ("farneback", "dis"):
-            raise ConfigError(f"The 'flow_method' parameter must be 'farneback' or 'dis'. Got {self.flow_method!r} "
-                              "instead.")
+    parameter_constraints: ClassVar[Dict[str, Any]] = {
+        "cell": Options("none", "convlstm", "flow", "traj", "warp"),
+        "backbone": Options("tiny3d", "s3d", "r3d_18", "r2plus1d_18"),
+        "width": Int(ge=4), "backbone_stride": Options(8, 16), "pretrained": Bool(), "pretrained_path": Str(),
+        "frame_size": Int(ge=1), "ref_clips": Int(ge=1), "query_clips": Int(ge=1), "hidden_channels": Int(ge=1),
+        "kernel_size": Int(ge=1, odd=True), "links": Int(ge=1), "grid_size": Int(ge=1),
+        "num_boundary_points": Int(ge=0), "interpolation_order": Int(ge=1), "roi_size": Int(ge=1),
+        "anchor_scales": FloatSeq(gt=0, min_len=1), "anchor_ratios": FloatSeq(gt=0, min_len=1),
+        "attention_dim": Int(ge=1), "head_channels": Int(ge=1), "head_dim": Int(ge=1),
+        "fusion": Options("concat", "concat-product"), "train_proposals": Int(ge=1), "test_proposals": Int(ge=1),
+        "detections": Int(ge=1), "flow_method": Options("farneback", "dis"),
+    }
 
 
 def _model_kwargs(cfg: STVRConfig) -> Dict[str, Any]:
@@ -142,11 +142,19 @@ class PairData:
         return self._by_frame.get((video, self.key(t)), [])
 
 
-@register_baseline("stvr-warp", cell="warp")
-@register_baseline("stvr-traj", cell="traj")
-@register_baseline("stvr-flow", cell="flow")
-@register_baseline("stvr-convlstm", cell="convlstm")
-@register_baseline("stvr-clip", cell="none")
+@register_baseline("stvr-warp", cell="warp",
+                   description="CVPR 2019 STVR model (Fig. 5) with the warp LSTM: a learned spline warp of the "
+                               "state between reference clips (the paper's model).")
+@register_baseline("stvr-traj", cell="traj",
+                   description="CVPR 2019 STVR model (Fig. 5) with a TrajLSTM (5 links) over the reference clips.")
+@register_baseline("stvr-flow", cell="flow",
+                   description="CVPR 2019 STVR model (Fig. 5) with a ConvLSTM whose state is warped by optical "
+                               "flow between reference clips.")
+@register_baseline("stvr-convlstm", cell="convlstm",
+                   description="CVPR 2019 STVR model (Fig. 5) with a ConvLSTM over the reference clips.")
+@register_baseline("stvr-clip", cell="none",
+                   description="CVPR 2019 STVR model (Fig. 5), clip baseline: each reference clip alone, no "
+                               "propagation.")
 class STVR(Baseline):
     """CVPR 2019 STVR model (Fig. 5); the variant sets the reference cell.
 

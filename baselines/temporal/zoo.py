@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import ClassVar, Dict, List
 
 import numpy as np
 
 from relocbench.baseline import Baseline, TrainConfig
+from relocbench.errors import ConfigError
+from relocbench.params import Bool, Float, Int, Options
 from relocbench.registry import register_baseline
 
 
@@ -98,6 +100,8 @@ class PairTrainConfig(TrainConfig):
     crop_prob: float = 0.9
     feature_dim: int = 500
 
+    parameter_constraints: ClassVar[dict] = {"crop_prob": Float(ge=0, le=1), "feature_dim": Int(ge=1)}
+
 
 def _model_config(model_config_cls, config):
     """The model's own config dataclass, filled from the fields of the run config."""
@@ -141,11 +145,23 @@ class CGBMRunConfig(PairTrainConfig):
     max_span: int = 64
     eval_batch_size: int = 128
 
+    parameter_constraints: ClassVar[dict] = {
+        "hidden": Int(ge=1), "rank": Int(ge=1), "gating": Bool(), "bilinear": Bool(),
+        "keep_aggregation": Float(gt=0, le=1), "keep_matching": Float(gt=0, le=1), "forget_bias": Float(),
+        "loss_weight": Float(gt=0), "decode_form": Options("paper", "original"), "max_span": Int(ge=1),
+        "eval_batch_size": Int(ge=1),
+    }
 
-@register_baseline("cgbm-bilinear", gating=False, bilinear=True)
-@register_baseline("cgbm-gating", gating=True, bilinear=False)
-@register_baseline("cgbm-base", gating=False, bilinear=False)
-@register_baseline("cgbm")
+
+@register_baseline("cgbm-bilinear", gating=False, bilinear=True,
+                   description="Table 2 ablation of cgbm: factorised bilinear matching, no cross gating.")
+@register_baseline("cgbm-gating", gating=True, bilinear=False,
+                   description="Table 2 ablation of cgbm: cross gating, concatenation instead of bilinear matching.")
+@register_baseline("cgbm-base", gating=False, bilinear=False,
+                   description="Table 2 ablation of cgbm: no cross gating, concatenation instead of bilinear "
+                               "matching.")
+@register_baseline("cgbm", description="Cross gated bilinear matching (ECCV 2018), the full model: cross gating "
+                                       "and factorised bilinear matching.")
 class CGBM(_PairTrained):
     """Cross gated bilinear matching (ECCV 2018); variants switch cross gating and bilinear matching."""
 
@@ -200,6 +216,17 @@ class VideoTripletRunConfig(PairTrainConfig):
     max_span: int = 64
     positive_tiou: float = 0.8
     negative_tiou: float = 0.2
+
+    parameter_constraints: ClassVar[dict] = {
+        "hidden": Int(ge=1), "margin": Float(gt=0), "forget_bias": Float(), "max_span": Int(ge=1),
+        "positive_tiou": Float(gt=0, le=1), "negative_tiou": Float(ge=0, lt=1),
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.negative_tiou < self.positive_tiou:
+            raise ConfigError(f"The 'negative_tiou' parameter of {type(self).__name__} must be below "
+                              f"'positive_tiou' ({self.positive_tiou!r}). Got {self.negative_tiou!r} instead.")
 
 
 @register_baseline("video-triplet")
@@ -278,6 +305,11 @@ class SSTRunConfig(PairTrainConfig):
     window: int = 128
     positive_tiou: float = 0.5
     nms_tiou: float = 0.7
+
+    parameter_constraints: ClassVar[dict] = {
+        "hidden": Int(ge=1), "layers": Int(ge=1), "anchors": Int(ge=1), "dropout": Float(ge=0, lt=1),
+        "window": Int(ge=1), "positive_tiou": Float(gt=0, le=1), "nms_tiou": Float(gt=0, le=1),
+    }
 
 
 @register_baseline("sst")

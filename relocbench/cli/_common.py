@@ -10,7 +10,9 @@ out_option = click.option(
     help="Output folder (written atomically; refused if it exists unless --force).",
 )
 force_option = click.option("--force", is_flag=True, help="Overwrite an existing output.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+#: A seed is an integer >= 0 (NumPy's generators refuse negative ones); shared by every command.
+SEED = click.IntRange(min=0)
+seed_option = click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed (an integer >= 0).")
 
 
 def split_columns(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list:

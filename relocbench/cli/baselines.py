@@ -1,11 +1,71 @@
 """``relocbench run-baseline``, ``list-baselines`` and ``leaderboard``."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from ._common import force_option, print_table
+from ._common import force_option, print_report, print_table
+
+
+def _show(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value if value else '""'
+    return json.dumps(value)
+
+
+def _print_config(info) -> None:
+    """The table of ``run-baseline NAME --show-config``."""
+    from rich.markup import escape
+
+    changed = any(r["value"] != r["default"] for r in info["fields"])
+    cols = ["field", "allowed", "default", "paper.yaml"] + (["this run"] if changed else [])
+    rows = []
+    for r in info["fields"]:
+        allowed = r["allowed"].split(" ", 1)[1] if r["allowed"].startswith(("a ", "an ")) else r["allowed"]
+        row = [r["name"], allowed, _show(r["default"]), _show(r["paper"])]
+        if changed:
+            row.append(_show(r["value"]))
+        rows.append([escape(x) for x in row])
+    print_table(f"{info['baseline']} config ({info['config_class']})", cols, rows)
+    paper = info["paper_config"] or "none"
+    if info["paper_config"]:
+        try:
+            paper = str(Path(paper).relative_to(Path.cwd()))
+        except ValueError:
+            pass
+    click.echo(f"Paper config: {paper}. Any field can be set in a YAML or JSON file given to --config.")
+
+
+def print_coverage(cov) -> None:
+    """What ``--skip-missing`` / ``--score-subset`` left out (printed under the table)."""
+    lost = f"{cov['missing']} pairs ({cov['missing_videos']} videos without features)"
+    if cov["subset"]:
+        click.echo(f"Scored a subset: {cov['scored']} of {cov['pairs']} pairs, those whose videos have features; "
+                   f"{lost} left out. Not comparable with full-split results.")
+    else:
+        click.echo(f"Scored {cov['pairs']} pairs: {cov['scored']} predicted, {lost} counted as misses"
+                   + ("; --score-subset scores only the predicted ones" if cov["missing"] else "") + ".")
+    if cov.get("skipped"):
+        click.echo("Skipped by --skip-missing:")
+        print_report(cov["skipped"])
+
+
+def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: int, force: bool) -> None:
+    """Before the run: the leaderboard record it will write can be written (and does not
+    exist without --force)."""
+    from .. import leaderboard as lb
+    from ..io import check_output, check_writable
+
+    target_board = lb.check_board(board or Path(str(dataset)).name)
+    check_writable(leaderboard_dir / "results" / target_board)
+    record_path = getattr(lb, "record_path", None)  # the per-seed layout of the leaderboard
+    path = (record_path(leaderboard_dir, target_board, name, seed) if record_path is not None
+            else leaderboard_dir / "results" / target_board / f"{name}.json")
+    check_output(path, force)
 
 
 @click.command("run-baseline")
@@ -16,79 +76,122 @@ from ._common import force_option, print_table
               help="'synthetic', an HDF5 file (official C3D layout or one dataset per video) or a folder of <video>.npy.")
 @click.option("--frames", type=click.Path(path_type=Path), default=None,
               help="Spatio-temporal datasets (ucf24, ava): the folder of video frames (same as --features PATH).")
-@click.option("--split", default="test", show_default=True, help="Split to predict and score.")
+@click.option("--split", default="test", show_default=True,
+              help="Split to predict and score (checked before training): val or test.")
 @click.option("--steps", type=int, default=None, help="Training steps (default: the baseline's config).")
 @click.option("--batch-size", type=int, default=None, help="Global batch size.")
 @click.option("--lr", type=float, default=None, help="Learning rate.")
-@click.option("--seed", type=int, default=None, help="Seed of everything random in the run.")
+@click.option("--seed", type=int, default=None, help="Seed of everything random in the run (an int >= 0).")
+@click.option("--seeds", default=None,
+              help="Comma-separated seeds (e.g. 0,1,2): one run folder <out>/seed-<k> each, each published.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=None,
-              help="CPU threads for torch (default: torch's choice). Use 1 per process when the CPU is shared.")
+              help="CPU threads for torch, >= 1 (default: torch's choice). Use 1 per process when the CPU is shared.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default runs/<dataset>/<name>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="YAML or JSON file overriding fields of the baseline's config.")
-@click.option("--skip-missing", is_flag=True, help="Skip pairs whose videos have no features (counted).")
+              help="YAML or JSON file overriding fields of the baseline's config (see --show-config).")
+@click.option("--show-config", is_flag=True,
+              help="Print the config fields, their allowed values, defaults and the paper config's values; run nothing.")
+@click.option("--skip-missing", is_flag=True,
+              help="Skip pairs whose videos have no features: not predicted, scored as misses, counted.")
+@click.option("--score-subset", is_flag=True,
+              help="With missing features: score only the pairs that have them (implies --skip-missing; labelled a "
+                   "subset in the table, metrics and result.json; cannot be published with --leaderboard).")
 @click.option("--leaderboard", "leaderboard_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also publish the result as <DIR>/results/<board>/<name>.json (e.g. --leaderboard leaderboard).")
+              help="Also publish the result into <DIR>/results/<board>/ (e.g. --leaderboard leaderboard).")
 @click.option("--board", default=None,
-              help="Leaderboard section to publish into (default: the dataset's name), e.g. activitynet-paper "
-                   "for runs at the paper's budget.")
+              help="With --leaderboard: the section to publish into (default: the dataset's name), e.g. "
+                   "activitynet-paper for runs at the paper's budget.")
 @force_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, seed, device, threads, out, resume, config_file,
-                 skip_missing, leaderboard_dir, board, force, quiet):
+@click.option("--quiet", is_flag=True, help="No progress bar or progress lines.")
+def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, seed, seeds, device, threads, out,
+                 resume, config_file, show_config, skip_missing, score_subset, leaderboard_dir, board, force, quiet):
     """Train (if trainable), select on validation, predict and score a baseline.
+
+    Progress goes to stderr: a bar on a terminal, else one line at least every 30 s
+    ($RELOCBENCH_PROGRESS_INTERVAL seconds) with step, loss, last validation score and ETA.
 
     \b
     Example (ECCV 2018 model on the committed ActivityNet manifest, synthetic features):
       relocbench run-baseline cgbm --dataset activitynet --features synthetic --steps 300 --out runs/cgbm
+    What --config may set (fields, defaults, the paper config):
+      relocbench run-baseline cgbm --show-config
     Multi-GPU (or several CPU processes):
       torchrun --nproc_per_node 2 -m relocbench run-baseline cgbm --out runs/cgbm-ddp
+    Three seeds (runs/chance/seed-0, seed-1, seed-2), each published with its per-pair scores:
+      relocbench run-baseline chance --seeds 0,1,2 --out runs/chance --leaderboard leaderboard
     """
+    from ..engine import describe_config, resolve_config
     from ..engine import run_baseline as run
-    from ..leaderboard import check_board, metric_value, publish_result
     from ..errors import ConfigError
+    from ..leaderboard import metric_value, publish_result
     from ..tasks import get_task
 
-    if board is not None:
-        check_board(board)  # before training, not after
+    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    if show_config:
+        _print_config(describe_config(name, config_file=config_file, overrides=overrides))
+        return
+    # everything checkable is checked before training, not after it
+    if board is not None and leaderboard_dir is None:
+        raise ConfigError(f"--board {board} names a leaderboard section, but nothing is published without "
+                          "--leaderboard DIR; add --leaderboard DIR or drop --board")
+    if score_subset and leaderboard_dir is not None:
+        raise ConfigError("--score-subset scores only the pairs that have features: such a result is not a "
+                          "benchmark number and is never published; drop --leaderboard or --score-subset")
+    if leaderboard_dir is not None and seeds is None:
+        _, cfg = resolve_config(name, config_file=config_file, overrides=overrides)
+        _check_publish(leaderboard_dir, board, name, dataset, cfg.seed, force)
     if frames is not None:
         if features != "synthetic":
             raise ConfigError("give the frames folder once: --frames or --features, not both")
         features = str(frames)
-    res = run(name, dataset=dataset, features=features, split=split, out=out,
-              overrides={"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed},
+    if seeds is not None:
+        from ..leaderboard import run_seeds
+        run_seeds(name, seeds, out=out, leaderboard_dir=leaderboard_dir, board=board, force=force, echo=click.echo,
+                  overrides=overrides, dataset=dataset, features=features, split=split, config_file=config_file,
+                  device=device, resume=resume, progress=not quiet, skip_missing=skip_missing,
+                  score_subset=score_subset, threads=threads)
+        return
+    res = run(name, dataset=dataset, features=features, split=split, out=out, overrides=overrides,
               config_file=config_file, device=device, resume=resume, force=force, progress=not quiet,
-              skip_missing=skip_missing, threads=threads)
+              skip_missing=skip_missing, score_subset=score_subset, threads=threads)
     if not res.result:  # not rank 0 of a distributed run
         return
     task = get_task(res.result["task"])
     cols = [title for _, title in task.columns]
     vals = [f"{100 * metric_value(res.metrics, key):.1f}" for key, _ in task.columns]
-    print_table(f"{name} on {res.result['dataset']} ({split})", ["baseline", *cols], [[name, *vals]])
+    cov = res.coverage
+    title = f"{name} on {res.result['dataset']} ({split})"
+    if cov is not None and cov["subset"]:
+        title += f", SUBSET: {cov['scored']} of {cov['pairs']} pairs"
+    print_table(title, ["baseline", *cols], [[name, *vals]])
+    if cov is not None:
+        print_coverage(cov)
     click.echo(f"Run folder: {res.run_dir}")
     if leaderboard_dir is not None:
-        path = publish_result(res.result, leaderboard_dir, force=force, board=board)
+        path = publish_result(res.result, leaderboard_dir, force=force, board=board, run_dir=res.run_dir,
+                              manifest=dataset)
         click.echo(f"Published {path}; run `relocbench leaderboard` to regenerate {leaderboard_dir}/README.md")
 
 
 @click.command("list-baselines")
-@click.option("--task", type=click.Choice(["temporal", "spatiotemporal"]), default=None)
+@click.option("--task", type=click.Choice(["temporal", "spatiotemporal"]), default=None,
+              help="Only the baselines of this task (default: all).")
 def list_baselines(task):
-    """List every registered baseline with its parameter count at default (paper) settings.
+    """List every registered baseline with its parameter count at default settings.
 
     \b
     Example:
       relocbench list-baselines --task temporal
     """
-    from ..registry import list_baselines as listing
+    from rich.markup import escape
 
-    rows = []
-    for cls in listing(task):
-        rows.append([cls.name, cls.task, "yes" if cls.trainable else "no", f"{cls.parameter_count():,}",
-                     cls.description()])
+    from ..registry import baseline_rows
+
+    rows = [[r["name"], r["task"], "yes" if r["trainable"] else "no", f"{r['parameters']:,}",
+             escape(r["description"])] for r in baseline_rows(task)]
     print_table("relocbench baselines", ["name", "task", "trains", "parameters", "description"], rows)
 
 
@@ -98,8 +201,10 @@ def list_baselines(task):
 @click.option("--publish", "run_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="First publish the result.json of these finished run folders (repeatable).")
 @click.option("--board", default=None, help="With --publish: the section to publish into (default: the dataset's name).")
+@click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also build the static site into this folder (refused if it exists unless --force).")
 @force_option
-def leaderboard(directory, run_dirs, board, force):
+def leaderboard(directory, run_dirs, board, html_dir, force):
     """Regenerate the leaderboard README (tables, threshold plot, qualitative figure) from its results.
 
     \b
@@ -107,6 +212,8 @@ def leaderboard(directory, run_dirs, board, force):
       relocbench leaderboard --dir leaderboard
     Publish finished runs made at the paper's budget into their own section, then regenerate:
       relocbench leaderboard --publish runs/paper/cgbm --publish runs/paper/cgbm-base --board activitynet-paper
+    The browsable site (open site/index.html; no server or network needed):
+      relocbench leaderboard --dir leaderboard --html site
     """
     from ..leaderboard import publish_run, write_leaderboard
 
@@ -114,3 +221,6 @@ def leaderboard(directory, run_dirs, board, force):
         click.echo(f"Published {publish_run(run_dir, directory, force=force, board=board)}")
     path = write_leaderboard(directory)
     click.echo(f"Wrote {path}")
+    if html_dir is not None:
+        from ..leaderboard_site import build_site
+        click.echo(f"Wrote the site {build_site(directory, html_dir, force=force)}/index.html")

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..datasets.activitynet import ActivityNetConfig, build_activitynet
-from ._common import force_option, out_option, print_build_summary, seed_option
+from ._common import SEED, force_option, out_option, print_build_summary, seed_option
 
 _EXAMPLE = """\b
 Example (the committed manifest, from the files in ../shared/data):
@@ -28,7 +28,7 @@ from ActivityNet v1.3 annotations (protocol feng2018).
               help="c3d_length.json: n_frames and n_feat per video. Without it, steps come from duration and --fps.")
 @click.option("--class-split", type=click.Path(path_type=Path), default=None,
               help=".npy permutation of the sorted classes, or JSON {train: [...], val: [...], test: [...]}.")
-@click.option("--split-seed", type=int, default=None, help="Without --class-split: seed of a random 80/10/10 class split.")
+@click.option("--split-seed", type=SEED, default=None, help="Without --class-split: seed of a random 80/10/10 class split.")
 @click.option("--fps", type=float, default=30.0, show_default=True, help="Frame rate assumed without --lengths.")
 @click.option("--pairs-per-query", type=int, default=1, show_default=True, help="References drawn per evaluation query.")
 @click.option("--allow-self-pairs", is_flag=True, help="Allow a query to be its own reference (the original's behaviour).")

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..datasets.ava import AVAConfig, build_ava
-from ._common import force_option, out_option, print_build_summary, seed_option
+from ._common import SEED, force_option, out_option, print_build_summary, seed_option
 
 _EXAMPLE = """\b
 Example (official files from https://research.google.com/ava/download.html):
@@ -30,7 +30,7 @@ query/reference pairs and per-keyframe target boxes (protocol feng2019).
 @click.option("--label-map", type=_file, required=True, help="AVA label map .pbtxt; other action ids are dropped.")
 @click.option("--class-split", type=_file, default=None,
               help="The paper's [test, val] combined labels (stvr_test_val_combined_labels.json).")
-@click.option("--split-seed", type=int, default=None,
+@click.option("--split-seed", type=SEED, default=None,
               help="Instead of --class-split: split the 54 labels with > 100 validation tubelets 27/27 with this seed.")
 @click.option("--train-exclusions", type=_file, default=None, help="Excluded timestamps of the training videos.")
 @click.option("--val-exclusions", type=_file, default=None, help="Excluded timestamps of the validation videos.")

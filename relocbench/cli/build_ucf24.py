@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..datasets.ucf24 import UCF24Config, build_ucf24
-from ._common import force_option, out_option, print_build_summary, seed_option
+from ._common import SEED, force_option, out_option, print_build_summary, seed_option
 
 _EXAMPLE = """\b
 Example (the committed manifest, from the files in ../shared/data):
@@ -28,7 +28,7 @@ query/reference pairs (references from another video) and target boxes every
 @click.option("--test-list", type=_file, default=None,
               help="testlist01.txt: train tubes only from official training videos, val/test only from test videos.")
 @click.option("--class-split", type=_file, default=None, help='JSON {"train": [...], "val": [...], "test": [...]}.')
-@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the 14/5/5 class split.")
+@click.option("--split-seed", type=SEED, default=0, show_default=True, help="Seed of the 14/5/5 class split.")
 @click.option("--keyframe-stride", type=int, default=8, show_default=True, help="Frames between scored keyframes.")
 @click.option("--min-context", type=int, default=75, show_default=True,
               help="Least context on each side of a reference tube (frames; 75 = 3 s at 25 fps).")

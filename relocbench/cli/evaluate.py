@@ -5,7 +5,7 @@ import click
 
 from ._common import force_option, print_table, seed_option
 
-_PROTOCOLS = ("reloc-temporal", "reloc-spatiotemporal", "activitynet-detection", "ava")
+_PROTOCOLS = ("reloc-temporal", "reloc-spatiotemporal", "activitynet-detection", "activitynet-proposal", "ava")
 
 
 @click.command("evaluate")
@@ -27,12 +27,14 @@ _PROTOCOLS = ("reloc-temporal", "reloc-spatiotemporal", "activitynet-detection",
 @click.option("--allow-missing", is_flag=True, help="Score pairs without predictions as misses (counted).")
 @click.option("--n-bootstrap", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Bootstrap draws for the 95% interval of the reloc-temporal Average.")
+@click.option("--max-avg-nr-proposals", type=click.FloatRange(min=0), default=100, show_default=True,
+              help="activitynet-proposal: proposals per video at the end of the AR@AN curve (0: all).")
 @seed_option
 @click.option("--output-json", type=click.Path(dir_okay=False), help="Write the results here (fractions in [0, 1]).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG: metric against the IoU threshold, per-class bars.")
 @force_option
 def evaluate(predictions, protocol, manifest, split, ground_truth, subset, blocked_videos, label_map, exclusions,
-             iou_rule, clip, allow_missing, n_bootstrap, seed, output_json, plot, force) -> None:
+             iou_rule, clip, allow_missing, n_bootstrap, max_avg_nr_proposals, seed, output_json, plot, force) -> None:
     """Score PREDICTIONS and print a table (percent); see relocbench.metrics.evaluate.
 
     \b
@@ -42,6 +44,8 @@ def evaluate(predictions, protocol, manifest, split, ground_truth, subset, block
           --ground-truth activity_net.v1-3.min.json --subset validation --blocked-videos blocked.json
       relocbench evaluate detections.csv --protocol ava --ground-truth ava_val_v2.2.csv \\
           --label-map ava_action_list_v2.1_for_activitynet_2018.pbtxt --exclusions excluded.csv
+      relocbench evaluate proposals.json --protocol activitynet-proposal \\
+          --ground-truth activity_net.v1-3.min.json --max-avg-nr-proposals 100
     """
     from ..io import atomic_write_json, check_output
     from ..metrics.api import evaluate as run, plot_result, summary_tables
@@ -51,7 +55,8 @@ def evaluate(predictions, protocol, manifest, split, ground_truth, subset, block
             check_output(path, force)
     result = run(predictions, protocol=protocol, manifest=manifest, split=split, ground_truth=ground_truth,
                  subset=subset, blocked_videos=blocked_videos, label_map=label_map, exclusions=exclusions,
-                 iou_rule=iou_rule, clip=clip, allow_missing=allow_missing, n_bootstrap=n_bootstrap, seed=seed)
+                 iou_rule=iou_rule, clip=clip, allow_missing=allow_missing, n_bootstrap=n_bootstrap, seed=seed,
+                 max_avg_nr_proposals=max_avg_nr_proposals)
     for title, columns, rows in summary_tables(result):
         print_table(title, columns, rows)
     for key in ("n_missing", "n_clipped"):

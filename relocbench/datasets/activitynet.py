@@ -33,23 +33,31 @@ Video ids are YouTube ids without the ``v_`` prefix (the release's convention).
 Input problems: annotations that end before they start, start below 0 or at/after the end of
 the video are dropped; annotations that end after the video's duration are clipped to it;
 videos without annotations or without a lengths entry are skipped (``strict=True`` makes a
-missing lengths entry an error). Every one of these is counted in the report.
+missing lengths entry an error). Every one of these is counted in the report. Every value
+read is checked for its type and range first (:mod:`relocbench.validate`): a wrong container,
+a non-finite or non-integer number, a label that is not a string is an InputError naming the
+file and the item.
+
+The manifest and the ``export`` folder are committed together at the end (the export first),
+so that a build that fails, or is interrupted by Ctrl-C or SIGTERM, leaves neither.
 """
 from __future__ import annotations
 
 import math
+import shutil
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
+from .. import validate as V
 from ..errors import ConfigError, InputError
 from ..io import atomic_dir, check_output, dumps_json, read_json, require_file
-from ..manifest import write_manifest
-from .common import Report, histogram_png, input_records, markdown_table
+from ..manifest import write_manifest_into
+from .common import Report, check_separate_outputs, histogram_png, input_records, markdown_table
 
 __all__ = [
     "BUILDER_NAME",
@@ -68,6 +76,8 @@ BUILDER_NAME = "activitynet"
 BUILDER_VERSION = "1.0.0"
 SPLITS = ("train", "val", "test")
 EVAL_SPLITS = ("val", "test")
+#: Largest frame or step count accepted (exact in a float64, so seconds and steps agree).
+MAX_COUNT = 2 ** 53
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,12 @@ class ActivityNetConfig:
     def validate(self) -> "ActivityNetConfig":
         if self.protocol != "feng2018":
             raise ConfigError(f"protocol must be 'feng2018', got {self.protocol!r}")
-        if self.pairs_per_query < 1:
-            raise ConfigError(f"pairs_per_query must be >= 1, got {self.pairs_per_query}")
-        if not self.fps > 0:
-            raise ConfigError(f"fps must be > 0, got {self.fps}")
+        V.seed(self.seed, "seed", owner="ActivityNetConfig")
+        V.seed(self.split_seed, "split_seed", owner="ActivityNetConfig", allow_none=True)
+        where = "the {!r} parameter of ActivityNetConfig".format
+        V.finite(self.fps, item=where("fps"), min=0.0, min_open=True, error=ConfigError)
+        for name in ("pairs_per_query", "step_frames", "max_segment_steps", "max_window_steps"):
+            V.integer(getattr(self, name), item=where(name), min=1, error=ConfigError)
         if self.max_window_steps < self.max_segment_steps:
             raise ConfigError(
                 f"max_window_steps ({self.max_window_steps}) must be >= max_segment_steps "
@@ -125,16 +137,25 @@ def read_annotations(path: Path) -> Tuple[Dict[str, VideoInfo], Dict[str, object
     taxonomy's leaf classes when there is a taxonomy, else every label annotated.
     """
     data = read_json(path, "ActivityNet annotation file")
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object (ActivityNet annotations)", file=path)
+    V.mapping(data, file=path, what="a JSON object of videos (or with 'database' and 'taxonomy')")
     node_ids: Dict[str, object] = {}
     if "database" in data:
-        db = data["database"]
-        if not isinstance(db, dict):
-            raise InputError("'database' must be an object of videos", file=path)
-        taxonomy = data.get("taxonomy") or []
-        parents = {n.get("parentId") for n in taxonomy}
-        leaves = [n for n in taxonomy if n.get("nodeId") not in parents]
+        db = V.mapping(data["database"], file=path, item="'database'", what="an object of videos")
+        taxonomy = data.get("taxonomy")
+        taxonomy = [] if taxonomy is None else V.sequence(taxonomy, file=path, item="'taxonomy'",
+                                                          what="a list of taxonomy nodes")
+        nodes = []
+        for k, node in enumerate(taxonomy):
+            where = f"taxonomy node {k}"
+            V.mapping(node, file=path, item=where, what="an object {nodeId, nodeName, parentId}")
+            for key in ("nodeId", "parentId"):
+                if node.get(key) is not None and not isinstance(node[key], str):
+                    V.integer(node[key], file=path, item=f"{where} {key!r}", what="an integer, a string or null")
+            if "nodeName" in node:
+                V.string(node["nodeName"], file=path, item=f"{where} 'nodeName'")
+            nodes.append(node)
+        parents = {n.get("parentId") for n in nodes}
+        leaves = [n for n in nodes if n.get("nodeId") not in parents]
         node_ids = {n["nodeName"]: n["nodeId"] for n in leaves if "nodeName" in n}
         dur_key = "duration"
         official = True
@@ -144,28 +165,29 @@ def read_annotations(path: Path) -> Tuple[Dict[str, VideoInfo], Dict[str, object
         dur_key = "duration_second"
     videos: Dict[str, VideoInfo] = {}
     for key, entry in db.items():
+        V.string(key, file=path, item=f"video key {key!r}", what="a video id (a non-empty string)")
         item = f"video {key!r}"
-        if not isinstance(entry, dict):
-            raise InputError("expected an object per video", file=path, item=item)
-        if dur_key not in entry:
-            raise InputError(f"lacks {dur_key!r}", file=path, item=item)
-        try:
-            duration = float(entry[dur_key])
-        except (TypeError, ValueError):
-            raise InputError(f"{dur_key!r} must be a number, found {entry[dur_key]!r}", file=path, item=item) from None
+        V.mapping(entry, file=path, item=item, what=f"an object with {dur_key!r} and 'annotations'",
+                  required=(dur_key,))
+        duration = V.finite(entry[dur_key], file=path, item=f"{item} {dur_key!r}", what="a finite number of seconds")
+        subset = entry.get("subset")
+        if subset is not None:
+            V.string(subset, file=path, item=f"{item} 'subset'", what="a subset name (a string) or null")
+        raw_anns = V.sequence(entry.get("annotations", []), file=path, item=f"{item} 'annotations'",
+                              what="a list of annotations")
         anns = []
-        for k, ann in enumerate(entry.get("annotations", []) or []):
-            try:
-                s, e = (float(x) for x in ann["segment"])
-                label = str(ann["label"])
-            except (KeyError, TypeError, ValueError):
-                raise InputError(
-                    f"annotation {k} must be {{'segment': [start, end], 'label': name}}, found {ann!r}",
-                    file=path, item=item,
-                ) from None
+        for k, ann in enumerate(raw_anns):
+            where = f"{item} annotation {k}"
+            V.mapping(ann, file=path, item=where, what="an object {'segment': [start, end], 'label': name}",
+                      required=("segment", "label"))
+            seg = V.sequence(ann["segment"], file=path, item=f"{where} 'segment'", length=2,
+                             what="a list [start, end] of two numbers")
+            s, e = (V.finite(x, file=path, item=f"{where} 'segment'", what="a finite number of seconds")
+                    for x in seg)
+            label = V.string(ann["label"], file=path, item=f"{where} 'label'", what="a class name (a non-empty string)")
             anns.append((s, e, label))
         vid = str(key) if official else _strip_v(str(key))
-        videos[vid] = VideoInfo(vid, duration, entry.get("subset"), anns)
+        videos[vid] = VideoInfo(vid, duration, subset, anns)
     if node_ids:
         classes = sorted(node_ids)
     else:
@@ -177,22 +199,17 @@ def read_lengths(path: Path) -> Dict[str, Tuple[int, int]]:
     """Read ``c3d_length.json``: ``{youtube_id: {"n_frames": int, "n_feat": int}}`` (keys are
     YouTube ids as they are, without a ``v_`` prefix)."""
     data = read_json(path, "lengths file")
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object {video: {n_frames, n_feat}}", file=path)
+    V.mapping(data, file=path, what="a JSON object {video: {n_frames, n_feat}}")
     out = {}
     for key, entry in data.items():
-        try:
-            nf, nfeat = int(entry["n_frames"]), int(entry["n_feat"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(
-                f"expected {{'n_frames': int, 'n_feat': int}}, found {entry!r}",
-                file=path, item=f"video {key!r}",
-            ) from None
-        if nf <= 0 or nfeat < 0:
-            raise InputError(
-                f"n_frames must be > 0 and n_feat >= 0, found {nf} and {nfeat}",
-                file=path, item=f"video {key!r}",
-            )
+        V.string(key, file=path, item=f"video key {key!r}", what="a video id (a non-empty string)")
+        item = f"video {key!r}"
+        V.mapping(entry, file=path, item=item, what="an object {'n_frames': int, 'n_feat': int}",
+                  required=("n_frames", "n_feat"))
+        nf = V.integer(entry["n_frames"], file=path, item=f"{item} 'n_frames'", min=1, max=MAX_COUNT,
+                       integral_floats=True)
+        nfeat = V.integer(entry["n_feat"], file=path, item=f"{item} 'n_feat'", min=0, max=MAX_COUNT,
+                          integral_floats=True)
         out[str(key)] = (nf, nfeat)
     return out
 
@@ -229,10 +246,13 @@ def read_class_split(path: Optional[Path], classes: Sequence[str], split_seed: O
     else:
         doc = read_json(path, "class split")
         if not isinstance(doc, dict) or set(doc) != set(SPLITS):
-            raise InputError(f"expected a JSON object with keys {list(SPLITS)}", file=path)
+            has = f"an object with the keys {sorted(map(str, doc))}" if isinstance(doc, dict) else V.found(doc)
+            raise InputError(f"expected a JSON object with exactly the keys {list(SPLITS)}, found {has}", file=path)
         mapping: Dict[str, str] = {}
         for split in SPLITS:
-            for name in doc[split]:
+            names = V.sequence(doc[split], file=path, item=repr(split), what="a list of class names")
+            for k, name in enumerate(names):
+                V.string(name, file=path, item=f"{split!r} entry {k}", what="a class name (a non-empty string)")
                 if name in mapping:
                     raise InputError(f"is not a partition: class {name!r} is in {mapping[name]!r} and {split!r}", file=path)
                 mapping[name] = split
@@ -300,20 +320,33 @@ def build_tables(
     config: ActivityNetConfig,
     report: Optional[Report] = None,
     progress: bool = False,
+    *,
+    annotations_file: Optional[Path] = None,
+    lengths_file: Optional[Path] = None,
 ) -> Tuple[Dict[Tuple[str, Optional[str]], pd.DataFrame], Report]:
-    """Apply the protocol; return ``{(table, split): DataFrame}`` and the drop report."""
+    """Apply the protocol; return ``{(table, split): DataFrame}`` and the drop report.
+
+    ``annotations_file`` and ``lengths_file`` only name the inputs in error messages.
+    """
+    from ..progress import Progress
+
     config.validate()
     report = report if report is not None else Report()
+    video_ids = sorted(videos)
+    with Progress(total=len(video_ids), desc="videos", unit="video", quiet=not progress) as bar:
+        seg_rows, timeline_rows = _segments_and_timelines(
+            videos, video_ids, lengths, class_split, config, report, bar, annotations_file, lengths_file)
+    return _assemble(seg_rows, timeline_rows, videos, lengths, config, report)
+
+
+def _segments_and_timelines(videos, video_ids, lengths, class_split, config, report, bar, annotations_file,
+                            lengths_file) -> Tuple[List[dict], List[dict]]:
+    """Steps 2-5 of the protocol, video by video: segment rows and timeline rows."""
     seg_rows: List[dict] = []
     timeline_rows: List[dict] = []
     crop_rng = _stable_rng(config.seed, "window-crop")
-    video_ids = sorted(videos)
-    iterator: Iterable[str] = video_ids
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(video_ids, desc="videos", unit="video", disable=None)
-    for vid in iterator:
+    for vid in video_ids:
+        bar.update(1)
         info = videos[vid]
         if not info.annotations:
             report.add("videos without annotations (skipped)", vid)
@@ -322,13 +355,20 @@ def build_tables(
             if vid not in lengths:
                 if config.strict:
                     raise InputError(
-                        f"video {vid!r} has no entry in the lengths file (--strict)"
+                        f"has no entry for video {vid!r} of the annotation file (--strict refuses a video "
+                        "without one; without --strict it is skipped and counted)", file=lengths_file,
                     )
                 report.add("videos without a lengths entry (skipped)", vid)
                 continue
             n_frames, n_steps = lengths[vid]
         else:
-            n_frames = int(round(info.duration_s * config.fps))
+            frames = info.duration_s * config.fps
+            if not frames <= MAX_COUNT:
+                raise InputError(
+                    f"expected a duration of at most {MAX_COUNT} frames at {config.fps:g} fps, found "
+                    f"{info.duration_s:g} s", file=annotations_file, item=f"video {vid!r}",
+                )
+            n_frames = int(round(frames))
             n_steps = n_frames // config.step_frames
         if not info.duration_s > 0 or n_steps <= 0:
             report.add("videos with zero duration or no feature steps (skipped)", vid)
@@ -337,7 +377,8 @@ def build_tables(
         raw = []
         for s, e, label in info.annotations:
             if label not in class_split:
-                raise InputError(f"video {vid!r}: label {label!r} is not in the class split")
+                raise InputError(f"label {label!r} is not a class of the class split (a taxonomy leaf when the "
+                                 "file has a taxonomy)", file=annotations_file, item=f"video {vid!r}")
             if e < s or s < 0:
                 report.add("annotations ending before they start or starting below 0 (dropped)", f"{vid} [{s}, {e}]")
                 continue
@@ -396,6 +437,10 @@ def build_tables(
                 "start_step": clock.start(s), "end_step": max(clock.start(s), clock.end(e)), "kept": kept,
                 "duration_s": info.duration_s, "n_frames": n_frames, "n_steps": n_steps,
             })
+    return seg_rows, timeline_rows
+
+
+def _assemble(seg_rows, timeline_rows, videos, lengths, config, report):
     seg_cols = ["segment_id", "video", "label", "split", "start_step", "end_step",
                 "window_start_step", "window_end_step", "start_s", "end_s",
                 "window_start_s", "window_end_s", "duration_s", "n_steps"]
@@ -500,19 +545,23 @@ def export_video_reloc_json(
     end) relative to the window start}`` in steps.
     """
     with atomic_dir(out_dir, force=force) as tmp:
-        for split in SPLITS:
-            seg = tables[("segments", split)].sort_values(["video", "start_step"])
-            items = [
-                {
-                    "id": r.video,
-                    "label": node_ids.get(r.label, r.label),
-                    "location": [int(r.window_start_step), int(r.window_end_step)],
-                    "groundtruth": [int(r.start_step - r.window_start_step), int(r.end_step - r.window_start_step)],
-                }
-                for r in seg.itertuples()
-            ]
-            (tmp / f"{split}.json").write_text(dumps_json(items), encoding="utf-8")
+        _write_video_reloc_json(tmp, tables, node_ids)
     return Path(out_dir)
+
+
+def _write_video_reloc_json(folder: Path, tables, node_ids: Dict[str, object]) -> None:
+    for split in SPLITS:
+        seg = tables[("segments", split)].sort_values(["video", "start_step"])
+        items = [
+            {
+                "id": r.video,
+                "label": node_ids.get(r.label, r.label),
+                "location": [int(r.window_start_step), int(r.window_end_step)],
+                "groundtruth": [int(r.start_step - r.window_start_step), int(r.end_step - r.window_start_step)],
+            }
+            for r in seg.itertuples()
+        ]
+        (folder / f"{split}.json").write_text(dumps_json(items), encoding="utf-8")
 
 
 def _stats_writer(tables, report: Report, class_split: Dict[str, str]):
@@ -620,12 +669,15 @@ def build_activitynet(
     out = Path(out)
     check_output(out, force)
     if export is not None:
+        export = Path(export)
         check_output(export, force)
+        check_separate_outputs(out=out, export=export)
     annotations = require_file(annotations, "ActivityNet annotation file")
     videos, node_ids, classes = read_annotations(annotations)
     lens = read_lengths(require_file(lengths, "lengths file")) if lengths is not None else None
     split_map = read_class_split(class_split, classes, config.split_seed)
-    tables, report = build_tables(videos, lens, split_map, config, progress=progress)
+    tables, report = build_tables(videos, lens, split_map, config, progress=progress,
+                                  annotations_file=annotations, lengths_file=lengths)
     params = asdict(config)
     params["class_split_source"] = "file" if class_split is not None else "split_seed"
     meta = {
@@ -639,6 +691,19 @@ def build_activitynet(
         "units": {"step_frames": config.step_frames, "seconds": "step * step_frames * duration / n_frames"},
         "report": report.to_dict(),
     }
-    write_manifest(out, tables, meta, force=force, extras=_stats_writer(tables, report, split_map))
-    exported = export_video_reloc_json(tables, export, node_ids, force=force) if export is not None else None
-    return BuildResult(out, tables, report, exported)
+    # The manifest and the export are committed together: the export first, then the
+    # manifest, so that a failed export never leaves a complete manifest at ``out`` (and a
+    # manifest that fails at the last step takes the export it came with away again).
+    export_written = False
+    try:
+        with atomic_dir(out, force=force) as out_tmp:
+            write_manifest_into(out_tmp, tables, meta, extras=_stats_writer(tables, report, split_map), out=out)
+            if export is not None:
+                with atomic_dir(export, force=force) as exp_tmp:
+                    _write_video_reloc_json(exp_tmp, tables, node_ids)
+                export_written = True
+    except BaseException:
+        if export_written:
+            shutil.rmtree(export, ignore_errors=True)
+        raise
+    return BuildResult(out, tables, report, export)

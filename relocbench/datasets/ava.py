@@ -37,6 +37,7 @@ Protocol ``feng2019`` (reference-algorithms.md Sec. 4), step by step:
 """
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from .. import validate as V
 from ..errors import ConfigError, InputError
 from ..io import check_output, read_json, require_file
 from ..manifest import write_manifest
@@ -80,6 +82,8 @@ BUILDER_NAME = "ava"
 BUILDER_VERSION = "1.0.0"
 CSV_COLUMNS = ["video", "time", "x1", "y1", "x2", "y2", "action", "person"]
 _MAX_ACTION = 128
+#: Largest timestamp (s) and person id accepted.
+_MAX_INT = 2 ** 31 - 1
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,17 @@ class AVAConfig:
     def validate(self) -> "AVAConfig":
         if self.protocol != "feng2019":
             raise ConfigError(f"The 'protocol' parameter of AVAConfig must be 'feng2019'. Got {self.protocol!r} instead.")
+        V.seed(self.seed, "seed", owner="AVAConfig")
+        V.seed(self.split_seed, "split_seed", owner="AVAConfig", allow_none=True)
+        where = "the {!r} parameter of AVAConfig".format
+        V.finite(self.min_context_s, item=where("min_context_s"), min=0.0, error=ConfigError)
+        V.finite(self.original_max_len_s, item=where("original_max_len_s"), min=0.0, min_open=True, error=ConfigError)
+        V.sequence(self.original_range_s, item=where("original_range_s"), length=2, what="a pair (lo, hi)",
+                   error=ConfigError)
+        for x in self.original_range_s:
+            V.finite(x, item=where("original_range_s"), error=ConfigError)
+        V.integer(self.min_tubelets, item=where("min_tubelets"), min=0, error=ConfigError)
+        V.integer(self.n_heldout, item=where("n_heldout"), min=2, error=ConfigError)
         if self.context not in ("default", "original"):
             raise ConfigError(f"The 'context' parameter of AVAConfig must be 'default' or 'original'. "
                               f"Got {self.context!r} instead.")
@@ -127,16 +142,23 @@ class AVAConfig:
 def read_label_map(path: Path) -> Dict[int, str]:
     """Read an AVA label map (``item { name: "..." id: N }`` or ``label { name: ... label_id: N }``)."""
     p = require_file(path, "AVA label map")
-    text = p.read_text(encoding="utf-8", errors="replace")
+    text = V.read_text(p, "AVA label map")
     out: Dict[int, str] = {}
     for m in re.finditer(r"(?:item|label)\s*\{(.*?)\}", text, flags=re.S):
         body = m.group(1)
         name = re.search(r'name:\s*"([^"]*)"', body)
-        ident = re.search(r"\b(?:label_id|id):\s*(\d+)", body)
+        ident = re.search(r"\b(?:label_id|id):\s*([^\s}]+)", body)
         line = text.count("\n", 0, m.start()) + 1
         if name is None or ident is None:
             raise InputError(f"the block at line {line} lacks a name or an id (expected name: \"...\" and id: N)", file=p)
-        i = int(ident.group(1))
+        digits = ident.group(1)
+        if not digits.isascii() or not digits.isdigit():
+            raise InputError(f"action id at line {line}: expected an integer in 1..{_MAX_ACTION}, found "
+                             f"{digits!r}", file=p)
+        if len(digits) > 6:
+            raise InputError(f"action id at line {line}: expected an integer in 1..{_MAX_ACTION}, found an integer "
+                             f"of {len(digits)} digits", file=p)
+        i = int(digits)
         if not 1 <= i <= _MAX_ACTION:
             raise InputError(f"action id {i} at line {line} is outside 1..{_MAX_ACTION}", file=p)
         if i in out:
@@ -161,8 +183,10 @@ def read_class_split(path: Path, label_ids: Optional[Dict[int, str]] = None) -> 
     out: Dict[str, str] = {}
     for split, labels in zip(("test", "val"), doc):
         for k, lab in enumerate(labels):
-            if not (isinstance(lab, list) and lab and all(isinstance(i, int) and not isinstance(i, bool) for i in lab)):
-                raise InputError(f"{split} label #{k} must be a non-empty list of action ids, found {lab!r}", file=p)
+            if not (isinstance(lab, list) and lab):
+                raise V.fail("a non-empty list of action ids", lab, file=p, item=f"{split} label #{k}")
+            for i in lab:
+                V.integer(i, file=p, item=f"{split} label #{k}", min=1, max=_MAX_ACTION, what="action ids, integers")
             if len(set(lab)) != len(lab):
                 raise InputError(f"{split} label #{k} {lab!r} repeats an action id", file=p)
             if label_ids is not None:
@@ -179,8 +203,9 @@ def read_class_split(path: Path, label_ids: Optional[Dict[int, str]] = None) -> 
 def read_ava_csv(path: Path) -> pd.DataFrame:
     """Read an AVA box CSV into columns ``video, time, x1, y1, x2, y2, action, person, line``."""
     p = require_file(path, "AVA CSV")
+    text = V.read_text(p, "AVA CSV")
     try:
-        df = pd.read_csv(p, header=None, dtype={0: str}, skip_blank_lines=True, na_filter=True)
+        df = pd.read_csv(io.StringIO(text), header=None, dtype={0: str}, skip_blank_lines=True, na_filter=True)
     except pd.errors.EmptyDataError:
         raise InputError("is empty; expected rows video_id, timestamp, x1, y1, x2, y2, action_id, person_id",
                          file=p) from None
@@ -194,16 +219,29 @@ def read_ava_csv(path: Path) -> pd.DataFrame:
     for col in CSV_COLUMNS[1:]:
         if not pd.api.types.is_numeric_dtype(df[col]):
             num = pd.to_numeric(df[col], errors="coerce")
-            bad = int(np.flatnonzero(num.isna().to_numpy())[0])
-            raise InputError(f"line {bad + 1}: column {col!r} must be a number, found {df[col].iloc[bad]!r}", file=p)
+            unparsed = num.isna().to_numpy() & df[col].notna().to_numpy()
+            if unparsed.any():
+                bad = int(np.flatnonzero(unparsed)[0])
+                raise InputError(f"line {bad + 1}: column {col!r} must be a number, found {df[col].iloc[bad]!r}",
+                                 file=p)
+            df[col] = num.astype(np.float64)  # numbers pandas kept as text (beyond int64)
         if df[col].isna().any():
             bad = int(np.flatnonzero(df[col].isna().to_numpy())[0])
-            raise InputError(f"line {bad + 1}: column {col!r} is empty", file=p)
+            raise InputError(f"line {bad + 1}: column {col!r}: expected a finite number, found an empty field or NaN",
+                             file=p)
+        vals = df[col].to_numpy(dtype=np.float64)
+        if not np.isfinite(vals).all():
+            bad = int(np.flatnonzero(~np.isfinite(vals))[0])
+            raise V.fail("a finite number", vals[bad], file=p, item=f"line {bad + 1}: column {col!r}")
     if df["video"].isna().any():
         bad = int(np.flatnonzero(df["video"].isna().to_numpy())[0])
         raise InputError(f"line {bad + 1}: the video id is empty", file=p)
     for col in ("time", "action", "person"):
         v = df[col].to_numpy()
+        big = np.abs(v.astype(np.float64)) > _MAX_INT
+        if big.any():
+            bad = int(np.flatnonzero(big)[0])
+            raise V.fail(f"an integer in 0..{_MAX_INT}", v[bad], file=p, item=f"line {bad + 1}: column {col!r}")
         if not pd.api.types.is_integer_dtype(v.dtype):
             frac = v != np.floor(v)
             if frac.any():
@@ -223,8 +261,9 @@ def read_exclusions(path: Optional[Path]) -> pd.DataFrame:
     if path is None:
         return pd.DataFrame({"video": pd.Series([], dtype=object), "time": pd.Series([], dtype=np.int64)})
     p = require_file(path, "AVA excluded-timestamps CSV")
+    text = V.read_text(p, "AVA excluded-timestamps CSV")
     try:
-        df = pd.read_csv(p, header=None, dtype={0: str})
+        df = pd.read_csv(io.StringIO(text), header=None, dtype={0: str})
     except pd.errors.EmptyDataError:
         return read_exclusions(None)
     except (pd.errors.ParserError, ValueError) as exc:
@@ -235,6 +274,12 @@ def read_exclusions(path: Optional[Path]) -> pd.DataFrame:
     if t.isna().any():
         bad = int(np.flatnonzero(t.isna().to_numpy())[0])
         raise InputError(f"line {bad + 1}: the timestamp must be a number, found {df[1].iloc[bad]!r}", file=p)
+    tv = t.to_numpy(dtype=np.float64)
+    bad_t = ~np.isfinite(tv) | (tv != np.floor(tv)) | (tv < 0) | (tv > _MAX_INT)
+    if bad_t.any():
+        bad = int(np.flatnonzero(bad_t)[0])
+        raise V.fail(f"a timestamp in whole seconds (an integer in 0..{_MAX_INT})", t.iloc[bad], file=p,
+                     item=f"line {bad + 1}")
     return pd.DataFrame({"video": df[0].astype(str), "time": t.to_numpy().astype(np.int64)}).drop_duplicates()
 
 
@@ -420,20 +465,18 @@ def build_tables(
     config.validate()
     if class_split is None and config.split_seed is None:
         raise ConfigError("pass a class split (the paper's JSON) or a split seed")
+    from ..progress import Progress
+
+    with Progress(total=3, desc="ava", unit="stage", quiet=not progress) as bar:
+        # the bar ends its line on failure too, so that an error starts on a line of its own
+        return _build_tables(train_rows, val_rows, class_split, config, label_ids, train_exclusions,
+                             val_exclusions, files, lambda name: bar.update(1, stage=name))
+
+
+def _build_tables(train_rows, val_rows, class_split, config, label_ids, train_exclusions, val_exclusions, files,
+                  step):
     report = Report()
     empty = read_exclusions(None)
-    stages = ["validation CSV", "training CSV", "pairs"]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(stages), desc="ava", unit="stage")
-
-    def step(name: str) -> None:
-        if bar is not None:
-            bar.set_postfix_str(name)
-            bar.update(1)
-
     both = sorted(set(train_rows["video"].unique()) & set(val_rows["video"].unique()))
     if both:
         raise InputError(f"{len(both)} video(s) appear in both the training and the validation CSV "
@@ -493,8 +536,6 @@ def build_tables(
         pairs[split] = make_pairs(t, boxes, split=split, seed=config.seed, rule=config.rule(), video_range=vr,
                                   keyframes=keyframes, other_video=False, report=report)
     step("pairs")
-    if bar is not None:
-        bar.close()
     return split_tables(tubelets, boxes, pairs), report, class_split
 
 

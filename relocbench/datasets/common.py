@@ -8,9 +8,10 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..io import sha256_file
 
-__all__ = ["Report", "input_record", "input_records", "histogram_png", "markdown_table"]
+__all__ = ["Report", "input_record", "input_records", "check_separate_outputs", "histogram_png", "markdown_table"]
 
 
 class Report:
@@ -55,6 +56,18 @@ def input_record(path: Optional[Path]) -> Optional[dict]:
 def input_records(**paths: Optional[Path]) -> Dict[str, dict]:
     """``{role: input_record(path)}`` for every input that was given (None is left out)."""
     return {role: input_record(p) for role, p in paths.items() if p is not None}
+
+
+def check_separate_outputs(**paths: Optional[Path]) -> None:
+    """Refuse two outputs (``--out``, ``--export``, ...) that are the same folder or one
+    inside the other: each is replaced as a whole, so one would swallow the other."""
+    given = [(name, Path(p)) for name, p in paths.items() if p is not None]
+    for i, (a, pa) in enumerate(given):
+        for b, pb in given[i + 1:]:
+            ra, rb = pa.resolve(), pb.resolve()
+            if ra == rb or ra in rb.parents or rb in ra.parents:
+                raise ConfigError(f"--{a} {pa} and --{b} {pb}: expected two separate folders, found "
+                                  f"{'the same folder twice' if ra == rb else 'one inside the other'}")
 
 
 def histogram_png(

@@ -6,7 +6,9 @@ pickle: ``{"classes": [24 names], "trainvideos": [...], "db": {video: {"numf", "
 in pixels of a 320x240 frame, stored as small unsigned integers), or the original
 ``pyannot.pkl`` that was converted from the THUMOS XML files (the bare ``db`` dictionary, no
 class names: the names come from the video folders, ``Basketball/v_Basketball_g01_c01``).
-Pickles can run code when loaded: only read files from a source you trust.
+The pickle is read with :func:`relocbench.validate.read_pickle`, which builds only plain
+Python values and NumPy arrays (a pickle naming any other class is refused, so that a
+hostile file cannot run code), and every value is checked for its type and range.
 
 Protocol ``feng2019``, step by step:
 
@@ -31,8 +33,6 @@ Protocol ``feng2019``, step by step:
 """
 from __future__ import annotations
 
-import json
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -40,8 +40,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from .. import validate as V
 from ..errors import ConfigError, InputError
-from ..io import check_output, require_file
+from ..io import check_output, read_json, require_file
 from ..manifest import write_manifest
 from .common import Report, input_records
 from .spatiotemporal import (
@@ -73,6 +74,8 @@ __all__ = [
 
 BUILDER_NAME = "ucf24"
 BUILDER_VERSION = "1.0.0"
+#: Largest frame index or count accepted.
+MAX_FRAMES = 2 ** 31 - 1
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,14 @@ class UCF24Config:
     def validate(self) -> "UCF24Config":
         if self.protocol != "feng2019":
             raise ConfigError(f"The 'protocol' parameter of UCF24Config must be 'feng2019'. Got {self.protocol!r} instead.")
+        V.seed(self.seed, "seed", owner="UCF24Config")
+        V.seed(self.split_seed, "split_seed", owner="UCF24Config")
         for name in ("keyframe_stride", "frame_width", "frame_height"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"The '{name}' parameter of UCF24Config must be >= 1. "
-                                  f"Got {getattr(self, name)!r} instead.")
+            V.integer(getattr(self, name), item=f"the {name!r} parameter of UCF24Config", min=1, max=MAX_FRAMES,
+                      error=ConfigError)
         for name in ("min_context_frames", "n_train", "n_val", "n_test"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"The '{name}' parameter of UCF24Config must be >= 0. "
-                                  f"Got {getattr(self, name)!r} instead.")
+            V.integer(getattr(self, name), item=f"the {name!r} parameter of UCF24Config", min=0, max=MAX_FRAMES,
+                      error=ConfigError)
         return self
 
 
@@ -114,48 +117,64 @@ class UCF24Annotations:
     layout: str
 
 
-def _load_pickle(p: Path):
+def _boxes(value, p: Path, where: str) -> np.ndarray:
+    """A tube's boxes as an int64 array (stored as uint8/uint16 arrays; lists are accepted)."""
+    if not isinstance(value, (np.ndarray, list, tuple)):
+        raise V.fail("an (n, 4) array of x, y, w, h boxes", value, file=p, item=where)
     try:
-        with open(p, "rb") as fh:
-            return pickle.load(fh, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError,
-            ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable pickle ({exc.__class__.__name__}: {exc}); expected the UCF101-24 "
-                         "pyannot pickle", file=p) from None
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise V.fail("an (n, 4) array of x, y, w, h boxes", value, file=p, item=where) from None
+    if arr.size == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    if arr.dtype.kind not in "iuf":
+        raise V.fail("an (n, 4) array of numbers (x, y, w, h)", arr, file=p, item=where)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise V.fail("finite box coordinates", arr[~np.isfinite(arr)].flat[0], file=p, item=where)
+    if np.abs(arr).max() > MAX_FRAMES:
+        raise V.fail(f"box coordinates within +-{MAX_FRAMES} pixels", arr.flat[int(np.abs(arr).argmax())],
+                     file=p, item=where)
+    return arr.astype(np.int64)
 
 
 def read_annotations(path: Path) -> UCF24Annotations:
     """Read ``pyannot_with_class_names.pkl`` (or the original bare-``db`` ``pyannot.pkl``)."""
     p = require_file(path, "UCF101-24 annotation pickle")
-    doc = _load_pickle(p)
-    if not isinstance(doc, dict):
-        raise InputError(f"expected a dictionary at the top level, found {type(doc).__name__}", file=p)
+    doc = V.read_pickle(p, "UCF101-24 annotation pickle")
+    V.mapping(doc, file=p, what="a dictionary at the top level ({'db', 'classes'} or the bare db)")
     if "db" in doc:
         db, layout = doc["db"], "pyannot_with_class_names"
-        classes = doc.get("classes")
-        if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
-            raise InputError("'classes' must be a list of class names", file=p)
-        classes = list(classes)
+        classes = V.sequence(doc.get("classes"), file=p, item="'classes'", what="a list of class names")
+        for k, c in enumerate(classes):
+            V.string(c, file=p, item=f"'classes' entry {k}", what="a class name (a non-empty string)")
     else:
         db, layout, classes = doc, "pyannot", None
-    if not isinstance(db, dict):
-        raise InputError(f"'db' must map video names to annotations, found {type(db).__name__}", file=p)
+    V.mapping(db, file=p, item="'db'" if classes is not None else None,
+              what="a dictionary of videos {name: {'numf', 'annotations'}}")
+    for video in db:
+        V.string(video, file=p, item=f"video name {video!r}", what="a video name (a non-empty string)")
     videos: Dict[str, Tuple[int, list]] = {}
     folder_names: Dict[int, str] = {}
     for video in sorted(db):
         entry = db[video]
-        if not (isinstance(entry, dict) and "numf" in entry and "annotations" in entry):
-            raise InputError("expected a dictionary with 'numf' and 'annotations'", file=p, item=f"video {video}")
-        numf = int(np.int64(entry["numf"]))
+        item = f"video {video}"
+        V.mapping(entry, file=p, item=item, what="a dictionary with 'numf' and 'annotations'",
+                  required=("numf", "annotations"))
+        numf = V.integer(entry["numf"], file=p, item=f"{item} 'numf'", min=0, max=MAX_FRAMES,
+                         what="a frame count (an integer)")
         tubes = []
-        for k, ann in enumerate(entry["annotations"]):
+        anns = V.sequence(entry["annotations"], file=p, item=f"{item} 'annotations'", what="a list of tubes")
+        for k, ann in enumerate(anns):
             where = f"video {video} tube {k}"
-            try:
-                label, sf, ef = int(ann["label"]), int(ann["sf"]), int(ann["ef"])
-                boxes = np.asarray(ann["boxes"]).astype(np.int64)  # stored as uint8/uint16
-            except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"expected label, sf, ef and boxes ({exc.__class__.__name__}: {exc})",
-                                 file=p, item=where) from None
+            V.mapping(ann, file=p, item=where, what="a dictionary with 'label', 'sf', 'ef' and 'boxes'",
+                      required=("label", "sf", "ef", "boxes"))
+            label = V.integer(ann["label"], file=p, item=f"{where} 'label'", min=0, max=MAX_FRAMES,
+                              what="a class index (an integer)")
+            sf = V.integer(ann["sf"], file=p, item=f"{where} 'sf'", min=-MAX_FRAMES, max=MAX_FRAMES,
+                           what="a frame index (an integer)")
+            ef = V.integer(ann["ef"], file=p, item=f"{where} 'ef'", min=-MAX_FRAMES, max=MAX_FRAMES,
+                           what="a frame index (an integer)")
+            boxes = _boxes(ann["boxes"], p, f"{where} 'boxes'")
             if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
                 raise InputError(f"boxes must have shape (n, 4), found {boxes.shape}", file=p, item=where)
             boxes = boxes.reshape(-1, 4)
@@ -190,7 +209,7 @@ def read_test_list(path: Path) -> List[str]:
     """Read ``testlist01.txt`` (one ``Class/v_Class_gXX_cYY[.avi]`` a line)."""
     p = require_file(path, "UCF101 test list")
     names = []
-    for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in V.read_text(p, "UCF101 test list").splitlines():
         name = line.strip().split(" ")[0]
         if name:
             names.append(name[:-4] if name.endswith(".avi") else name)
@@ -203,15 +222,15 @@ def class_split(classes: Sequence[str], config: UCF24Config, path: Optional[Path
     """``{class: split}``: from a JSON file, or the sorted names permuted with ``split_seed``."""
     if path is not None:
         p = require_file(path, "class split")
-        try:
-            doc = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"malformed JSON at line {exc.lineno}: {exc.msg}", file=p) from None
+        doc = read_json(p, "class split")
         if not (isinstance(doc, dict) and set(doc) == set(SPLITS)):
-            raise InputError('expected {"train": [...], "val": [...], "test": [...]}', file=p)
+            has = f"an object with the keys {sorted(map(str, doc))}" if isinstance(doc, dict) else V.found(doc)
+            raise InputError(f'expected {{"train": [...], "val": [...], "test": [...]}}, found {has}', file=p)
         out = {}
         for split in SPLITS:
-            for c in doc[split]:
+            names = V.sequence(doc[split], file=p, item=repr(split), what="a list of class names")
+            for k, c in enumerate(names):
+                V.string(c, file=p, item=f"{split!r} entry {k}", what="a class name (a non-empty string)")
                 if c in out:
                     raise InputError(f"class {c!r} is in both {out[c]} and {split}", file=p)
                 out[c] = split
@@ -305,17 +324,16 @@ def build_tables(
     def keyframes(video: str, ws: float, we: float) -> np.ndarray:
         return np.arange(ws, we, stride)
 
-    pairs = {}
-    splits = EVAL_SPLITS
-    if progress:
-        from tqdm import tqdm
+    from ..progress import Progress
 
-        splits = tqdm(EVAL_SPLITS, desc="ucf24 pairs", unit="split")
-    for split in splits:
-        t = tubelets[tubelets["split"] == split]
-        pairs[split] = make_pairs(t, boxes, split=split, seed=config.seed,
-                                  rule=ContextRule(min_pad=float(config.min_context_frames)), video_range=vr,
-                                  keyframes=keyframes, other_video=True, report=report)
+    pairs = {}
+    with Progress(total=len(EVAL_SPLITS), desc="ucf24 pairs", unit="split", quiet=not progress) as bar:
+        for split in EVAL_SPLITS:
+            t = tubelets[tubelets["split"] == split]
+            pairs[split] = make_pairs(t, boxes, split=split, seed=config.seed,
+                                      rule=ContextRule(min_pad=float(config.min_context_frames)), video_range=vr,
+                                      keyframes=keyframes, other_video=True, report=report)
+            bar.update(1)
     return split_tables(tubelets, boxes, pairs), report
 
 

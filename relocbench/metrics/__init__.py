@@ -37,13 +37,33 @@ Threshold rule: a match needs overlap ``>= t`` everywhere, except ``reloc-tempor
 ``iou_rule="strict"`` (``> t``, as the original ECCV 2018 code did). Overlaps of empty
 unions are 0.
 """
-from .activitynet import ANET_TIOU_THRESHOLDS, activitynet_detection
-from .api import PROTOCOLS, evaluate
-from .ava import ava_frame_map, read_ava_csv, read_exclusions, read_label_map
-from .frame_ap import frame_ap
-from .geometry import ap_from_tp_ranks, box_iou, pairwise_box_iou, pairwise_tiou, tiou, voc_ap
-from .spatiotemporal import ST_THRESHOLDS, evaluate_spatiotemporal
-from .temporal import AVERAGE_THRESHOLDS, MAP_THRESHOLDS, evaluate_temporal
+import importlib
+
+# Public name -> submodule defining it; loaded on first use, so that scoring one protocol
+# imports only its own module.
+_LAZY = {
+    "ANET_TIOU_THRESHOLDS": "activitynet", "activitynet_detection": "activitynet",
+    "PROTOCOLS": "api", "evaluate": "api",
+    "ava_frame_map": "ava", "read_ava_csv": "ava", "read_exclusions": "ava", "read_label_map": "ava",
+    "frame_ap": "frame_ap",
+    "ap_from_tp_ranks": "geometry", "box_iou": "geometry", "pairwise_box_iou": "geometry",
+    "pairwise_tiou": "geometry", "tiou": "geometry", "voc_ap": "geometry",
+    "ST_THRESHOLDS": "spatiotemporal", "evaluate_spatiotemporal": "spatiotemporal",
+    "AVERAGE_THRESHOLDS": "temporal", "MAP_THRESHOLDS": "temporal", "evaluate_temporal": "temporal",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "PROTOCOLS",

@@ -12,7 +12,7 @@ from ..predictions import read_predictions
 
 __all__ = ["PROTOCOLS", "evaluate", "summary_tables", "plot_result"]
 
-PROTOCOLS = ("reloc-temporal", "reloc-spatiotemporal", "activitynet-detection", "ava")
+PROTOCOLS = ("reloc-temporal", "reloc-spatiotemporal", "activitynet-detection", "activitynet-proposal", "ava")
 _TASK_OF = {"reloc-temporal": "temporal", "reloc-spatiotemporal": "spatiotemporal"}
 PathLike = Union[str, os.PathLike]
 
@@ -39,6 +39,7 @@ def evaluate(
     allow_missing: bool = False,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    max_avg_nr_proposals: Optional[float] = 100,
 ) -> Dict[str, Any]:
     """Score a predictions file; the Python twin of ``relocbench evaluate``.
 
@@ -56,6 +57,10 @@ def evaluate(
         from .activitynet import activitynet_detection
         return activitynet_detection(_need(ground_truth, "--ground-truth", protocol), predictions,
                                      subset=subset, blocked_videos=blocked_videos)
+    if protocol == "activitynet-proposal":
+        from .proposal import activitynet_proposal
+        return activitynet_proposal(_need(ground_truth, "--ground-truth", protocol), predictions, subset=subset,
+                                    max_avg_nr_proposals=max_avg_nr_proposals, blocked_videos=blocked_videos)
     if protocol == "ava":
         from .ava import ava_frame_map
         return ava_frame_map(_need(ground_truth, "--ground-truth", protocol), predictions,
@@ -113,6 +118,15 @@ def summary_tables(result: Dict[str, Any]) -> List[Table]:
         rows = [["mAP"] + [_pct(v) for v in result["mAP"]] + [_pct(result["average_mAP"])]]
         rows += [[c] + [_pct(v) for v in aps] + [_pct(sum(aps) / len(aps))] for c, aps in result["per_class"].items()]
         return [(f"activitynet-detection ({result['subset']})", ["class"] + thr + ["average"], rows)]
+    if p == "activitynet-proposal":
+        ar = result["ar_at_an"]
+        head = ["AUC"] + [f"AR@{k}" for k in ar] + ["videos", "proposals kept"]
+        rows = [[_pct(result["auc"])] + [_pct(v) for v in ar.values()]
+                + [str(result["n_videos"]), f"{result['n_proposals_kept']}/{result['n_proposals']}"]]
+        an = f"{result['average_nr_proposals'][-1]:g}"
+        rec = [[f"{t:g}", _pct(r[-1])] for t, r in zip(result["tiou_thresholds"], result["recall"])]
+        return [(f"activitynet-proposal ({result['subset']}, up to {an} proposals per video)", head, rows),
+                (f"recall at {an} proposals per video by tIoU", ["tIoU", "recall"], rec)]
     if p == "ava":
         rows = [["mAP", _pct(result["mAP"])]] + [[c, _pct(v)] for c, v in result["per_class"].items()]
         return [(f"AVA frame-mAP @ IoU {result['iou']:g}", ["class", "AP"], rows)]
@@ -133,6 +147,10 @@ def _curve_and_bars(result: Dict[str, Any]):
         curve = dict(zip(result["tiou_thresholds"], result["mAP"]))
         bars = {k: sum(v) / len(v) for k, v in result["per_class"].items()}
         return curve, bars, "mAP", "average AP per class"
+    if p == "activitynet-proposal":
+        curve = {t: r[-1] for t, r in zip(result["tiou_thresholds"], result["recall"])}
+        bars = {f"AR@{k}": v for k, v in result["ar_at_an"].items() if v is not None}
+        return curve, bars, "recall at the largest AN", "average recall at AN proposals per video"
     curve = {result["iou"]: result["mAP"]}
     bars = {k: v for k, v in result["per_class"].items() if v is not None}
     return curve, bars, "frame-mAP", f"AP@{result['iou']:g} per class"

@@ -34,14 +34,25 @@ def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
     """
     gorder = np.argsort(gt_key, kind="stable")
     gk = gt_key[gorder]
-    lo = np.searchsorted(gk, det_key, side="left")
-    hi = np.searchsorted(gk, det_key, side="right")
-    cnt = (hi - lo).astype(np.int64)
-    total = int(cnt.sum())
-    det_idx = np.repeat(np.arange(det_key.shape[0], dtype=np.int64), cnt)
-    seg0 = np.cumsum(cnt) - cnt
-    within = np.arange(total, dtype=np.int64) - np.repeat(seg0, cnt)
-    gt_idx = gorder[np.repeat(lo, cnt) + within]
+    # searching sorted needles walks the ground truth once (binary searches hinted by the last)
+    dorder = np.argsort(det_key, kind="stable")
+    dk = det_key[dorder]
+    lo_s = np.searchsorted(gk, dk, side="left")
+    cnt_s = np.searchsorted(gk, dk, side="right")
+    del dk
+    cnt_s -= lo_s
+    lo = np.empty(det_key.shape[0], dtype=np.int64)
+    cnt = np.empty(det_key.shape[0], dtype=np.int64)
+    lo[dorder] = lo_s
+    cnt[dorder] = cnt_s
+    del dorder, lo_s, cnt_s
+    has = np.flatnonzero(cnt)  # only detections with ground truth of their key take part
+    c = cnt[has]
+    total = int(c.sum())
+    det_idx = np.repeat(has, c)
+    seg0 = np.cumsum(c) - c
+    within = np.arange(total, dtype=np.int64) - np.repeat(seg0, c)
+    gt_idx = gorder[np.repeat(lo[has], c) + within]
     return det_idx, gt_idx, cnt
 
 

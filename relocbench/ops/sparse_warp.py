@@ -57,7 +57,7 @@ def sparse_image_warp(image: torch.Tensor, source_control_points: torch.Tensor,
         image: ``(B, C, H, W)`` floating-point tensor.
         source_control_points: ``(B, N, 2)`` (row, col) pixel positions.
         dest_control_points: ``(B, N, 2)`` (row, col) pixel positions.
-        interpolation_order: polyharmonic order (1, 2 or 4).
+        interpolation_order: polyharmonic order k >= 1 (phi(r) = r^k for odd k, r^k log r for even k).
         regularization_weight: spline regularisation ``lambda >= 0``.
         num_boundary_points: ``n``; when > 0, ``4 n`` zero-flow points on the border
             (see :func:`boundary_points`) join the destination points.

@@ -4,11 +4,15 @@ The spline through centres ``c_i`` with values ``f_i`` is
 
     s(x) = sum_i w_i phi(||x - c_i||^2) + v^T [x; 1]
 
-with ``phi`` applied to the *squared* distance ``r2`` (``EPS = 1e-10``):
+with ``phi`` applied to the *squared* distance ``r2`` (``EPS = 1e-10``). Every integer order
+``k >= 1`` is accepted, with TensorFlow Addons' kernels ``phi(r) = r^k`` (odd ``k``) and
+``phi(r) = r^k log r`` (even ``k``) written in ``r2`` and guarded exactly as TFA guards them:
 
-    order 1: sqrt(max(r2, EPS))                 (so phi(0) = 1e-5)
-    order 2: 0.5 * r2 * log(max(r2, EPS))       (phi(0) = 0)
-    order 4: 0.5 * r2**2 * log(max(r2, EPS))
+    order 1:       sqrt(max(r2, EPS))                        (so phi(0) = 1e-5)
+    order 2:       0.5 * r2 * log(max(r2, EPS))              (phi(0) = 0)
+    order 4:       0.5 * r2**2 * log(max(r2, EPS))           (phi(0) = 0)
+    other even k:  0.5 * c**(k/2) * log(c), c = max(r2, EPS) (phi(0) = 0.5 EPS^(k/2) log EPS)
+    odd k:         c**(k/2), c = max(r2, EPS)                (phi(0) = EPS^(k/2))
 
 and ``(w, v)`` solve ``[[A + lambda I, B], [B^T, 0]] [w; v] = [f; 0]`` where
 ``A = phi(pairwise squared distances of the centres)`` and ``B = [c, 1]``; ``lambda`` is added
@@ -17,6 +21,8 @@ differentiable in the centres, the values and the query points.
 """
 from __future__ import annotations
 
+import numbers
+import sys
 from typing import Tuple
 
 import torch
@@ -27,26 +33,32 @@ __all__ = ["EPS", "SUPPORTED_ORDERS", "phi", "solve_interpolation", "apply_inter
            "interpolate_spline"]
 
 EPS = 1e-10
-SUPPORTED_ORDERS = (1, 2, 4)
+#: Every integer order ``k >= 1`` (``order in SUPPORTED_ORDERS`` tests it).
+SUPPORTED_ORDERS = range(1, sys.maxsize)
 
 
 def _check_order(order: int, func: str) -> None:
-    if isinstance(order, bool) or order not in SUPPORTED_ORDERS:
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 1:
         raise ConfigError(
-            f"The 'order' parameter of {func} must be one of {list(SUPPORTED_ORDERS)}. "
-            f"Got {order!r} instead."
+            f"The 'order' parameter of {func} must be an int >= 1. Got {order!r} instead."
         )
 
 
 def phi(r2: torch.Tensor, order: int) -> torch.Tensor:
-    """Polyharmonic kernel of the given order applied to squared distances ``r2``."""
+    """Polyharmonic kernel ``r^k`` (odd ``k``) or ``r^k log r`` (even ``k``) of squared
+    distances ``r2``, with TensorFlow Addons' guards against ``r2 = 0`` (module docstring)."""
     _check_order(order, "phi")
+    order = int(order)
     clamped = torch.clamp_min(r2, EPS)
     if order == 1:
         return torch.sqrt(clamped)
-    if order == 2:
+    if order == 2:  # the prefactor is not clamped: phi(0) = 0 exactly
         return 0.5 * r2 * torch.log(clamped)
-    return 0.5 * r2.square() * torch.log(clamped)
+    if order == 4:
+        return 0.5 * r2.square() * torch.log(clamped)
+    if order % 2 == 0:  # r^k log r = 0.5 (r2)^(k/2) log r2, both factors clamped
+        return 0.5 * torch.pow(clamped, 0.5 * order) * torch.log(clamped)
+    return torch.pow(clamped, 0.5 * order)
 
 
 def _squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -135,7 +147,8 @@ def interpolate_spline(train_points: torch.Tensor, train_values: torch.Tensor,
         train_points: ``(B, N, D)`` centres.
         train_values: ``(B, N, K)`` values at the centres.
         query_points: ``(B, M, D)`` points where the spline is evaluated.
-        order: polyharmonic order, one of 1, 2, 4.
+        order: polyharmonic order, any int ``k >= 1`` (1: ``r``, 2: thin-plate ``r^2 log r``,
+            3: ``r^3``, ...).
         regularization_weight: ``lambda >= 0`` added to the kernel diagonal (only when > 0);
             with 0 the spline interpolates the values exactly.
 

@@ -119,6 +119,12 @@ class SpatiotemporalTask(Task):
             raise ConfigError("the train split has no fixed pairs; evaluate on 'val' or 'test'")
         return ctx.manifest.table("pairs", split)
 
+    def check_training(self, ctx):
+        if not ctx.extras.get("skip_missing"):
+            return
+        tub = ctx.manifest.table("tubelets", "train")
+        self._no_training_left("tubelets", len(tub), tub["video"], ctx.features)
+
     def predictable(self, ctx, pairs):
         """With ``--skip-missing``, the pairs whose query and reference videos have frames
         (the others are counted in ``ctx.extras['skipped_pairs']`` and scored as misses)."""
@@ -137,6 +143,8 @@ class SpatiotemporalTask(Task):
         from ..metrics.spatiotemporal import evaluate_spatiotemporal
 
         targets = ctx.manifest.table("targets", split)
+        if ctx.extras.get("score_subset"):  # only the given pairs are scored: only their targets count
+            targets = targets[targets["pair_id"].isin(set(pairs["pair_id"]))].reset_index(drop=True)
         return evaluate_spatiotemporal(pairs, targets, self.predictions_doc(ctx, split, results),
                                        allow_missing=bool(ctx.extras.get("skip_missing")),
                                        manifest_name=ctx.manifest.name, split=split)
@@ -145,7 +153,7 @@ class SpatiotemporalTask(Task):
         return float(metrics["frame_map"]["0.5"])
 
     def examples(self, ctx, pairs, results, n=6):
-        """Spatio-temporal examples are drawn by ``baselines.stvr.figures`` (Fig. 8 style), not
+        """Spatio-temporal examples are drawn by ``relocbench_baselines.stvr.figures`` (Fig. 8 style), not
         by the leaderboard's temporal example plot."""
         return []
 

@@ -1,0 +1,380 @@
+"""``relocbench leaderboard --html DIR``: the leaderboard as a static site.
+
+Everything a page needs is in DIR (no server, no network at view time: no CDN scripts or
+fonts): ``index.html`` with one section per board (tables sortable by clicking a header,
+mean ± std over seeds, the pooled 95% interval, the paired comparison with the table's full
+model, the papers' rows in a separate block), one page per result
+(``<board>/<baseline>.html``: per-seed runs, breakdowns, the threshold curve as SVG, the
+qualitative examples, the exact config of each seed, manifest sha256 and the command that
+reproduces it), ``submit.html`` and two assets (``style.css``, ``sort.js``).
+
+The numbers come from :func:`relocbench.leaderboard.board_stats`, as in the README.
+Regenerating from unchanged results gives byte-identical files: records are read in sorted
+order, nothing depends on the clock, and matplotlib writes SVG with a fixed
+``svg.hashsalt`` and no date.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+from .errors import ManifestError
+from .io import atomic_dir, dumps_json
+from .leaderboard import (HEADLINE_COLUMN, board_stats, board_tables, fmt_ci, fmt_comparison,
+                          fmt_mean_std, group_runs, load_results)
+
+__all__ = ["build_site"]
+
+_CSS = """\
+body { font-family: sans-serif; margin: 2em auto; max-width: 78em; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0 1.6em; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+table.sortable thead th { cursor: pointer; background: #f2f2f2; user-select: none; }
+table.sortable thead th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.sortable thead th[aria-sort="descending"]::after { content: " \\25BC"; }
+tbody.paper td { font-style: italic; color: #666; background: #fafafa; }
+tbody.paper tr:first-child td { border-top: 2px solid #888; }
+td.ns { color: #a05a00; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
+nav a { margin-right: 1.2em; }
+"""
+
+_JS = """\
+// Click a header of a table.sortable to sort the rows of its first tbody by that column.
+(function () {
+  function key(cell) {
+    var v = cell.getAttribute("data-sort");
+    if (v === null) { v = cell.textContent.trim(); }
+    var x = parseFloat(v);
+    return isNaN(x) ? v.toLowerCase() : x;
+  }
+  function sortBy(table, col, th) {
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    var dir = th.getAttribute("aria-sort") === "descending" ? "ascending" : "descending";
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", dir);
+    rows.sort(function (a, b) {
+      var x = key(a.cells[col]), y = key(b.cells[col]);
+      var missing = (typeof x !== typeof y);
+      if (missing) { return typeof x === "number" ? -1 : 1; }   // rows without a number go last
+      var c = x < y ? -1 : x > y ? 1 : 0;
+      return dir === "ascending" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+      th.addEventListener("click", function () { sortBy(table, col, th); });
+    });
+  });
+})();
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _page(title: str, body: List[str], depth: int = 0) -> str:
+    up = "../" * depth
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>", f'<link rel="stylesheet" href="{up}style.css">', "</head>", "<body>",
+        f'<nav><a href="{up}index.html">Leaderboard</a><a href="{up}submit.html">Submit your method</a></nav>',
+        *body, f'<script src="{up}sort.js"></script>', "</body>", "</html>", ""])
+
+
+def _td(text: str, sort: Optional[float] = None, cls: str = "") -> str:
+    attrs = "" if sort is None else f' data-sort="{sort!r}"'
+    if cls:
+        attrs += f' class="{cls}"'
+    return f"<td{attrs}>{_e(text)}</td>"
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _svg_curve(task, runs: List[Dict[str, Any]], title: str) -> Optional[str]:
+    """The metric against the IoU threshold, one line per seed (SVG text, deterministic)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    curves = [(r.get("seed"), task.curve(r["metrics"])) for r in runs]
+    if any(c is None for _, c in curves):
+        return None
+    with matplotlib.rc_context({"svg.hashsalt": "relocbench", "svg.fonttype": "path"}):
+        fig, ax = plt.subplots(figsize=(5.0, 3.2))
+        for seed, (xs, ys, xl, yl) in curves:
+            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=f"seed {seed}")
+            ax.set_xlabel(xl)
+            ax.set_ylabel(f"{yl} (%)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        plt.close(fig)
+    # the RDF metadata block only names vocabularies (URLs); the page needs none of it
+    return re.sub(r"\s*<metadata>.*?</metadata>", "", buf.getvalue(), count=1, flags=re.S)
+
+
+def _table_html(task, title: str, names: List[str], runs_by_name, stats, reference, board: str) -> List[str]:
+    cols = [t for _, t in task.columns]
+    head = ["baseline"] + cols + [f"95% CI ({HEADLINE_COLUMN.get(task.name, 'headline')})", "seeds"]
+    if reference:
+        head.append(f"vs {reference} (paired, 95% CI)")
+    head += ["parameters", "wall time (s)", "hardware"]
+    tid = f"t-{_slug(board)}-{_slug(title.split(':')[0])}"
+    out = [f"<h3>{_e(title)}</h3>", f'<table class="sortable" id="{_e(tid)}">', "<thead><tr>"
+           + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
+    for nm in names:
+        st = stats.get(nm)
+        if st is None:
+            continue
+        runs = runs_by_name[nm]
+        cells = [f'<td data-sort="{_e(nm)}"><a href="{_e(_slug(board))}/{_e(_slug(nm))}.html">{_e(nm)}</a></td>']
+        cells += [_td(fmt_mean_std(st["columns"][c]), 100 * st["columns"][c]["mean"]) for c in cols]
+        ci = st["ci95"]
+        cells.append(_td(fmt_ci(ci), None if ci is None else 100 * ci[0]))
+        cells.append(_td(str(len(st["seeds"])), len(st["seeds"])))
+        if reference:
+            c = st["comparison"]
+            if nm == reference:
+                cells.append(_td("reference", 0.0))
+            elif c is not None and c.get("available"):
+                cells.append(_td(fmt_comparison(c), 100 * c["difference"], "" if c["significant"] else "ns"))
+            else:
+                cells.append(_td(fmt_comparison(c)))
+        wall = sum(float(r.get("wall_time_s", 0)) for r in runs) / len(runs)
+        hw = sorted({str((r.get("hardware") or {}).get("device", "?")) for r in runs})
+        cells += [_td(f"{int(runs[0].get('parameters', 0)):,}", int(runs[0].get("parameters", 0))),
+                  _td(f"{wall:.0f}", round(wall, 2)), _td(", ".join(hw))]
+        out.append(f'<tr data-baseline="{_e(nm)}">' + "".join(cells) + "</tr>")
+    out.append("</tbody>")
+    paper = task.paper_rows.get(title)
+    if paper:
+        out.append('<tbody class="paper">')
+        for pn, vals in paper.items():
+            cells = [_td(f"paper: {pn}")] + [_td(f"{v:.1f}") for v in vals]
+            cells += [_td("") for _ in range(len(head) - 1 - len(vals))]
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</tbody>")
+    out.append("</table>")
+    if reference and reference in stats:
+        comps = {n: stats[n]["comparison"] for n in names if n in stats and n != reference}
+        ns = [n for n, c in comps.items() if c and c["available"] and not c["significant"]]
+        avail = [c for c in comps.values() if c and c["available"]]
+        if avail:
+            out.append(f"<p>Paired bootstrap against <code>{_e(reference)}</code> over the test pairs, pooled over "
+                       f"seeds ({avail[0]['n_bootstrap']:,} resamples). Not significant (interval holds 0): "
+                       + (", ".join(f"<code>{_e(n)}</code>" for n in ns) if ns else "none") + ".</p>")
+    return out
+
+
+def _bin_start(name: str) -> float:
+    m = re.search(r"-?\d+(\.\d+)?", name)
+    return float(m.group(0)) if m else float("inf")
+
+
+def _breakdown_tables(task, runs) -> List[str]:
+    """Per-class, per-query-length and per-ratio tables (temporal) or per-label APs (spatio-temporal),
+    averaged over seeds."""
+    out: List[str] = []
+    m0 = runs[0]["metrics"]
+    if task.name == "temporal" and "breakdowns" in m0:
+        titles = {"per_class": "class", "query_length_steps": "query length (steps)",
+                  "gt_to_window_ratio": "ground truth / window"}
+        for key, first in titles.items():
+            if key not in m0["breakdowns"]:
+                continue
+            buckets = list(m0["breakdowns"][key])
+            if key != "per_class":   # bins in numeric order ("1-8", "9-16", "17-32"; "(0, 0.1]", ...)
+                buckets.sort(key=_bin_start)
+            thr = [t for t in ("0.5", "0.6", "0.7", "0.8", "0.9")]
+            out += [f"<h3>mAP@1 by {_e(first)} (mean over seeds)</h3>", '<table class="sortable"><thead><tr>'
+                    + "".join(f"<th>{_e(h)}</th>" for h in [first] + thr + ["Average", "pairs"])
+                    + "</tr></thead><tbody>"]
+            for b in buckets:
+                vals = [r["metrics"]["breakdowns"][key].get(b) for r in runs]
+                vals = [v for v in vals if v is not None]
+                cells = [_td(b)]
+                for t in thr:
+                    x = sum(v["map_at_iou"][t] for v in vals) / len(vals)
+                    cells.append(_td(f"{100 * x:.1f}", 100 * x))
+                avg = sum(v["average"] for v in vals) / len(vals)
+                cells += [_td(f"{100 * avg:.1f}", 100 * avg), _td(str(vals[0]["n_pairs"]), vals[0]["n_pairs"])]
+                out.append("<tr>" + "".join(cells) + "</tr>")
+            out.append("</tbody></table>")
+    if "per_label" in m0:
+        labels = list(m0["per_label"])
+        ks = list(m0["per_label"][labels[0]]) if labels else []
+        out += ["<h3>AP per combined label (mean over seeds)</h3>", '<table class="sortable"><thead><tr>'
+                + "".join(f"<th>{_e(h)}</th>" for h in ["label"] + [f"IoU {k}" for k in ks]) + "</tr></thead><tbody>"]
+        for lab in labels:
+            cells = [_td(lab)]
+            for k in ks:
+                vs = [r["metrics"]["per_label"][lab][k] for r in runs if lab in r["metrics"].get("per_label", {})]
+                vs = [v for v in vs if v is not None]
+                if vs:
+                    x = 100 * sum(vs) / len(vs)
+                    cells.append(_td(f"{x:.1f}", x))
+                else:
+                    cells.append(_td("–"))
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</tbody></table>")
+    return out
+
+
+def _reproduce(rec: Dict[str, Any], board: str, config_name: str) -> str:
+    name, seed = rec["baseline"], rec.get("seed", 0)
+    dataset = rec.get("dataset", board)
+    cmd = (f"relocbench run-baseline {name} --dataset {dataset} --config {config_name} --seed {seed} --threads 1 "
+           f"--out runs/{board}/{name}/seed-{seed} --leaderboard leaderboard")
+    if board != dataset:
+        cmd += f" --board {board}"
+    feats = rec.get("features")
+    if isinstance(feats, dict) and feats.get("kind") not in (None, "synthetic"):
+        cmd += " --features PATH"
+    return cmd
+
+
+def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes]) -> str:
+    sub = _slug(board)
+    body = [f"<h1>{_e(name)} on {_e(board)}</h1>"]
+    head = HEADLINE_COLUMN.get(task.name, "headline")
+    body.append(f"<p>{_e(head)}: <strong>{_e(fmt_mean_std(st['headline']))}</strong> over "
+                f"{len(runs)} seed(s); 95% interval {_e(fmt_ci(st['ci95']))}"
+                + (f" ({_e(st['ci95_source'])})" if st["ci95_source"] else "") + ".")
+    if st["comparison"] is not None:
+        body[-1] += f" Against <code>{_e(st['comparison']['reference'])}</code>: {_e(fmt_comparison(st['comparison']))}."
+    body[-1] += "</p>"
+    cols = [t for _, t in task.columns]
+    body += ["<h2>Runs</h2>", '<table class="sortable"><thead><tr>'
+             + "".join(f"<th>{_e(h)}</th>" for h in ["seed"] + cols + ["95% CI (run)", "steps", "wall time (s)",
+                                                                        "hardware", "parameters"])
+             + "</tr></thead><tbody>"]
+    for r in runs:
+        m = r["metrics"]
+        cells = [_td(str(r.get("seed")), r.get("seed"))]
+        for path, _ in task.columns:
+            cur: Any = m
+            for k in path:
+                cur = cur[k]
+            cells.append(_td(f"{100 * float(cur):.1f}", 100 * float(cur)))
+        ci = m.get("ci95")
+        hw = r.get("hardware") or {}
+        cells += [_td(fmt_ci(ci)), _td(str((r.get("config") or {}).get("steps", 0))),
+                  _td(f"{float(r.get('wall_time_s', 0)):.0f}", float(r.get("wall_time_s", 0))),
+                  _td(f"{hw.get('device', '?')} ({hw.get('cpu_count', '?')} CPUs, torch {hw.get('torch', '?')})"),
+                  _td(f"{int(r.get('parameters', 0)):,}")]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    body.append("</tbody></table>")
+    svg = _svg_curve(task, runs, f"{name} on {board}")
+    if svg is not None:
+        fname = f"{_slug(name)}-thresholds.svg"
+        files[f"{sub}/{fname}"] = svg.encode("utf-8")
+        body += ["<h2>Threshold curve</h2>", f'<img src="{_e(fname)}" alt="{_e(name)}: metric against the IoU '
+                 f'threshold" width="500">']
+    body += ["<h2>Breakdowns</h2>"] + (_breakdown_tables(task, runs) or ["<p>None recorded.</p>"])
+    ex = runs[0].get("examples") or []
+    if ex:
+        body += [f"<h2>Qualitative examples (seed {_e(runs[0].get('seed'))})</h2>", "<table><thead><tr>"
+                 + "".join(f"<th>{h}</th>" for h in ["pair", "label", "query steps", "window steps", "ground truth",
+                                                     "top-1 prediction"]) + "</tr></thead><tbody>"]
+        for e in ex:
+            pred = e.get("prediction")
+            body.append("<tr>" + "".join(_td(x) for x in [
+                e["pair_id"], e.get("label", ""), e.get("query_steps", ""), e.get("window_steps", ""),
+                "–".join(map(str, e.get("ground_truth") or [])), "–".join(map(str, pred)) if pred else "none"])
+                + "</tr>")
+        body.append("</tbody></table>")
+    body.append("<h2>Reproduce</h2>")
+    for r in runs:
+        seed = r.get("seed")
+        cfg_name = f"{_slug(name)}-seed-{seed}-config.json"
+        files[f"{sub}/{cfg_name}"] = dumps_json(r.get("config") or {}).encode("utf-8")
+        body += [f"<h3>seed {_e(seed)}</h3>",
+                 f"<p>Manifest sha256 <code>{_e(r.get('manifest_sha256', '?'))}</code>, relocbench "
+                 f"{_e(r.get('relocbench', '?'))}, split <code>{_e(r.get('split', 'test'))}</code>, record "
+                 f"<code>{_e(r.get('_file', ''))}</code>. Config: <a href=\"{_e(cfg_name)}\">{_e(cfg_name)}</a>.</p>",
+                 f"<pre>{_e(_reproduce(r, board, cfg_name))}</pre>",
+                 f"<details><summary>exact config</summary><pre>{_e(dumps_json(r.get('config') or {}))}</pre></details>",
+                 f"<details><summary>features</summary><pre>{_e(dumps_json(r.get('features')))}</pre></details>"]
+    return _page(f"{name} on {board} - relocbench", body, depth=1)
+
+
+def _submit_page() -> str:
+    body = ["<h1>Submit your method</h1>",
+            "<p>1. Write your predictions for the test split in the relocbench prediction format: one JSON "
+            "object per file,</p>",
+            "<pre>" + _e(json.dumps({"version": "relocbench/1", "task": "temporal", "manifest": "activitynet",
+                                      "split": "test", "unit": "step",
+                                      "results": {"PAIR_ID": [{"segment": [4, 29], "score": 0.93}]}}, indent=2))
+            + "</pre>",
+            "<p>with the ranked segments of every test pair (spatio-temporal: <code>\"task\": "
+            "\"spatiotemporal\"</code> and per pair a list of <code>{\"time\": t, \"box\": [x1, y1, x2, y2], "
+            "\"score\": s}</code>, boxes normalised <code>xyxy</code>).</p>",
+            "<p>2. Score it:</p>",
+            "<pre>relocbench evaluate predictions.json --manifest activitynet --split test --output-json "
+            "scores.json</pre>",
+            "<p>3. To add a baseline of the zoo (or your own, registered through the entry-point group), run it "
+            "with several seeds and publish every run with its per-pair scores, then regenerate:</p>",
+            "<pre>relocbench run-baseline NAME --seeds 0,1,2 --out runs/NAME --leaderboard leaderboard\n"
+            "relocbench leaderboard --publish runs/NAME/seed-0 --publish runs/NAME/seed-1 --dir leaderboard\n"
+            "relocbench leaderboard --dir leaderboard --html site</pre>",
+            "<p>The official ActivityNet protocols are available too: <code>relocbench evaluate PRED.json "
+            "--protocol activitynet-detection --ground-truth GT.json</code> and <code>--protocol "
+            "activitynet-proposal</code> (AR@AN and AUC).</p>"]
+    return _page("Submit your method - relocbench", body)
+
+
+def build_site(directory: Union[str, Path], out: Union[str, Path], *, force: bool = False) -> Path:
+    """Write the site of the leaderboard folder ``directory`` into ``out`` (atomically)."""
+    from .tasks import get_task
+
+    results = load_results(directory)
+    if not results:
+        raise ManifestError("no results to show: expected results/<board>/<baseline>/seed-<k>.json files",
+                            file=Path(directory) / "results")
+    files: Dict[str, bytes] = {"style.css": _CSS.encode("utf-8"), "sort.js": _JS.encode("utf-8")}
+    body = ["<h1>relocbench leaderboard</h1>",
+            "<p>Numbers are percentages: mean ± standard deviation over seeds, the bootstrap 95% interval over "
+            "test pairs (per-pair scores averaged over seeds), and the paired difference from each table's full "
+            "model; differences marked <em>not significant</em> have an interval that holds 0. Click a column "
+            "header to sort. Each baseline links to its page.</p>",
+            "<ul>" + "".join(f'<li><a href="#{_e(_slug(b))}">{_e(b)}</a></li>' for b in results) + "</ul>"]
+    for board, recs in results.items():
+        task = get_task(recs[0]["task"])
+        by_name = group_runs(recs)
+        body.append(f'<section id="{_e(_slug(board))}"><h2>{_e(board)}</h2>')
+        all_stats: Dict[str, Any] = {}
+        for title, names, ref in board_tables(task, recs):
+            stats = board_stats(task, {n: by_name[n] for n in names if n in by_name}, ref)
+            body += _table_html(task, title, names, by_name, stats, ref, board)
+            for n, s in stats.items():
+                if n not in all_stats or (s["comparison"] is not None and all_stats[n]["comparison"] is None):
+                    all_stats[n] = s
+        body.append("</section>")
+        for nm, runs in by_name.items():
+            files[f"{_slug(board)}/{_slug(nm)}.html"] = _result_page(task, board, nm, runs, all_stats[nm],
+                                                                    files).encode("utf-8")
+    files["index.html"] = _page("relocbench leaderboard", body).encode("utf-8")
+    files["submit.html"] = _submit_page().encode("utf-8")
+    out = Path(out)
+    with atomic_dir(out, force=force) as tmp:
+        for rel in sorted(files):
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(files[rel])
+    return out

@@ -1,0 +1,371 @@
+"""Finished ``run-baseline`` folders used for prediction: on a manifest, or on any two videos.
+
+* :func:`load_run` reads ``config.json`` and ``checkpoint-best.pt`` of a run folder and
+  builds the model through the registry (the run's baseline, its full config).
+* :func:`predict_run` writes the predictions file of a finished run on a split of its own
+  manifest or of another one, with its own features or another file of the same kind
+  (``relocbench predict``).
+* :func:`run_feature_settings` tells which extraction settings the run's features came
+  from (the attributes ``extract-features`` writes into its HDF5 files), so that
+  ``localize --method RUN_DIR`` extracts the same ones; :func:`check_feature_settings`
+  refuses a mismatch, naming both.
+* :func:`predict_windows` runs the model on a query and a reference given as arrays: a
+  reference longer than the model's window (:func:`window_plan`) is cut into overlapping
+  windows, each predicted as one pair, and the segments mapped back to the reference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConfigError, FeatureError
+from ..io import atomic_write_json, check_output, read_json
+
+__all__ = [
+    "TrainedRun", "load_run", "predict_run", "PredictResult", "run_feature_settings", "check_feature_settings",
+    "window_plan", "predict_windows", "FEATURE_KEYS", "DEFAULT_WINDOW_STEPS",
+]
+
+#: Extraction settings that must agree between a run's features and new ones.
+FEATURE_KEYS = ("backbone", "weights", "step_frames", "dim", "pca")
+#: The longest reference window of the temporal manifests (ECCV 2018 protocol crop): what a
+#: trained temporal model saw in training, so the window a long reference is scanned in.
+DEFAULT_WINDOW_STEPS = 300
+CHECKPOINT = "checkpoint-best.pt"
+
+
+@dataclass
+class TrainedRun:
+    """A finished run: its folder, ``config.json``, baseline class, config and loaded model."""
+
+    run_dir: Path
+    run_config: Dict[str, Any]
+    cls: type
+    config: Any
+    model: Any
+    device: Any
+
+    @property
+    def name(self) -> str:
+        return str(self.run_config.get("baseline"))
+
+    @property
+    def task(self) -> str:
+        return str(self.run_config.get("task", "temporal"))
+
+    def describe(self) -> Dict[str, Any]:
+        return {"run": str(self.run_dir), "baseline": self.name, "checkpoint": CHECKPOINT}
+
+
+def load_run(run_dir: Union[str, Path], *, device: str = "cpu") -> TrainedRun:
+    """Read a run folder and load its best checkpoint (errors name the folder and the file)."""
+    import torch
+
+    from ..engine import resolve_device
+    from ..registry import get_baseline
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ConfigError("run folder not found (expected a folder written by `relocbench run-baseline`)", file=d)
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError("not a run folder: it has no config.json (expected a folder written by "
+                          "`relocbench run-baseline`)", file=d)
+    run_config = read_json(cfg_path, "run config", ConfigError)
+    if not isinstance(run_config, dict) or not isinstance(run_config.get("baseline"), str) \
+            or not isinstance(run_config.get("config"), dict):
+        raise ConfigError("expected a run config with 'baseline' (a name) and 'config' (a mapping)", file=cfg_path)
+    cls = get_baseline(run_config["baseline"])
+    cfg = cls.default_config(run_config["config"], source=str(cfg_path))
+    dev = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    model = cls.create_model(cfg)
+    if model is not None:
+        ckpt = d / CHECKPOINT
+        if not ckpt.is_file():
+            raise ConfigError(f"run folder without a checkpoint: expected {CHECKPOINT} (is the run finished?)", file=d)
+        try:
+            state = torch.load(ckpt, map_location=dev, weights_only=False)
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, EOFError, OSError, ValueError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot load the checkpoint into {run_config['baseline']}: {msg}", file=ckpt) from None
+        model = model.to(dev).eval()
+    return TrainedRun(d, run_config, cls, cfg, model, dev)
+
+
+# --------------------------------------------------------------------------- feature settings
+def _features_spec(desc: Any) -> str:
+    """The ``--features`` value that reopens a run's feature store from its description."""
+    if isinstance(desc, str):
+        return desc
+    if isinstance(desc, dict):
+        if desc.get("kind") == "synthetic":
+            return "synthetic"
+        if desc.get("source"):
+            return str(desc["source"])
+    raise ConfigError(f"cannot tell where the run's features came from ({desc!r}); pass --features")
+
+
+def _file_settings(path: Union[str, Path]) -> Optional[Dict[str, Any]]:
+    """The extraction settings stored in an ``extract-features`` HDF5 file, or None for other stores."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    import h5py
+
+    if not h5py.is_hdf5(str(p)):
+        return None
+    with h5py.File(p, "r") as f:
+        attrs = dict(f.attrs)
+    if "relocbench_features" not in attrs:
+        return None
+    out = {}
+    for k in FEATURE_KEYS:
+        v = attrs.get(k)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8")
+        if isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out
+
+
+def _norm_setting(key: str, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+        return None if key == "pca" else value
+    if key in ("step_frames", "dim"):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return value
+    return str(value) if not isinstance(value, str) else value
+
+
+def run_feature_settings(run: TrainedRun) -> Tuple[Dict[str, Any], str]:
+    """``(settings, features file)`` of the run's features: the :data:`FEATURE_KEYS` of the
+    features file's attributes (``extract-features`` output). Other stores are refused:
+    videos cannot be turned into their features."""
+    desc = run.run_config.get("features")
+    spec = _features_spec(desc)
+    where = run.run_dir / "config.json"
+    if spec == "synthetic":
+        raise ConfigError("the run was trained on synthetic features, which cannot be computed from a video; "
+                          "train on features written by `relocbench extract-features`", file=where)
+    settings = _file_settings(spec)
+    if settings is None:
+        if not Path(spec).exists():
+            raise FeatureError("the run's features file is gone, so its extraction settings cannot be read "
+                               "(expected the HDF5 file `relocbench extract-features` wrote)", file=spec)
+        raise ConfigError(f"the run's features ({spec}) were not written by `relocbench extract-features` "
+                          "(no relocbench_features attribute), so they cannot be computed from a video", file=where)
+    return settings, spec
+
+
+def _fmt(settings: Dict[str, Any]) -> str:
+    return " ".join(f"{k}={settings.get(k)}" for k in FEATURE_KEYS if k in settings)
+
+
+def check_feature_settings(wanted: Dict[str, Any], have: Dict[str, Any], *, wanted_from: str,
+                           have_from: str, pca_presence_only: bool = False) -> None:
+    """Refuse features whose settings differ from the run's, naming both sides in one line.
+
+    Only keys present on both sides are compared. ``pca`` values are the files' descriptions
+    (``none`` or ``pca-N sha256:...``), compared exactly; with ``pca_presence_only`` (a PCA
+    asked for by file, before extraction) only whether there is one.
+    """
+    diff = []
+    for k in FEATURE_KEYS:
+        if k not in wanted or k not in have:
+            continue
+        a, b = _norm_setting(k, wanted[k]), _norm_setting(k, have[k])
+        if k == "pca" and pca_presence_only:
+            a, b = a is not None, b is not None
+        if a != b:
+            diff.append(k)
+    if diff:
+        raise ConfigError(
+            f"features mismatch in {', '.join(diff)}: the run was trained on {_fmt(wanted)} ({wanted_from}), "
+            f"these are {_fmt(have)} ({have_from}); use the run's settings"
+        )
+
+
+# --------------------------------------------------------------------------- predict on a manifest
+@dataclass
+class PredictResult:
+    path: Path
+    n_pairs: int
+    n_predicted: int
+    split: str
+    manifest: str
+    features: str
+
+
+def predict_run(run_dir: Union[str, Path], *, split: str = "test", manifest: Optional[str] = None,
+                features: Optional[str] = None, out: Optional[Union[str, Path]] = None, force: bool = False,
+                device: str = "auto", skip_missing: bool = False, threads: Optional[int] = None) -> PredictResult:
+    """Write the predictions of a finished run on ``split`` of ``manifest`` with ``features``.
+
+    Defaults: the run's own manifest (a built-in name; a run made on a manifest folder needs
+    ``manifest``), its own features, and ``RUN_DIR/predictions-<split>.json``. Other features
+    must have the run's dimension (and, for ``extract-features`` files, the run's settings).
+    Written atomically; an existing file is refused unless ``force``.
+
+    >>> predict_run("runs/cgbm", split="val")  # doctest: +SKIP
+    """
+    import torch
+
+    from ..tasks import get_task
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be >= 1. Got {threads} instead.")
+        torch.set_num_threads(threads)
+    run_dir = Path(run_dir)
+    out_path = Path(out) if out is not None else run_dir / f"predictions-{split}.json"
+    check_output(out_path, force)  # before the work, not after it
+    run = load_run(run_dir, device=device)
+    task = get_task(run.task)
+    dataset = manifest if manifest is not None else str(run.run_config.get("dataset"))
+    run_spec = _features_spec(run.run_config.get("features"))
+    spec = features if features is not None else run_spec
+    if manifest is None:
+        from ..errors import ManifestError
+        from ..manifest import resolve_manifest
+
+        try:
+            resolve_manifest(dataset)
+        except ManifestError:  # re-raised with what to do about it
+            raise ConfigError(f"the run was made on dataset {dataset!r}, which is not a built-in manifest here; "
+                              "pass --manifest FOLDER", file=run_dir / "config.json") from None
+    if features is not None and spec != run_spec:
+        _check_store_compatible(run, run_spec, spec)
+    ctx = task.open(dataset, spec, device=run.device, seed=run.config.seed, skip_missing=skip_missing)
+    ctx.run_dir = run_dir
+    baseline = run.cls(run.config, ctx)
+    baseline.prepare(run.model)
+    pairs = task.pairs(ctx, split)
+    todo = task.predictable(ctx, pairs)
+    torch.manual_seed(run.config.seed)
+    with torch.no_grad():
+        results = baseline.predict(run.model, todo)
+    doc = task.predictions_doc(ctx, split, results)
+    atomic_write_json(out_path, doc, force=force)
+    return PredictResult(out_path, int(len(pairs)), int(len(results)), split, str(dataset), str(spec))
+
+
+def _check_store_compatible(run: TrainedRun, run_spec: str, spec: str) -> None:
+    """Other features must match the run's: extraction settings when both are extract files,
+    else the feature dimension the model was built for."""
+    mine = _file_settings(spec)
+    theirs = _file_settings(run_spec) if run_spec != "synthetic" else None
+    if mine is not None and theirs is not None:
+        check_feature_settings(theirs, mine, wanted_from=f"features {run_spec}", have_from=f"features {spec}")
+        return
+    want_dim = getattr(run.config, "feature_dim", None)
+    desc = run.run_config.get("features")
+    if want_dim is None and isinstance(desc, dict):
+        want_dim = desc.get("dim")
+    if want_dim is not None and mine is not None and mine.get("dim") is not None and int(mine["dim"]) != int(want_dim):
+        raise ConfigError(f"features mismatch in dim: the run's model takes {want_dim}-dimensional features "
+                          f"({run.run_dir / 'config.json'}), {spec} holds {mine['dim']}-dimensional ones")
+
+
+# --------------------------------------------------------------------------- predict on two videos
+def window_plan(n_steps: int, window: int, overlap: int) -> List[Tuple[int, int]]:
+    """Windows ``[a, b)`` of at most ``window`` steps covering ``[0, n_steps)``, consecutive
+    ones sharing ``overlap`` steps (any span of up to ``overlap + 1`` steps lies inside one),
+    the last one ending at ``n_steps``."""
+    if n_steps < 1 or window < 1 or not (0 <= overlap < window):
+        raise ConfigError(f"window plan needs n_steps >= 1 and 0 <= overlap < window; got {n_steps}, {window}, {overlap}")
+    if n_steps <= window:
+        return [(0, n_steps)]
+    stride = window - overlap
+    starts = list(range(0, n_steps - window, stride)) + [n_steps - window]
+    return [(a, a + window) for a in starts]
+
+
+class _ArrayStore:
+    """The minimal feature-store interface over in-memory arrays (``get``, ``dim``, ``in``)."""
+
+    kind = "arrays"
+    source = None
+
+    def __init__(self, arrays: Dict[str, np.ndarray]) -> None:
+        self._arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}
+        dims = {a.shape[1] for a in self._arrays.values()}
+        if len(dims) != 1:
+            raise FeatureError(f"query and reference features differ in dimension: {sorted(dims)}")
+        self.dim = dims.pop()
+
+    def get(self, video: str) -> np.ndarray:
+        return self._arrays[video]
+
+    def __contains__(self, video: object) -> bool:
+        return video in self._arrays
+
+    def describe(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "dim": self.dim}
+
+
+def _window_pairs(n_query: int, windows: List[Tuple[int, int]]):
+    import pandas as pd
+
+    rows = []
+    for k, (a, b) in enumerate(windows):
+        rows.append({
+            "pair_id": f"w{k:06d}", "label": "", "query_segment_id": "query", "query_video": "query",
+            "query_start_step": 0, "query_end_step": int(n_query), "ref_segment_id": "reference",
+            "ref_video": "reference", "ref_start_step": int(a), "ref_end_step": int(b),
+            "gt_start_step": 0, "gt_end_step": 1,  # unknown: the columns exist, nothing reads them to predict
+            "query_start_s": 0.0, "query_end_s": 0.0, "ref_start_s": 0.0, "ref_end_s": 0.0,
+            "gt_start_s": 0.0, "gt_end_s": 0.0,
+        })
+    return pd.DataFrame(rows)
+
+
+def predict_windows(run: TrainedRun, query: np.ndarray, reference: np.ndarray, *,
+                    window: Optional[int] = None, overlap: Optional[int] = None):
+    """Candidate segments ``(start_step, end_step, score)`` arrays of a trained temporal run.
+
+    The reference is scanned in :func:`window_plan` windows (default
+    :data:`DEFAULT_WINDOW_STEPS` steps, overlapping by the run's ``max_span`` when it has one,
+    so that every span the model can decode lies wholly inside some window); each window is
+    one pair; the segments come back on the whole reference's steps.
+    """
+    import torch
+
+    from ..baseline import RunContext
+    from .matching import Candidates
+
+    if run.task != "temporal":
+        raise ConfigError(f"localize needs a temporal run; {run.run_dir} is a {run.task} run")
+    w = int(window or getattr(run.config, "window", None) or DEFAULT_WINDOW_STEPS)
+    ov = overlap if overlap is not None else min(int(getattr(run.config, "max_span", w // 4)), w - 1)
+    windows = window_plan(int(reference.shape[0]), w, int(ov))
+    store = _ArrayStore({"query": query, "reference": reference})
+    want_dim = getattr(run.config, "feature_dim", None)
+    if want_dim is not None and int(want_dim) != store.dim:
+        raise ConfigError(f"features mismatch in dim: the run's model takes {want_dim}-dimensional features "
+                          f"({run.run_dir / 'config.json'}), these are {store.dim}-dimensional")
+    ctx = RunContext(dataset="localize", manifest=None, features=store, device=run.device)
+    baseline = run.cls(run.config, ctx)
+    pairs = _window_pairs(int(query.shape[0]), windows)
+    torch.manual_seed(run.config.seed)
+    with torch.no_grad():
+        results = baseline.predict(run.model, pairs)
+    starts, ends, scores = [], [], []
+    for k, (a, b) in enumerate(windows):
+        for p in results.get(f"w{k:06d}", []):
+            s, e = p["segment"]
+            starts.append(a + int(s))
+            ends.append(a + int(e))
+            scores.append(float(p["score"]))
+    scores_arr = np.array(scores, np.float64)
+    if scores_arr.size and not np.all(np.isfinite(scores_arr)):
+        scores_arr = np.where(np.isfinite(scores_arr), scores_arr, -math.inf)
+    return Candidates(np.array(starts, np.int64), np.array(ends, np.int64), scores_arr), windows

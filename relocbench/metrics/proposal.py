@@ -1,0 +1,226 @@
+"""``activitynet-proposal``: the official ActivityNet proposal evaluation (AR@AN and AUC), offline.
+
+Behaviour (the official ``eval_proposal.py`` with its command-line default of 100 proposals):
+
+* Ground truth: the annotations of one ``subset`` (read as for ``activitynet-detection``;
+  labels are ignored); the videos are those with at least one annotation. Blocked videos
+  (a local list, never fetched) are removed from ground truth and proposals, and counted.
+* Proposals (``results``: ``{video: [{"segment": [start, end], "score": s}]}``; a ``label``
+  is allowed and ignored; read by the detection reader without labels) are not filtered by subset: proposals on videos without ground
+  truth are not scored, but they count in the total that sets the budget ratio.
+* Budget: ``ratio = max_avg_nr_proposals * n_videos / n_proposals`` (every proposal read);
+  each ground-truth video keeps its ``min(int(n * ratio), n)`` best-scored proposals (``n``
+  its own count), and ``n_kept`` is their sum over videos. Without ``max_avg_nr_proposals``
+  (``None`` or 0) it is ``n_proposals / n_videos``.
+* Curve: 100 points ``p_j = j / 100 * max_avg_nr_proposals * n_videos / n_kept``
+  (j = 1..100); at point j a video looks at its first ``min(int(m * p_j), m)`` kept
+  proposals (``m`` its number of kept proposals). A ground truth is recalled at tIoU
+  threshold t when one of them has tIoU ``>= t`` with it. ``recall[t, j]`` is the fraction
+  of all ground truths recalled, ``average_recall`` its mean over thresholds,
+  ``average_nr_proposals[j] = p_j * n_kept / n_videos`` (up to ``max_avg_nr_proposals``).
+* ``auc``: the trapezoid area under ``average_recall`` against ``average_nr_proposals``
+  divided by the last ``average_nr_proposals`` (a fraction; the official script prints it
+  times 100). ``ar_at_an[k]``: ``average_recall`` at ``k`` proposals per video, linearly
+  interpolated between curve points (exact on the grid, which holds 1, 5, 10 and 100 for
+  the default budget); ``None`` outside the curve.
+* A ground-truth video without any proposal is scored as the official code does: one
+  proposal of tIoU 0 that is not counted in ``n_kept`` (it only matters at a threshold 0).
+  A tIoU of two zero-length segments is 0/0 and never a hit.
+
+Tie rule. The official code orders a video's proposals with ``argsort()[::-1]`` on the
+scores; relocbench fixes its tie choice as for ``activitynet-detection``: among proposals
+of equal score, the one listed later in the file comes first. For distinct scores the
+result is exactly the official one.
+
+Vectorised: one lexsort ranks every proposal within its video; every (ground truth, kept
+proposal) pair of a video gets its tIoU; in rank order the first pair clearing each
+threshold gives the ground truth's first-hit rank, and a ground truth is recalled at curve
+point j exactly when that rank is below its video's cut at j.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, PredictionError
+from .activitynet import (ANET_TIOU_THRESHOLDS, read_activitynet_arrays, read_activitynet_ground_truth,
+                          read_blocked_videos)
+from .frame_ap import candidate_pairs
+from .geometry import group_starts
+
+__all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "AR_AT_AN"]
+
+AR_AT_AN = (1, 5, 10, 100)
+N_CURVE_POINTS = 100
+PathLike = Union[str, os.PathLike]
+
+
+def read_activitynet_proposals(doc: Union[PathLike, Mapping], blocked: Iterable[str] = ()) -> Tuple[pd.DataFrame, dict]:
+    """Proposals (``results``) as a table of video/t_start/t_end/score plus a report.
+
+    Read by the ActivityNet predictions reader (:func:`read_activitynet_arrays` without
+    labels): entries need ``segment`` and ``score``, a ``label`` is ignored.
+    """
+    names, counts, segs, scores, report = _read_proposal_arrays(doc, blocked)
+    pred = pd.DataFrame({"video": np.repeat(np.array(names, dtype=object), counts), "t_start": segs[:, 0],
+                         "t_end": segs[:, 1], "score": scores})
+    return pred, report
+
+
+def _read_proposal_arrays(doc, blocked):
+    """(video names, proposals per video, (n, 2) segments, scores, report), checked."""
+    vids, counts, segs, scores, _, _, n_blocked = read_activitynet_arrays(doc, blocked, labels=False,
+                                                                          what="ActivityNet proposals file")
+    return (list(vids), np.asarray(counts, dtype=np.int64), segs, scores,
+            {"proposals on blocked videos (skipped)": int(n_blocked)})
+
+
+def _tiou_nan(s1, e1, s2, e2) -> np.ndarray:
+    """tIoU as the official code computes it: 0/0 (two zero-length segments) is NaN."""
+    inter = np.clip(np.minimum(e1, e2) - np.maximum(s1, s2), 0.0, None)
+    union = (e2 - s2) + (e1 - s1) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inter / union
+
+
+def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np.ndarray, prop_t: np.ndarray,
+                          prop_score: np.ndarray, n_videos: int, n_proposals: int,
+                          max_avg_nr_proposals: float, thresholds: Sequence[float],
+                          source: Optional[str] = None) -> Dict[str, Any]:
+    """The official recall curve from integer video codes (see the module docstring).
+
+    ``gt_video`` codes lie in ``[0, n_videos)``; ``prop_video`` holds the codes of the
+    proposals on ground-truth videos (in file order); ``n_proposals`` counts every proposal
+    read, scored or not. Returns ``recall`` (n_thresholds, 100), ``average_recall``,
+    ``average_nr_proposals`` and ``n_kept``.
+    """
+    thr = np.asarray(thresholds, dtype=np.float64)
+    ratio = max_avg_nr_proposals * float(n_videos) / n_proposals
+    n_prop_video = np.bincount(prop_video, minlength=n_videos)
+    keep_video = np.minimum((n_prop_video * ratio).astype(np.int64), n_prop_video)
+    n_kept = int(keep_video.sum())
+    if n_kept == 0:
+        raise PredictionError(f"no proposal on a ground-truth video is within the budget of "
+                              f"{max_avg_nr_proposals:g} per video ({n_proposals} proposals in all, "
+                              f"{int(n_prop_video.sum())} on ground-truth videos)", file=source)
+    n = prop_video.shape[0]
+    # Rank within video: score descending, the later row first on ties (a stable sort of the
+    # reversed rows), then a sort by (video, global position), whose keys are unique.
+    by_score = (n - 1) - np.argsort(-prop_score[::-1], kind="stable")
+    pos = np.empty(n, dtype=np.int64)
+    pos[by_score] = np.arange(n)
+    order = np.argsort(prop_video.astype(np.int64) * max(n, 1) + pos)
+    sv = prop_video[order]
+    start = np.searchsorted(sv, np.arange(n_videos), side="left")
+    rank = np.arange(n) - start[sv]
+    kept = rank < keep_video[sv]
+    k_idx, k_vid, k_rank = order[kept], sv[kept], rank[kept]
+    # Every (ground truth, kept proposal) of one video, by ground truth then rank (no sort needed:
+    # the kept proposals are already in (video, rank) order).
+    g, p, _ = candidate_pairs(gt_video, k_vid)
+    tiou = _tiou_nan(prop_t[k_idx[p], 0], prop_t[k_idx[p], 1], gt_t[g, 0], gt_t[g, 1])
+    pr = k_rank[p]
+    n_gt = gt_video.shape[0]
+    big = np.iinfo(np.int64).max
+    first = np.full((thr.shape[0], n_gt), big, dtype=np.int64)    # first-hit rank per (threshold, gt)
+    for k, t in enumerate(thr):
+        m = tiou >= t
+        gm, rm = g[m], pr[m]
+        f = group_starts(gm)
+        first[k, gm[f]] = rm[f]
+    # Ground-truth videos without proposals: one phantom proposal of tIoU 0 (official behaviour).
+    cols = keep_video.copy()
+    empty = n_prop_video == 0
+    cols[empty] = 1
+    phantom = empty[gt_video]
+    first[np.ix_(thr <= 0.0, phantom)] = 0
+    pcn = np.arange(1, N_CURVE_POINTS + 1) / 100.0 * (max_avg_nr_proposals * float(n_videos) / n_kept)
+    cut = np.minimum((cols[:, None] * pcn[None, :]).astype(np.int64), cols[:, None])   # (n_videos, 100)
+    cut_gt = cut[gt_video]
+    recall = np.empty((thr.shape[0], N_CURVE_POINTS))
+    for k in range(thr.shape[0]):
+        recall[k] = (first[k][:, None] < cut_gt).sum(axis=0) / float(n_gt)
+    avg = recall.mean(axis=0)
+    return {"recall": recall, "average_recall": avg, "average_nr_proposals": pcn * (float(n_kept) / n_videos),
+            "n_kept": n_kept}
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0))
+
+
+def _ar_at(an: np.ndarray, avg: np.ndarray, k: float) -> Optional[float]:
+    if k < an[0] - 1e-9 * k or k > an[-1] + 1e-9 * k:
+        return None
+    return float(np.interp(k, an, avg))
+
+
+def activitynet_proposal(
+    ground_truth: Union[PathLike, Mapping],
+    proposals: Union[PathLike, Mapping],
+    *,
+    subset: str = "validation",
+    max_avg_nr_proposals: Optional[float] = 100,
+    tiou_thresholds: Sequence[float] = ANET_TIOU_THRESHOLDS,
+    blocked_videos: Union[PathLike, Iterable[str], None] = None,
+) -> Dict[str, Any]:
+    """Official ActivityNet proposal AR@AN and AUC (see the module docstring), no network access.
+
+    >>> gt = {"database": {"v": {"subset": "validation",
+    ...       "annotations": [{"segment": [0, 10], "label": "a"}]}}}
+    >>> pr = {"results": {"v": [{"segment": [0, 10], "score": 0.9}]}}
+    >>> r = activitynet_proposal(gt, pr)
+    >>> r["ar_at_an"]["1"], r["auc"]  # a perfect hit at every budget; the curve starts at 1 per video
+    (1.0, 0.99)
+    """
+    thr = [float(t) for t in tiou_thresholds]
+    if not thr or any(not (0.0 <= t <= 1.0) for t in thr):
+        raise ConfigError(f"The 'tiou_thresholds' parameter must hold numbers in [0, 1]. Got {thr!r} instead.")
+    m = max_avg_nr_proposals
+    if m is not None and not (isinstance(m, (int, float)) and not isinstance(m, bool) and np.isfinite(m) and m >= 0):
+        raise ConfigError("The 'max_avg_nr_proposals' parameter must be a number >= 0 (0 or None: all proposals). "
+                          f"Got {max_avg_nr_proposals!r} instead.")
+    if blocked_videos is None:
+        blocked = []
+    elif isinstance(blocked_videos, (str, os.PathLike)):
+        blocked = read_blocked_videos(blocked_videos)
+    else:
+        blocked = list(blocked_videos)
+    src = None if isinstance(proposals, Mapping) else str(proposals)
+    gt, _, rep_gt = read_activitynet_ground_truth(ground_truth, subset, blocked)
+    names, counts, segs, scores, rep_prop = _read_proposal_arrays(proposals, blocked)
+    n_prop = int(counts.sum())
+    if n_prop == 0:
+        n_bl = next(iter(rep_prop.values()))
+        raise PredictionError(f"expected at least one proposal, found none ({n_bl} on blocked videos skipped)",
+                              file=src)
+    gvid, videos = pd.factorize(gt["video"].to_numpy(object))
+    n_vid = len(videos)
+    budget = float(max_avg_nr_proposals) if max_avg_nr_proposals else n_prop / float(n_vid)
+    pvid = np.repeat(pd.Index(videos).get_indexer(pd.Index(names, dtype=object)), counts)
+    on_gt = pvid >= 0
+    cur = proposal_recall_curve(gvid.astype(np.int64), gt[["t_start", "t_end"]].to_numpy(np.float64),
+                                pvid[on_gt].astype(np.int64), segs[on_gt], scores[on_gt], n_vid, n_prop, budget, thr,
+                                source=src)
+    an, avg = cur["average_nr_proposals"], cur["average_recall"]
+    return {
+        "protocol": "activitynet-proposal",
+        "subset": subset,
+        "tiou_thresholds": thr,
+        "max_avg_nr_proposals": budget,
+        "auc": _trapezoid(avg, an) / float(an[-1]),
+        "ar_at_an": {str(k): _ar_at(an, avg, k) for k in AR_AT_AN},
+        "average_recall": [float(v) for v in avg],
+        "average_nr_proposals": [float(v) for v in an],
+        "recall": [[float(v) for v in row] for row in cur["recall"]],
+        "n_videos": n_vid,
+        "n_ground_truth": int(len(gt)),
+        "n_proposals": n_prop,
+        "n_proposals_kept": cur["n_kept"],
+        "skipped": {**rep_gt, **rep_prop,
+                    "proposals on videos without ground truth (not scored, counted in the budget)":
+                        int((~on_gt).sum())},
+    }
