@@ -530,7 +530,7 @@ def trim_heap() -> None:
             import ctypes
 
             _LIBC.append(getattr(ctypes.CDLL(None), "malloc_trim", None))
-        except (OSError, AttributeError):  # pragma: no cover - not glibc
+        except (OSError, AttributeError, TypeError):  # pragma: no cover - not glibc
             _LIBC.append(None)
     if _LIBC[0] is not None:
         _LIBC[0](0)
@@ -608,15 +608,15 @@ class JsonMapping:
                 top_dups.extend(exc.top)
                 return _loads_exact(text, where, file=self.path, error=self.error, malformed=self.malformed,
                                     unique_keys=False)
-            if whole and not exc.nested:  # keys of the member are named as items
+            keys = exc.nested + exc.top
+            if whole:  # keys of the member are named as items
                 member = _loads_exact(text, where, file=self.path, error=self.error, malformed=self.malformed,
                                       unique_keys=False)
                 member = member.get(self.key) if isinstance(member, dict) else None
-                if isinstance(member, dict) and exc.top[0] in member:
-                    raise _duplicate_error(exc.top, self.item_name, f"in {self.key!r}", self.path,
+                if isinstance(member, dict) and keys[0] in member:
+                    raise _duplicate_error(keys, self.item_name, f"in {self.key!r}", self.path,
                                            self.error) from None
-            raise _duplicate_error(exc.nested + exc.top, "key", "in one JSON object", self.path,
-                                   self.error) from None
+            raise _duplicate_error(keys, "key", "in one JSON object", self.path, self.error) from None
 
     def _colons(self, doc, whole: bool) -> int:
         """:func:`count_json_keys` of a document; the mapping of a whole one counted with
@@ -694,14 +694,20 @@ class JsonMapping:
         dups = []
         self._released = 0
         # the parsed chunks hold no reference cycles: collecting garbage while they are made
-        # and freed would only walk them again and again
+        # would only walk them again and again (switched off only inside this generator)
         gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
-            yield from self._chunks(data, start, end, seen, dups)
-        finally:
-            if gc_was_on:
-                gc.enable()
+        parts = self._chunks(data, start, end, seen, dups)
+        while True:
+            gc.disable()
+            try:
+                d = next(parts, None)
+            finally:
+                if gc_was_on:
+                    gc.enable()
+            if d is None:
+                break
+            yield d
+            d = None
         if hasattr(self.data, "close"):
             self.data.close()
         self.data = b""

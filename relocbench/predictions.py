@@ -28,7 +28,6 @@ import os
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np

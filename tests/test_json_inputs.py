@@ -101,6 +101,18 @@ def test_duplicate_pair_id_in_another_chunk_is_caught(tmp_path):
         read_predictions(f)
 
 
+def test_whole_document_reader_names_repeated_pair_ids(tmp_path):
+    from relocbench.predictions import load_json_strict
+
+    f = write(tmp_path, temporal_text(f'"p1": [{ENTRY}], "p2": [], "p1": []'))
+    with pytest.raises(PredictionError, match=r"p.json: pair id 'p1' appears more than once in 'results'"):
+        load_json_strict(f)
+    f = write(tmp_path, temporal_text(f'"p1": [{ENTRY}]').replace('"task"', '"unit": "s", "task"'))
+    with pytest.raises(PredictionError, match=r"p.json: key 'unit' appears more than once in one JSON object"):
+        load_json_strict(f)
+    assert load_json_strict(write(tmp_path, temporal_text(f'"p1": [{ENTRY}]')))["results"]["p1"][0]["score"] == 0.5
+
+
 def test_duplicate_key_inside_an_entry(tmp_path):
     f = write(tmp_path, temporal_text('"p1": [{"segment": [0, 10], "score": 0.5, "score": 0.9}]'))
     with pytest.raises(PredictionError, match=r"key 'score' appears more than once in one JSON object"):
@@ -145,6 +157,18 @@ def test_chunked_read_equals_the_whole_document(tmp_path):
     assert list(a.pair_ids) == list(b.pair_ids)
     for name in ("offsets", "start", "end", "score"):
         assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_garbage_collection_is_left_on_after_reading(tmp_path):
+    import gc
+
+    assert gc.isenabled()
+    good = write(tmp_path, temporal_text(f'"p1": [{ENTRY}]'), "good.json")
+    bad = write(tmp_path, temporal_text(f'"p1": [{ENTRY}], "p2": [{{"segment": [0, 1], "score": "x"}}]'), "bad.json")
+    read_predictions(good)
+    with pytest.raises(PredictionError) as info:
+        read_predictions(bad)
+    assert gc.isenabled() and info.value  # also while the traceback is held
 
 
 def test_memory_mapped_files_read_the_same(tmp_path, monkeypatch):

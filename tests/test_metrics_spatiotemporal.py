@@ -83,6 +83,17 @@ def test_agrees_with_the_loop_implementation(seed, n_pairs, n_targets, n_preds):
     assert again["frame_map"] == pytest.approx(res["frame_map"], abs=1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 2, 7])
+def test_candidates_scored_in_small_blocks_agree(monkeypatch, block):
+    import relocbench.metrics.frame_ap as fa
+
+    pairs, targets, results = random_case(3, 50, 300, 2000)
+    p, t = make_tables(pairs, targets)
+    whole = evaluate_spatiotemporal(p, t, doc(results))
+    monkeypatch.setattr(fa, "_BLOCK", block)
+    assert evaluate_spatiotemporal(p, t, doc(results)) == whole
+
+
 def test_errors_clip_and_missing():
     pairs, targets = make_tables([("a", "x", 0, 10), ("b", "y", 0, 10)], [("a", 2, BOX), ("b", 2, BOX)])
     with pytest.raises(PredictionError, match=r"pair 'a': prediction 0: time 11.0 lies outside the reference window"):

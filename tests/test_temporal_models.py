@@ -92,6 +92,14 @@ def test_cgbm_forward_shapes(name):
     assert logits.shape == (3, 9, 4) and torch.isfinite(logits).all()
     spans = model.predict(q, ql, r, rl)
     assert (spans.end_step <= rl.numpy()).all() and (spans.start_step < spans.end_step).all()
+    # the ranked spans start with the decoded one (same score, bit for bit) and are distinct
+    ranked = model.predict_top_k(q, ql, r, rl, top_k=5, max_span=4)
+    one = model.predict(q, ql, r, rl, max_span=4)
+    for i, top in enumerate(ranked):
+        assert (top.start_step[0], top.end_step[0], top.score[0]) == (one.start_step[i], one.end_step[i],
+                                                                       one.score[i])
+        assert len(set(zip(top.start_step.tolist(), top.end_step.tolist()))) == len(top.score) == 5
+        assert np.all(np.diff(top.score) <= 0) and np.all(top.end_step - top.start_step <= 4)
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -33,6 +33,10 @@ def test_each_baseline_runs_end_to_end(name, small_manifest, tmp_path):
     for pid, preds in pred["results"].items():
         s, e = preds[0]["segment"]
         assert 0 <= s < e
+        # the top_k (10) best, best first, distinct
+        assert 1 <= len(preds) <= 10
+        assert all(a["score"] >= b["score"] for a, b in zip(preds, preds[1:]))
+        assert len({tuple(p["segment"]) for p in preds}) == len(preds)
     cls = get_baseline(name)
     assert (tmp_path / name / "checkpoint-best.pt").is_file() == cls.trainable
 

@@ -18,6 +18,12 @@ Built as the original code built it (reference-algorithms.md Sec. 2):
   with dropout keep 0.8.
 * **Localization**: an LSTM over the ``2 l`` vectors and a linear layer to 4 logits
   (start, end, inside, outside).
+* **Inference** (Sec. 3.5, Eq. 12): a span ``[s, e]`` is scored by its joint probability
+  ``p_start(s) p_end(e) (prod_{i=s..e} p_inside(i))^(1 / (e - s + 1))``, in logs
+  (:mod:`relocbench.temporal.decode`). The answer is the best span
+  (:meth:`CrossGatedBilinearMatching.predict`); :func:`top_spans` ranks the ``k`` best
+  distinct spans by the same score (``e >= s``, at most ``max_span`` steps), the first being
+  the answer.
 
 Every LSTM has hidden size ``l`` and its forget-gate bias initialised to ``forget_bias``.
 ``cgbm`` (gating and bilinear), ``cgbm-base`` (neither: concatenation), ``cgbm-gating``
@@ -34,19 +40,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from relocbench.errors import ConfigError
-from relocbench.temporal.decode import MAX_SPAN_STEPS, DecodedSpans, decode_spans
+from relocbench.temporal.decode import FORMS, MAX_SPAN_STEPS, DecodedSpans, decode_spans
 
 from ._common import count_parameters, length_mask, reverse_padded, set_forget_bias
 
 __all__ = ["CGBMConfig", "VARIANTS", "cgbm_config", "CrossGatedBilinearMatching", "cgbm_loss",
-           "cgbm_parameter_count", "DualLSTMCell"]
+           "cgbm_parameter_count", "DualLSTMCell", "top_spans"]
 
 
 @dataclass(frozen=True)
@@ -220,17 +227,84 @@ class CrossGatedBilinearMatching(nn.Module):
         return self.classifier(hl)
 
     @torch.no_grad()
-    def predict(self, query, query_len, ref, ref_len, *, max_span: int = MAX_SPAN_STEPS,
-                form: str = "paper") -> DecodedSpans:
-        """Decoded spans (Eq. 12) of a batch, in eval mode's dropout-free forward."""
+    def log_probs(self, query, query_len, ref, ref_len) -> np.ndarray:
+        """Per-step log-probabilities ``[B, T_ref, 4]`` (float64) of eval mode's dropout-free forward."""
         was = self.training
         self.eval()
         try:
             logits = self.forward(query, query_len, ref, ref_len)
         finally:
             self.train(was)
-        return decode_spans(F.log_softmax(logits.double(), -1).cpu().numpy(), ref_len.cpu().numpy(),
+        return F.log_softmax(logits.double(), -1).cpu().numpy()
+
+    @torch.no_grad()
+    def predict(self, query, query_len, ref, ref_len, *, max_span: int = MAX_SPAN_STEPS,
+                form: str = "paper") -> DecodedSpans:
+        """Decoded spans (Eq. 12) of a batch, in eval mode's dropout-free forward."""
+        return decode_spans(self.log_probs(query, query_len, ref, ref_len), ref_len.cpu().numpy(),
                             max_span=max_span, form=form)
+
+    @torch.no_grad()
+    def predict_top_k(self, query, query_len, ref, ref_len, *, top_k: int = 10, max_span: int = MAX_SPAN_STEPS,
+                      form: str = "paper") -> List[DecodedSpans]:
+        """The ``top_k`` best spans of every item (:func:`top_spans`); the first of each is
+        :meth:`predict`'s span."""
+        return top_spans(self.log_probs(query, query_len, ref, ref_len), ref_len.cpu().numpy(), top_k,
+                         max_span=max_span, form=form)
+
+
+def top_spans(log_probs, lengths, k: int, *, max_span: int = MAX_SPAN_STEPS, form: str = "paper"
+              ) -> List[DecodedSpans]:
+    """The ``k`` best distinct spans of every item by the Eq. 12 score, best first.
+
+    ``log_probs [B, T, 4]`` and ``lengths [B]`` as for
+    :func:`relocbench.temporal.decode.decode_spans`; the spans ``[s, e + 1)`` with
+    ``s <= e < length`` and at most ``max_span`` steps are scored exactly as there (same
+    arithmetic, so the first span and its score are ``decode_spans``'s bit for bit) and
+    ranked by score; ties go to the smaller start, then the shorter span. Returns one
+    :class:`DecodedSpans` of ``min(k, number of spans)`` entries per item.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
+    if isinstance(max_span, bool) or not isinstance(max_span, (int, np.integer)) or max_span < 1:
+        raise ConfigError(f"The 'max_span' parameter must be an int >= 1. Got {max_span!r} instead.")
+    if form not in FORMS:
+        raise ConfigError(f"The 'form' parameter must be one of {FORMS}. Got {form!r} instead.")
+    lp = np.asarray(log_probs, dtype=np.float64)
+    if lp.ndim != 3 or lp.shape[-1] < 3:
+        raise ConfigError(f"log_probs must have shape [B, T, 4] (start, end, inside, outside); got {lp.shape}")
+    b, t = lp.shape[:2]
+    n = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    if n.shape != (b,) or ((n < 1) | (n > t)).any():
+        raise ConfigError(f"lengths must hold one length in [1, {t}] per item ({b}); got {n.tolist()}")
+    # the score table of decode_spans, computed with the same operations in the same order
+    kk = min(int(max_span), t)
+    ls, le, li = lp[..., 0], lp[..., 1], lp[..., 2]
+    csum = np.concatenate([np.zeros((b, 1)), np.cumsum(li, axis=1)], axis=1)  # [B, T + 1]
+    s = np.arange(t)[:, None]
+    off = np.arange(kk)[None, :]
+    e = s + off
+    valid = (e[None] < n[:, None, None]).reshape(b, -1)
+    e_c = np.minimum(e, t - 1).reshape(-1)
+    s_f = np.broadcast_to(s, e.shape).reshape(-1)
+    off_f = np.broadcast_to(off, e.shape).reshape(-1)
+    c_s = csum[:, s_f]
+    if form == "paper":
+        inside = (csum[:, e_c + 1] - c_s) / (off_f + 1)
+    else:
+        short = (csum[:, e_c] - c_s) / np.maximum(off_f, 1)
+        inside = np.where(off_f == 0, li[:, s_f], short)
+    score = ls[:, s_f] + le[:, e_c] + inside
+    score = np.where(valid, score, -np.inf)
+    # stable: among equal scores the smaller flat index (start, then length) comes first,
+    # as decode_spans's argmax; invalid spans sort last and are cut
+    order = np.argsort(-score, axis=1, kind="stable")
+    out = []
+    for i in range(b):
+        idx = order[i, :min(int(k), int(valid[i].sum()))]
+        start = idx // kk
+        out.append(DecodedSpans(start.astype(np.int64), (start + idx % kk + 1).astype(np.int64), score[i, idx]))
+    return out
 
 
 def cgbm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

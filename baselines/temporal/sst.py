@@ -6,7 +6,8 @@ anchor ``k`` being the span ``[t - k - 1, t)`` (:mod:`relocbench.temporal.sst` d
 convention). Training windows are 128 steps; an anchor is positive when its tIoU with the
 ground truth exceeds 0.5; the loss is binary cross-entropy with per-anchor weights from
 the positive rate ``w_k``: positives weigh ``1 - w_k``, negatives ``w_k``. The baseline's
-answer is the highest-scoring proposal after NMS at tIoU 0.7 (it ignores the query).
+answer is the highest-scoring proposal after NMS at tIoU 0.7 (it ignores the query); the
+baseline writes the ``top_k`` best proposals after NMS, best first.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ A segment is encoded by an LSTM; its L2-normalised last hidden state is the embe
 Training uses the triplet loss of FaceNet (Schroff et al. 2015) with the query as anchor,
 a reference sub-segment with tIoU > 0.8 to the ground truth as positive and one with
 tIoU < 0.2 as negative (:func:`sample_triplet_spans`). At test time every reference
-sub-segment of at most ``max_span`` steps is compared with the query and the closest wins.
+sub-segment of at most ``max_span`` steps is compared with the query and the closest wins
+(:func:`search_spans` ranks the ``top_k`` closest, the first being that one).
 
 The exhaustive search is batched: the encoder runs once per start ``s`` over
 ``ref[s : s + max_span]`` (all starts as one batch) and the hidden state after step ``k``
@@ -13,7 +14,7 @@ The exhaustive search is batched: the encoder runs once per start ``s`` over
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from relocbench.temporal.sst import span_tiou
 
 from ._common import count_parameters, set_forget_bias
 
-__all__ = ["VideoTripletConfig", "VideoLSTMEncoder", "triplet_loss", "search_span", "SearchResult",
+__all__ = ["VideoTripletConfig", "VideoLSTMEncoder", "triplet_loss", "search_span", "search_spans", "SearchResult",
            "sample_triplet_spans", "video_triplet_parameter_count"]
 
 
@@ -99,6 +100,16 @@ def search_span(encoder: VideoLSTMEncoder, query: torch.Tensor, ref: torch.Tenso
     ``query [Tq, d]`` and ``ref [Tr, d]`` are one pair's features. Ties go to the smallest
     start, then the shortest span.
     """
+    return search_spans(encoder, query, ref, max_span, top_k=1)[0]
+
+
+@torch.no_grad()
+def search_spans(encoder: VideoLSTMEncoder, query: torch.Tensor, ref: torch.Tensor,
+                 max_span: Optional[int] = None, *, top_k: int = 10) -> List[SearchResult]:
+    """The ``top_k`` reference spans closest to the query, closest first (:func:`search_span`'s
+    answer first); ties go to the smallest start, then the shortest span."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ConfigError(f"The 'top_k' parameter must be an int >= 1. Got {top_k!r} instead.")
     k = int(max_span or encoder.config.max_span)
     was = encoder.training
     encoder.eval()
@@ -113,10 +124,15 @@ def search_span(encoder: VideoLSTMEncoder, query: torch.Tensor, ref: torch.Tenso
         encoder.train(was)
     dist = (emb - q).pow(2).sum(-1)                         # [Tr, k]
     ends = torch.arange(tr)[:, None] + torch.arange(k)[None, :]
-    dist = dist.masked_fill(ends >= tr, float("inf"))
-    best = int(torch.argmin(dist.reshape(-1)))
-    s, off = divmod(best, k)
-    return SearchResult(s, s + off + 1, float(dist[s, off]))
+    dist = dist.masked_fill(ends.to(dist.device) >= tr, float("inf")).cpu()
+    flat = dist.reshape(-1).numpy()
+    # stable: equal distances keep the flat order (start, then length), as argmin's first minimum
+    order = np.argsort(flat, kind="stable")[:min(int(top_k), int(np.isfinite(flat).sum()))]
+    out = []
+    for best in order.tolist():
+        s, off = divmod(best, k)
+        out.append(SearchResult(s, s + off + 1, float(dist[s, off])))
+    return out
 
 
 def sample_triplet_spans(rng: np.random.Generator, window_steps: int, gt_start: int, gt_end: int, *,

@@ -39,50 +39,90 @@ class TemporalBaseline(Baseline):
         return seg
 
 
+#: Every temporal baseline writes its ``top_k`` best-ranked segments per pair (best first),
+#: so that recall@k and the pooled AP are measured on real rankings.
+TOP_K = 10
+_TOP_K_CONSTRAINT = {"top_k": Int(ge=1)}
+
+
+def chance_spans(seed: int, pair_id: str, window_steps: int, k: int) -> List[tuple]:
+    """``k`` distinct spans ``(start, end)`` of a window drawn uniformly at random, in draw order.
+
+    Every span ``[s, e)`` of the window is equally likely at each draw (two distinct boundaries
+    out of ``w + 1``); a span drawn again is drawn over, so the list is a uniformly random
+    ordering of distinct spans (all ``w (w + 1) / 2`` of them when ``k`` is larger). The stream
+    is seeded by ``seed`` and the pair id; the first span is the first draw.
+    """
+    w = int(window_steps)
+    rng = np.random.default_rng([int(seed), zlib.crc32(str(pair_id).encode())])
+    n = min(int(k), w * (w + 1) // 2)
+    out: List[tuple] = []
+    seen = set()
+    while len(out) < n:
+        a = int(rng.integers(0, w + 1))
+        b = int(rng.integers(0, w))
+        b += b >= a
+        span = (min(a, b), max(a, b))
+        if span not in seen:
+            seen.add(span)
+            out.append(span)
+    return out
+
+
 @dataclass
 class ChanceConfig(TrainConfig):
     steps: int = 0
+    top_k: int = TOP_K
+
+    parameter_constraints: ClassVar[dict] = dict(_TOP_K_CONSTRAINT)
 
 
 @register_baseline("chance")
 class Chance(TemporalBaseline):
-    """A span drawn uniformly at random among all spans of the reference window (seeded)."""
+    """A span drawn uniformly at random among all spans of the reference window (seeded).
+
+    Writes the ``top_k`` first distinct draws (:func:`chance_spans`), scored
+    ``1, 1 - 1/top_k, ...`` in draw order; the first is the single draw.
+    """
 
     Config = ChanceConfig
 
     def predict(self, model, pairs) -> Dict[str, List[dict]]:
         out = {}
+        k = int(self.config.top_k)
         for r in pairs.itertuples(index=False):
-            w = int(r.ref_end_step - r.ref_start_step)
-            # two distinct boundaries out of w + 1, uniformly: every span [s, e) equally likely
-            rng = np.random.default_rng([self.config.seed, zlib.crc32(str(r.pair_id).encode())])
-            a = int(rng.integers(0, w + 1))
-            b = int(rng.integers(0, w))
-            b += b >= a
-            out[str(r.pair_id)] = [{"segment": [min(a, b), max(a, b)], "score": 1.0}]
+            spans = chance_spans(self.config.seed, str(r.pair_id), int(r.ref_end_step - r.ref_start_step), k)
+            out[str(r.pair_id)] = [{"segment": [s, e], "score": 1.0 - i / k} for i, (s, e) in enumerate(spans)]
         return out
 
 
 @dataclass
 class FrameDPConfig(TrainConfig):
     steps: int = 0
+    top_k: int = TOP_K
+
+    parameter_constraints: ClassVar[dict] = dict(_TOP_K_CONSTRAINT)
 
 
 @register_baseline("frame-dp")
 class FrameDP(TemporalBaseline):
-    """Frame-level baseline: the smallest-mean-distance monotone path, solved exactly (no training)."""
+    """Frame-level baseline: the smallest-mean-distance monotone path, solved exactly (no training).
+
+    Writes the ``top_k`` best distinct spans (``relocbench.temporal.framedp.k_best_spans``),
+    each scored by minus the mean distance of its best path.
+    """
 
     Config = FrameDPConfig
 
     def predict(self, model, pairs) -> Dict[str, List[dict]]:
-        from relocbench.temporal.framedp import frame_level_baseline
+        from relocbench.temporal.framedp import frame_level_top_k
 
         out = {}
         for r in pairs.itertuples(index=False):
             q = self.features(r.query_video, int(r.query_start_step), int(r.query_end_step))
             x = self.features(r.ref_video, int(r.ref_start_step), int(r.ref_end_step))
-            res = frame_level_baseline(q, x)
-            out[str(r.pair_id)] = [{"segment": [res.start_step, res.end_step], "score": float(-res.mean_distance)}]
+            out[str(r.pair_id)] = [{"segment": [res.start_step, res.end_step], "score": float(-res.mean_distance)}
+                                   for res in frame_level_top_k(q, x, int(self.config.top_k))]
         return out
 
 
@@ -99,8 +139,10 @@ class PairTrainConfig(TrainConfig):
     eval_every: int = 100
     crop_prob: float = 0.9
     feature_dim: int = 500
+    top_k: int = TOP_K
 
-    parameter_constraints: ClassVar[dict] = {"crop_prob": Float(ge=0, le=1), "feature_dim": Int(ge=1)}
+    parameter_constraints: ClassVar[dict] = {"crop_prob": Float(ge=0, le=1), "feature_dim": Int(ge=1),
+                                             **_TOP_K_CONSTRAINT}
 
 
 def _model_config(model_config_cls, config):
@@ -195,10 +237,12 @@ class CGBM(_PairTrained):
         out = {}
         for batch in iterate_pairs(pairs, self.ctx.features, self.config.eval_batch_size):
             t = batch.to_torch(self.ctx.device)
-            dec = model.predict(t["query"], t["query_len"], t["ref"], t["ref_len"], max_span=self.config.max_span,
-                                form=self.config.decode_form)
-            for pid, s, e, sc in zip(batch.pair_ids, dec.start_step, dec.end_step, dec.score):
-                out[pid] = [{"segment": [int(s), int(e)], "score": float(sc)}]
+            ranked = model.predict_top_k(t["query"], t["query_len"], t["ref"], t["ref_len"],
+                                         top_k=self.config.top_k, max_span=self.config.max_span,
+                                         form=self.config.decode_form)
+            for pid, spans in zip(batch.pair_ids, ranked):
+                out[pid] = [{"segment": [int(s), int(e)], "score": float(sc)}
+                            for s, e, sc in zip(spans.start_step, spans.end_step, spans.score)]
         return out
 
 
@@ -275,15 +319,16 @@ class VideoTriplet(_PairTrained):
     def predict(self, model, pairs):
         import torch
 
-        from .video_triplet import search_span
+        from .video_triplet import search_spans
 
         out = {}
         dev = self.ctx.device
         for r in pairs.itertuples(index=False):
             q = torch.from_numpy(self.features(r.query_video, int(r.query_start_step), int(r.query_end_step))).to(dev)
             x = torch.from_numpy(self.features(r.ref_video, int(r.ref_start_step), int(r.ref_end_step))).to(dev)
-            res = search_span(model, q, x, self.config.max_span)
-            out[str(r.pair_id)] = [{"segment": [res.start_step, res.end_step], "score": -res.distance}]
+            found = search_spans(model, q, x, self.config.max_span, top_k=self.config.top_k)
+            out[str(r.pair_id)] = [{"segment": [res.start_step, res.end_step], "score": -res.distance}
+                                   for res in found]
         return out
 
 
@@ -314,7 +359,11 @@ class SSTRunConfig(PairTrainConfig):
 
 @register_baseline("sst")
 class SST(_PairTrained):
-    """SST action proposals (Buch et al. 2017) trained on the training split; ignores the query."""
+    """SST action proposals (Buch et al. 2017) trained on the training split; ignores the query.
+
+    Writes its ``top_k`` best proposals after NMS (``relocbench_baselines.temporal.proposals``
+    turns a run's into an ActivityNet proposals file).
+    """
 
     Config = SSTRunConfig
 
@@ -375,6 +424,7 @@ class SST(_PairTrained):
         dev = self.ctx.device
         for r in pairs.itertuples(index=False):
             x = torch.from_numpy(self.features(r.ref_video, int(r.ref_start_step), int(r.ref_end_step))).to(dev)
-            prop = model.predict(x[None], torch.tensor([x.shape[0]]), top_k=1)[0]
-            out[str(r.pair_id)] = [{"segment": [int(prop.start_step[0]), int(prop.end_step[0])], "score": float(prop.score[0])}]
+            prop = model.predict(x[None], torch.tensor([x.shape[0]]), top_k=self.config.top_k)[0]
+            out[str(r.pair_id)] = [{"segment": [int(s), int(e)], "score": float(sc)}
+                                   for s, e, sc in zip(prop.start_step, prop.end_step, prop.score)]
         return out

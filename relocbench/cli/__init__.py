@@ -79,6 +79,12 @@ class _Main(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except click.UsageError as exc:  # a bad option or argument: one line, like every other error
+            if (ctx.obj or {}).get("debug") or ctx.params.get("debug"):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"Error: {where}: {exc.format_message()} (see '{where} --help')", err=True)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (relocbench.io.Terminated)
             if (ctx.obj or {}).get("debug"):
                 raise

@@ -30,7 +30,6 @@ the number of rounds is bounded by the largest number of ground truths in one
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np

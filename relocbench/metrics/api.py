@@ -73,12 +73,25 @@ def evaluate(
     common = dict(clip=clip, allow_missing=allow_missing, manifest_name=m.name, split=split)
     if protocol == "reloc-temporal":
         from .temporal import evaluate_temporal
-        res = evaluate_temporal(m.table("pairs", split), preds, iou_rule=iou_rule, n_bootstrap=n_bootstrap,
-                                seed=seed, **common)
+        pairs = m.table("pairs", split)
+        _release_arrow_memory()
+        res = evaluate_temporal(pairs, preds, iou_rule=iou_rule, n_bootstrap=n_bootstrap, seed=seed, **common)
     else:
         from .spatiotemporal import evaluate_spatiotemporal
-        res = evaluate_spatiotemporal(m.table("pairs", split), m.table("targets", split), preds, **common)
+        pairs, targets = m.table("pairs", split), m.table("targets", split)
+        _release_arrow_memory()
+        res = evaluate_spatiotemporal(pairs, targets, preds, **common)
     return {"manifest": m.name, "split": split, **res}
+
+
+def _release_arrow_memory() -> None:
+    """Hand the memory pyarrow kept after reading the tables back to the system (its pool
+    keeps freed blocks for reuse; scoring needs none of them)."""
+    import pyarrow as pa
+
+    release = getattr(pa.default_memory_pool(), "release_unused", None)
+    if release is not None:
+        release()
 
 
 def _pct(x) -> str:

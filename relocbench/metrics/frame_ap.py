@@ -26,6 +26,9 @@ from .geometry import _box_iou_arrays, ap_from_tp_ranks, group_starts
 __all__ = ["frame_ap", "candidate_pairs"]
 
 
+_BLOCK = 1 << 20  # candidate (detection, ground truth) rows scored at once
+
+
 def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
     """Every (detection, ground truth) with equal keys, in detection order then ground-truth order.
 
@@ -91,14 +94,22 @@ def frame_ap(
     best_iou = np.full(n, -np.inf)
     best_gt = np.full(n, -1, dtype=np.int64)
     d_idx, g_idx, cnt = candidate_pairs(det_img * n_classes + det_cls, gt_img * n_classes + gt_cls)
-    if d_idx.size:
-        iou = _box_iou_arrays(det_boxes[d_idx], gt_boxes[g_idx])
-        has = cnt > 0
-        seg0 = (np.cumsum(cnt) - cnt)[has]
-        best_iou[has] = np.maximum.reduceat(iou, seg0)
-        at_max = np.flatnonzero(iou == best_iou[d_idx])
-        first = group_starts(d_idx[at_max])
-        best_gt[d_idx[at_max[first]]] = g_idx[at_max[first]]
+    # candidates come grouped by detection: take them in blocks of whole detections (memory)
+    lo = 0
+    while lo < d_idx.size:
+        hi = min(d_idx.size, lo + _BLOCK)
+        if hi < d_idx.size:  # end the block at a detection's first candidate (or after a large one)
+            cut = int(np.searchsorted(d_idx, d_idx[hi], side="left"))
+            hi = cut if cut > lo else int(np.searchsorted(d_idx, d_idx[hi], side="right"))
+        d, g = d_idx[lo:hi], g_idx[lo:hi]
+        iou = _box_iou_arrays(det_boxes[d], gt_boxes[g])
+        starts = np.flatnonzero(group_starts(d))
+        best_iou[d[starts]] = np.maximum.reduceat(iou, starts)
+        at_max = np.flatnonzero(iou == best_iou[d])
+        first = group_starts(d[at_max])
+        best_gt[d[at_max[first]]] = g[at_max[first]]
+        lo = hi
+    del d_idx, g_idx, cnt
 
     # True positives: first in score order among the detections sharing a best box.
     with_gt = np.flatnonzero(best_gt >= 0)

@@ -108,14 +108,16 @@ def evaluate_spatiotemporal(
         raise PredictionError(
             f"time {float(t[i])!r} lies outside the reference window [{float(rs[i])!r}, {float(re_[i])!r}] "
             f"({int(bad.sum())} such prediction(s))", file=src, item=preds.item(i))
+    del rs, re_, bad
     if "ref_keyframes" in pairs.columns and len(t):
         _check_keyframes(pairs, row_pair, t, preds, src)
     boxes = preds.boxes
     outside = ((boxes < 0) | (boxes > 1)).any(axis=1)
     n_clipped = int(outside.sum())
+    del outside
     if n_clipped:
         if not clip:
-            i = int(np.flatnonzero(outside)[0])
+            i = int(np.flatnonzero(((boxes < 0) | (boxes > 1)).any(axis=1))[0])
             raise PredictionError(
                 f"box {boxes[i].tolist()} is outside [0, 1] (expected normalised xyxy; {n_clipped} such "
                 "box(es)); pass --clip (clip=True) to clip and count them", file=src, item=preds.item(i))
@@ -127,13 +129,19 @@ def evaluate_spatiotemporal(
         raise ManifestError(f"targets row {i} names pair {targets['pair_id'].iloc[i]!r}, which is not in the pairs table")
     img_pairs = np.concatenate([row_pair, tgt_idx])
     img_times = np.concatenate([_time_key(t), _time_key(targets["time"].to_numpy(np.float64))])
-    _, img = np.unique(np.stack([img_pairs, img_times], axis=1), axis=0, return_inverse=True)
+    # image = (pair, keyframe), numbered in (pair, time) order through one int64 key
+    times, time_code = np.unique(img_times, return_inverse=True)
+    del img_times
+    _, img = np.unique(img_pairs * np.int64(len(times)) + time_code.reshape(-1), return_inverse=True)
     img = img.reshape(-1)
+    del img_pairs, time_code
     lab_codes, lab_names = pd.factorize(pairs["label"].to_numpy(object), sort=True)
     n = preds.n_predictions
     new_off = np.concatenate([[0], np.cumsum(np.bincount(gidx, weights=preds.counts, minlength=n_pairs).astype(np.int64))])
     tie = new_off[row_pair] + (np.arange(n) - np.repeat(preds.offsets[:-1], preds.counts))
-    res = frame_ap(img[:n], lab_codes[row_pair], preds.score, boxes, img[n:], lab_codes[tgt_idx],
+    det_cls = lab_codes[row_pair]
+    del row_pair
+    res = frame_ap(img[:n], det_cls, preds.score, boxes, img[n:], lab_codes[tgt_idx],
                    targets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), len(lab_names), thresholds,
                    det_tie=tie)
     ap = res["ap"]

@@ -190,8 +190,8 @@ def k_best_spans(d: np.ndarray, k: int, *, max_iter: int = 1000) -> List[Tuple[f
 
     Returns up to ``k`` tuples ``(mean, cells, iterations)`` (fewer when the table has fewer
     spans), the path of each span being its smallest-mean path; the first is
-    :func:`min_mean_path`'s answer. Ties in the mean: the smaller first column, then the
-    smaller last column.
+    :func:`min_mean_path`'s answer. Spans of equal mean come in the order the search meets
+    them (deterministic, not by column).
     """
     d = _check_table(d)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:

@@ -13,7 +13,8 @@ followed by one zero step: ``n`` steps give ``n + 1`` outputs and boundaries ``0
 An anchor is positive when its tIoU with a ground-truth segment exceeds ``0.5``. Training
 weighs each anchor's positives by ``1 - w_k`` and negatives by ``w_k``, ``w_k`` being the
 anchor's positive rate. At test time the proposals are ranked by score after 1-D NMS at
-tIoU 0.7; the baseline outputs the first.
+tIoU 0.7; the baseline's answer is the first, and it writes the ``top_k`` first (all
+the proposals NMS keeps when fewer).
 """
 from __future__ import annotations
 
