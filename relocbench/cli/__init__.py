@@ -25,7 +25,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "evaluate", "Score predictions and print a table (percent)."),
     "run-baseline": ("baselines", "run_baseline", "Train, select on validation, predict and score a baseline."),
     "list-baselines": ("baselines", "list_baselines", "List every registered baseline with its parameter count."),
-    "leaderboard": ("baselines", "leaderboard", "Regenerate the leaderboard README from its results."),
+    "leaderboard": ("baselines", "leaderboard", "Regenerate the leaderboard README (or --html site) from its results."),
     "localize": ("localize", "localize", "Find where a clip happens in your own videos."),
     "predict": ("predict", "predict", "Predict with a finished run on another split, manifest or features."),
     "extract-features": ("extract", "extract_features", "Extract per-step features from real videos into HDF5."),
