@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from relocbench.errors import ConfigError
-from relocbench.temporal.decode import FORMS, MAX_SPAN_STEPS, DecodedSpans, decode_spans
+from relocbench.temporal.decode import FORMS, MAX_SPAN_STEPS, DecodedSpans, decode_spans, span_score_table
 
 from ._common import count_parameters, length_mask, reverse_padded, set_forget_bias
 
@@ -277,25 +277,9 @@ def top_spans(log_probs, lengths, k: int, *, max_span: int = MAX_SPAN_STEPS, for
     n = np.asarray(lengths, dtype=np.int64).reshape(-1)
     if n.shape != (b,) or ((n < 1) | (n > t)).any():
         raise ConfigError(f"lengths must hold one length in [1, {t}] per item ({b}); got {n.tolist()}")
-    # the score table of decode_spans, computed with the same operations in the same order
-    kk = min(int(max_span), t)
-    ls, le, li = lp[..., 0], lp[..., 1], lp[..., 2]
-    csum = np.concatenate([np.zeros((b, 1)), np.cumsum(li, axis=1)], axis=1)  # [B, T + 1]
-    s = np.arange(t)[:, None]
-    off = np.arange(kk)[None, :]
-    e = s + off
-    valid = (e[None] < n[:, None, None]).reshape(b, -1)
-    e_c = np.minimum(e, t - 1).reshape(-1)
-    s_f = np.broadcast_to(s, e.shape).reshape(-1)
-    off_f = np.broadcast_to(off, e.shape).reshape(-1)
-    c_s = csum[:, s_f]
-    if form == "paper":
-        inside = (csum[:, e_c + 1] - c_s) / (off_f + 1)
-    else:
-        short = (csum[:, e_c] - c_s) / np.maximum(off_f, 1)
-        inside = np.where(off_f == 0, li[:, s_f], short)
-    score = ls[:, s_f] + le[:, e_c] + inside
-    score = np.where(valid, score, -np.inf)
+    # the score table of decode_spans itself (same arithmetic: the first span is its answer)
+    score, kk = span_score_table(lp, n, max_span, form)
+    valid = np.isfinite(score)
     # stable: among equal scores the smaller flat index (start, then length) comes first,
     # as decode_spans's argmax; invalid spans sort last and are cut
     order = np.argsort(-score, axis=1, kind="stable")

@@ -48,13 +48,13 @@ import pandas as pd
 from ..errors import ConfigError, PredictionError
 from .activitynet import (ANET_TIOU_THRESHOLDS, read_activitynet_arrays, read_activitynet_ground_truth,
                           read_blocked_videos)
-from .frame_ap import candidate_pairs
 from .geometry import group_starts
 
 __all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "AR_AT_AN"]
 
 AR_AT_AN = (1, 5, 10, 100)
 N_CURVE_POINTS = 100
+_PAIR_BLOCK = 1 << 21  # (ground truth, proposal) rows scored at once
 PathLike = Union[str, os.PathLike]
 
 
@@ -117,20 +117,27 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
     start = np.searchsorted(sv, np.arange(n_videos), side="left")
     rank = np.arange(n) - start[sv]
     kept = rank < keep_video[sv]
-    k_idx, k_vid, k_rank = order[kept], sv[kept], rank[kept]
-    # Every (ground truth, kept proposal) of one video, by ground truth then rank (no sort needed:
-    # the kept proposals are already in (video, rank) order).
-    g, p, _ = candidate_pairs(gt_video, k_vid)
-    tiou = _tiou_nan(prop_t[k_idx[p], 0], prop_t[k_idx[p], 1], gt_t[g, 0], gt_t[g, 1])
-    pr = k_rank[p]
+    k_idx = order[kept]
+    del by_score, pos, order, sv, rank, kept
+    kstart = np.cumsum(keep_video) - keep_video   # kept proposals: by video, then rank
     n_gt = gt_video.shape[0]
     big = np.iinfo(np.int64).max
     first = np.full((thr.shape[0], n_gt), big, dtype=np.int64)    # first-hit rank per (threshold, gt)
-    for k, t in enumerate(thr):
-        m = tiou >= t
-        gm, rm = g[m], pr[m]
-        f = group_starts(gm)
-        first[k, gm[f]] = rm[f]
+    # Every (ground truth, kept proposal) of one video, by ground truth then rank, a block of
+    # ground truths at a time (the pairs of one block stay near _PAIR_BLOCK rows).
+    for a, b in _blocks(keep_video[gt_video], _PAIR_BLOCK):
+        c = keep_video[gt_video[a:b]]
+        g = np.repeat(np.arange(a, b, dtype=np.int64), c)
+        seg0 = np.cumsum(c) - c
+        pr = np.arange(g.shape[0], dtype=np.int64) - np.repeat(seg0, c)   # rank of the proposal
+        pt = prop_t[k_idx[np.repeat(kstart[gt_video[a:b]], c) + pr]]
+        tiou = _tiou_nan(pt[:, 0], pt[:, 1], gt_t[g, 0], gt_t[g, 1])
+        del pt
+        for k, t in enumerate(thr):
+            m = tiou >= t
+            gm, rm = g[m], pr[m]
+            f = group_starts(gm)
+            first[k, gm[f]] = rm[f]
     # Ground-truth videos without proposals: one phantom proposal of tIoU 0 (official behaviour).
     cols = keep_video.copy()
     empty = n_prop_video == 0
@@ -138,14 +145,30 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
     phantom = empty[gt_video]
     first[np.ix_(thr <= 0.0, phantom)] = 0
     pcn = np.arange(1, N_CURVE_POINTS + 1) / 100.0 * (max_avg_nr_proposals * float(n_videos) / n_kept)
-    cut = np.minimum((cols[:, None] * pcn[None, :]).astype(np.int64), cols[:, None])   # (n_videos, 100)
-    cut_gt = cut[gt_video]
-    recall = np.empty((thr.shape[0], N_CURVE_POINTS))
-    for k in range(thr.shape[0]):
-        recall[k] = (first[k][:, None] < cut_gt).sum(axis=0) / float(n_gt)
+    hits = np.zeros((thr.shape[0], N_CURVE_POINTS), dtype=np.int64)
+    step = max(1, _PAIR_BLOCK // N_CURVE_POINTS)
+    for a in range(0, n_gt, step):     # cuts of a block of ground truths: (block, 100)
+        cg = cols[gt_video[a:a + step]][:, None]
+        cut_gt = np.minimum((cg * pcn[None, :]).astype(np.int64), cg)
+        for k in range(thr.shape[0]):
+            hits[k] += (first[k, a:a + step][:, None] < cut_gt).sum(axis=0)
+    recall = hits / float(n_gt)
     avg = recall.mean(axis=0)
     return {"recall": recall, "average_recall": avg, "average_nr_proposals": pcn * (float(n_kept) / n_videos),
             "n_kept": n_kept}
+
+
+def _blocks(weights: np.ndarray, size: int):
+    """(start, stop) ranges of consecutive rows whose ``weights`` sum to about ``size``
+    (a row heavier than ``size`` is a block of its own)."""
+    n = weights.shape[0]
+    ends = np.cumsum(weights)
+    a = 0
+    while a < n:
+        base = ends[a - 1] if a else 0
+        b = max(a + 1, int(np.searchsorted(ends, base + size, side="right")))
+        yield a, min(b, n)
+        a = b
 
 
 def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["DecodedSpans", "decode_spans", "decode_spans_brute_force", "MAX_SPAN_STEPS", "FORMS"]
+__all__ = ["DecodedSpans", "decode_spans", "decode_spans_brute_force", "span_score_table", "MAX_SPAN_STEPS", "FORMS"]
 
 #: The paper's limit on a decoded span: 1024 frames = 64 steps.
 MAX_SPAN_STEPS = 64
@@ -73,15 +73,13 @@ def _prepare(log_probs, lengths, max_span, form):
     return lp, n, single
 
 
-def decode_spans(log_probs, lengths: Optional[np.ndarray] = None, *, max_span: int = MAX_SPAN_STEPS,
-                 form: str = "paper") -> DecodedSpans:
-    """Decode the best span of every item (module docstring).
+def span_score_table(lp: np.ndarray, n: np.ndarray, max_span: int, form: str):
+    """The Eq. 12 score of every span of every item: ``(score [B, T * K], K)``.
 
-    ``log_probs``: ``[B, T, 4]`` or ``[T, 4]`` log-probabilities (NumPy or a CPU tensor);
-    ``lengths``: valid steps per item (default ``T``). Returns arrays of shape ``[B]`` (or
-    scalars' arrays of shape ``[]`` for a ``[T, 4]`` input).
+    ``lp`` ``[B, T, 4]`` float64 and ``n`` ``[B]`` as checked by :func:`decode_spans`; flat index
+    ``s * K + (e - s)`` is the span ``[s, e + 1)`` (``K = min(max_span, T)``), ``-inf`` where
+    ``e >= n``. One table for :func:`decode_spans` and every k-best decoder built on it.
     """
-    lp, n, single = _prepare(log_probs, lengths, max_span, form)
     b, t = lp.shape[:2]
     k = min(int(max_span), t)
     ls, le, li = lp[..., 0], lp[..., 1], lp[..., 2]
@@ -100,7 +98,20 @@ def decode_spans(log_probs, lengths: Optional[np.ndarray] = None, *, max_span: i
         short = (csum[:, e_c] - c_s) / np.maximum(off_f, 1)
         inside = np.where(off_f == 0, li[:, s_f], short)
     score = ls[:, s_f] + le[:, e_c] + inside
-    score = np.where(valid.reshape(b, -1), score, -np.inf)
+    return np.where(valid.reshape(b, -1), score, -np.inf), k
+
+
+def decode_spans(log_probs, lengths: Optional[np.ndarray] = None, *, max_span: int = MAX_SPAN_STEPS,
+                 form: str = "paper") -> DecodedSpans:
+    """Decode the best span of every item (module docstring).
+
+    ``log_probs``: ``[B, T, 4]`` or ``[T, 4]`` log-probabilities (NumPy or a CPU tensor);
+    ``lengths``: valid steps per item (default ``T``). Returns arrays of shape ``[B]`` (or
+    scalars' arrays of shape ``[]`` for a ``[T, 4]`` input).
+    """
+    lp, n, single = _prepare(log_probs, lengths, max_span, form)
+    b = lp.shape[0]
+    score, k = span_score_table(lp, n, max_span, form)
     best = np.argmax(score, axis=1)
     start = best // k
     end = start + best % k + 1
