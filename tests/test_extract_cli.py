@@ -141,6 +141,12 @@ def test_errors_are_one_line_and_exit_2(world, tmp_path, monkeypatch):
     assert r.exit_code == 2 and "0 <= K < N" in r.output
     r = _run(["extract-features", str(good), "--out", str(tmp_path / "o4.h5"), "--option", "flow"])
     assert r.exit_code == 2 and "KEY=VALUE" in r.output
+    # an output that cannot be written is refused before any video is decoded
+    for out in ("/proc/relocbench-o.h5", str(good / "o.h5")):
+        r = _run(["extract-features", str(good), "--out", out, "--quiet"])
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+        assert r.output.startswith(f"Error: {out}: cannot be ")
+        assert not Path(out).parent.joinpath(".o.h5.parts").exists()
 
 
 def test_shards_and_merge_features_cli(world, tmp_path):

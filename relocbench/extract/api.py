@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..datasets.common import Report
 from ..errors import ConfigError, InputError, OutputExistsError
-from ..io import sha256_file
+from ..io import check_writable, sha256_file
 from .backbones import make_backbone
 from .backbones.base import Backbone
 from .config import ExtractConfig, VideoFeatures
@@ -258,6 +258,7 @@ def extract_videos(
     pca = _resolve_pca(cfg)
 
     # ---- what is there already
+    check_writable(out)  # an output under a file or /proc is refused before any decoding
     journal = Journal(out)
     kept: Dict[str, str] = {}           # video -> source sha256, in the previous output
     old_pca: Optional[FeaturePCA] = None

@@ -127,21 +127,28 @@ def evaluate_spatiotemporal(
     if (tgt_idx < 0).any():
         i = int(np.flatnonzero(tgt_idx < 0)[0])
         raise ManifestError(f"targets row {i} names pair {targets['pair_id'].iloc[i]!r}, which is not in the pairs table")
-    img_pairs = np.concatenate([row_pair, tgt_idx])
-    img_times = np.concatenate([_time_key(t), _time_key(targets["time"].to_numpy(np.float64))])
-    # image = (pair, keyframe), numbered in (pair, time) order through one int64 key
-    times, time_code = np.unique(img_times, return_inverse=True)
-    del img_times
-    _, img = np.unique(img_pairs * np.int64(len(times)) + time_code.reshape(-1), return_inverse=True)
-    img = img.reshape(-1)
-    del img_pairs, time_code
+    # image = (pair, keyframe): one int64 key, pair * n_times + the keyframe's rank among all times
+    # (any injective numbering serves: images are only compared for equality)
+    det_t, tgt_t = _time_key(t), _time_key(targets["time"].to_numpy(np.float64))
+    times = np.union1d(det_t, tgt_t)
+    n_times = np.int64(max(len(times), 1))
+    det_img = row_pair * n_times + np.searchsorted(times, det_t)
+    del det_t
+    gt_img = tgt_idx * n_times + np.searchsorted(times, tgt_t)
+    del tgt_t, times
+    n_labels = len(pd.unique(pairs["label"].to_numpy(object)))
+    if n_pairs * int(n_times) * max(n_labels, 1) >= 1 << 62:  # frame_ap's (image, class) key would overflow
+        _, img = np.unique(np.concatenate([det_img, gt_img]), return_inverse=True)
+        img = img.reshape(-1)
+        det_img, gt_img = img[:len(det_img)], img[len(det_img):]
+        del img
     lab_codes, lab_names = pd.factorize(pairs["label"].to_numpy(object), sort=True)
     n = preds.n_predictions
     new_off = np.concatenate([[0], np.cumsum(np.bincount(gidx, weights=preds.counts, minlength=n_pairs).astype(np.int64))])
     tie = new_off[row_pair] + (np.arange(n) - np.repeat(preds.offsets[:-1], preds.counts))
     det_cls = lab_codes[row_pair]
     del row_pair
-    res = frame_ap(img[:n], det_cls, preds.score, boxes, img[n:], lab_codes[tgt_idx],
+    res = frame_ap(det_img, det_cls, preds.score, boxes, gt_img, lab_codes[tgt_idx],
                    targets[["x1", "y1", "x2", "y2"]].to_numpy(np.float64), len(lab_names), thresholds,
                    det_tie=tie)
     ap = res["ap"]
