@@ -4,7 +4,7 @@
 
 Every row runs in a fresh process (so that its peak resident memory is its own) and returns
 ``{"row", "input", "seconds", "peak_mib", "note"}``. Add a dataset by appending a function to
-``ROWS``. Targets (issue 5): the AVA builder on a generated CSV the size of the real AVA v2.2
+``ROWS``. Targets: the AVA builder on a generated CSV the size of the real AVA v2.2
 training CSV (about 840,000 rows) in under a minute and a few GiB; the readable plain-Python
 linking of ``tests/test_ava.py`` is measured on the same CSV for the ratio.
 """

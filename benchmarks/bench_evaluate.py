@@ -1,9 +1,12 @@
 """Speed of ``relocbench evaluate`` from its files, and of ``relocbench.metrics`` from arrays.
 
 First table (end to end): for each protocol and size (pairs; videos x 10 predictions for
-ActivityNet), the whole ``relocbench evaluate`` command as a user runs it, in a fresh
-process, against the parse floor of the same JSON files (orjson.loads of each file, in a
-fresh process, garbage collection off; the default-settings time beside it), their ratio
+ActivityNet, videos x 1 prediction for ``activitynet-detection-gt``, where reading the
+ground truth dominates; detection rows for ``ava``, on size / 20 keyframes), the whole
+``relocbench evaluate`` command as a user runs it, in a fresh process, against the parse
+floor of the same input files (orjson.loads of each JSON file, in a fresh process, garbage
+collection off, the default-settings time beside it; for AVA's CSVs pyarrow.csv.read_csv,
+with pandas.read_csv beside it), their ratio
 (target: within 2x at 1M), the command's peak RSS (target: < 2 GB at 1M) and seconds per
 million pairs (constant when time grows linearly). Above it: the startup of ``--version``
 and ``--help`` beside ``python -c pass`` (target < 0.5 s).
@@ -286,6 +289,26 @@ for f in sys.argv[2:]:
 print(total)
 """
 
+# The parse floor of CSV files (AVA): pyarrow.csv (multi-threaded where cores allow) or
+# pandas.read_csv (the C reader relocbench uses), header-less, every column typed by the reader.
+FLOOR_CSV = """
+import sys, time
+total = 0.0
+if sys.argv[1] == "pyarrow":
+    import pyarrow.csv as pc
+    opts = pc.ReadOptions(autogenerate_column_names=True)
+    read = lambda f: pc.read_csv(f, read_options=opts)
+else:
+    import pandas as pd
+    read = lambda f: pd.read_csv(f, header=None)
+for f in sys.argv[2:]:
+    t = time.perf_counter()
+    doc = read(f)
+    total += time.perf_counter() - t
+    del doc
+print(total)
+"""
+
 
 # Runs a command as `python -m relocbench ...` would, then reports the process's own peak RSS
 # (VmHWM: the high-water mark of this program's memory, not counting the benchmark's memory
@@ -388,7 +411,7 @@ def case_spatiotemporal(n, folder: Path):
     return [f], ["evaluate", f, "--manifest", m]
 
 
-def _anet_files(n, folder: Path, labels: bool):
+def _anet_files(n, folder: Path, labels: bool, k: int = 10):
     import orjson
 
     rng = np.random.default_rng(4)
@@ -408,7 +431,6 @@ def _anet_files(n, folder: Path, labels: bool):
                                               for a in range(n_gt[i])]} for i in range(b0, min(n, b0 + 20_000))}
             fh.write((b"," if b0 else b"") + orjson.dumps(part)[1:-1])
         fh.write(b"}}")
-    k = 10
     near = rng.random((n, k)) < 0.5
     ps = np.where(near, gs[:, :1] + rng.normal(0, 3, (n, k)), rng.uniform(0, 100, (n, k)))
     pe = ps + np.where(near, (ge[:, :1] - gs[:, :1]), rng.uniform(2, 40, (n, k)))
@@ -432,13 +454,28 @@ def case_detection(n, folder: Path):
     return [gt, f], ["evaluate", f, "--protocol", "activitynet-detection", "--ground-truth", gt]
 
 
+def case_detection_gt(n, folder: Path):
+    """ActivityNet ground truth of ``n`` videos with one prediction per video: reading the
+    ground-truth file dominates."""
+    gt, f = _anet_files(n, folder, True, k=1)
+    return [gt, f], ["evaluate", f, "--protocol", "activitynet-detection", "--ground-truth", gt]
+
+
+def case_ava(n, folder: Path):
+    """AVA CSVs: ``n`` detection rows on ``n / 20`` keyframes (3 persons, 1-2 actions each)."""
+    f = ava_input(n, max(1, n // 20), folder, seed=5)
+    return [f / "gt.csv", f / "det.csv"], ["evaluate", f / "det.csv", "--protocol", "ava", "--ground-truth",
+                                           f / "gt.csv", "--label-map", f / "lm.pbtxt"]
+
+
 def case_proposal(n, folder: Path):
     gt, f = _anet_files(n, folder, False)
     return [gt, f], ["evaluate", f, "--protocol", "activitynet-proposal", "--ground-truth", gt]
 
 
 CASES = {"reloc-temporal": case_temporal, "reloc-spatiotemporal": case_spatiotemporal,
-         "activitynet-detection": case_detection, "activitynet-proposal": case_proposal}
+         "activitynet-detection": case_detection, "activitynet-proposal": case_proposal,
+         "activitynet-detection-gt": case_detection_gt, "ava": case_ava}
 
 
 def relocbench_cmd(*args):
@@ -467,9 +504,11 @@ def end_to_end_table(sizes, protocols) -> None:
     for name, wall, ratio in startup_rows():
         print(f"{name:<28} {wall:>7.3f} {ratio:>9.1f}")
     print()
-    head = (f"{'protocol':<22} {'pairs':>9} {'MB':>6} {'floor s':>8} {'(gc on)':>8} {'whole s':>8} "
+    head = (f"{'protocol':<24} {'pairs':>9} {'MB':>6} {'floor s':>8} {'2nd s':>8} {'whole s':>8} "
             f"{'ratio':>6} {'peak MiB':>9} {'s per 1M':>9}")
-    print("end to end: the whole `relocbench evaluate` call against the parse floor of its JSON files")
+    print("end to end: the whole `relocbench evaluate` call against the parse floor of its input files")
+    print("(floor: orjson.loads with gc off for JSON, pyarrow.csv for CSV; 2nd: orjson with gc on for JSON,"
+          " pandas.read_csv for CSV; ratio = whole / floor)")
     print(head)
     for proto in protocols:
         if proto == "activitynet-proposal" and importlib.util.find_spec("relocbench.metrics.proposal") is None:
@@ -478,10 +517,14 @@ def end_to_end_table(sizes, protocols) -> None:
             with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp:
                 files, args = CASES[proto](n, Path(tmp))
                 mb = sum(os.path.getsize(f) for f in files) / 1e6
-                floor = float(timed_child([sys.executable, "-c", FLOOR, "off", *map(str, files)])[2])
-                floor_on = float(timed_child([sys.executable, "-c", FLOOR, "on", *map(str, files)])[2])
+                if str(files[0]).endswith(".csv"):
+                    floor = float(timed_child([sys.executable, "-c", FLOOR_CSV, "pyarrow", *map(str, files)])[2])
+                    floor_on = float(timed_child([sys.executable, "-c", FLOOR_CSV, "pandas", *map(str, files)])[2])
+                else:
+                    floor = float(timed_child([sys.executable, "-c", FLOOR, "off", *map(str, files)])[2])
+                    floor_on = float(timed_child([sys.executable, "-c", FLOOR, "on", *map(str, files)])[2])
                 wall, rss, _ = timed_child(relocbench_cmd(*args))
-            print(f"{proto:<22} {n:>9,} {mb:>6.0f} {floor:>8.2f} {floor_on:>8.2f} {wall:>8.2f} "
+            print(f"{proto:<24} {n:>9,} {mb:>6.0f} {floor:>8.2f} {floor_on:>8.2f} {wall:>8.2f} "
                   f"{wall / floor:>6.2f} {rss / 2**20:>9.0f} {wall / n * 1e6:>9.1f}", flush=True)
 
 

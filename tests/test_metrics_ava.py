@@ -196,3 +196,37 @@ def test_dataframe_input_and_permutation_invariance():
                           d.iloc[rng.permutation(len(d))].reset_index(drop=True), LABELS)
     assert again["mAP"] == pytest.approx(base["mAP"], abs=1e-12)
     assert again["per_class"] == pytest.approx(base["per_class"], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_candidate_pairs_sorted_and_shuffled_keys(seed):
+    """Every (detection, ground truth) of equal key, in detection then ground-truth order, whether
+    the detection keys come sorted (searched directly) or not (searched in sorted order)."""
+    from relocbench.metrics.frame_ap import candidate_pairs
+
+    rng = np.random.default_rng(seed)
+    gt_key = rng.integers(0, 8, int(rng.integers(0, 30)))
+    for det_key in (np.sort(rng.integers(0, 10, 40)), rng.integers(0, 10, 40), np.zeros(0, np.int64)):
+        d, g, cnt = candidate_pairs(det_key, gt_key)
+        oracle = [(i, j) for i in range(len(det_key)) for j in range(len(gt_key)) if det_key[i] == gt_key[j]]
+        assert list(zip(d.tolist(), g.tolist())) == oracle
+        assert cnt.tolist() == [int((gt_key == k).sum()) for k in det_key]
+
+
+def test_frame_ap_row_order_is_the_default_tie_order():
+    """Without ``det_tie`` equal scores are ranked in row order: the same as passing the row numbers."""
+    from relocbench.metrics.frame_ap import frame_ap
+
+    rng = np.random.default_rng(3)
+    n, m = 200, 60
+    x, y = rng.uniform(0, 0.6, (2, m))
+    gt_boxes = np.stack([x, y, x + 0.3, y + 0.3], 1)
+    src = rng.integers(0, m, n)
+    det_boxes = np.clip(gt_boxes[src] + rng.normal(0, 0.05, (n, 4)), 0, 1)
+    gt_img, gt_cls = rng.integers(0, 10, m), rng.integers(0, 3, m)
+    det_img, det_cls = gt_img[src], rng.integers(0, 3, n)
+    score = rng.integers(0, 4, n) / 4.0  # many ties
+    a = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5])
+    b = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5], det_tie=np.arange(n))
+    np.testing.assert_array_equal(a["ap"], b["ap"])
+    np.testing.assert_array_equal(a["n_tp"], b["n_tp"])

@@ -280,3 +280,18 @@ def test_cli_bad_input_exit_2_one_line(tmp_path):
     assert "pr.json: video 'a': prediction 1: expected {'segment': [start, end], 'score': s}" in res.output
     res = CliRunner().invoke(cli, ["evaluate", p, "--protocol", "activitynet-proposal"])
     assert res.exit_code == 2 and "needs --ground-truth" in res.output
+
+
+@pytest.mark.parametrize("block", [1, 3, 17])
+@pytest.mark.parametrize("seed", range(3))
+def test_pairs_scored_in_blocks_give_the_same_curve(monkeypatch, seed, block):
+    """The (ground truth, proposal) pairs and the curve cuts are built a block at a time (memory);
+    any block size gives the result of one block, and the loop implementation's."""
+    import relocbench.metrics.proposal as proposal
+
+    gt, pr, gt_rows, prop_rows = make_case(seed, n_videos=25, ties=seed == 1, zero_len=seed == 2)
+    whole = activitynet_proposal(gt, pr, tiou_thresholds=[0.0, 0.5, 0.9])
+    monkeypatch.setattr(proposal, "_PAIR_BLOCK", block)
+    blocked = activitynet_proposal(gt, pr, tiou_thresholds=[0.0, 0.5, 0.9])
+    assert blocked == whole
+    assert_equal_to_reference(blocked, activitynet_proposal_reference(gt_rows, prop_rows, [0.0, 0.5, 0.9], 100))

@@ -45,6 +45,7 @@ from .geometry import _tiou_arrays, ap_from_tp_ranks, group_starts
 __all__ = ["activitynet_detection", "read_activitynet_ground_truth", "read_activitynet_predictions",
            "read_activitynet_arrays", "read_blocked_videos", "ANET_TIOU_THRESHOLDS", "anet_true_positives"]
 
+_BLOCK = 1 << 20  # candidate rows whose tIoU is computed at once
 ANET_TIOU_THRESHOLDS = tuple(float(x) for x in np.linspace(0.5, 0.95, 10))
 PathLike = Union[str, os.PathLike]
 
@@ -339,14 +340,18 @@ def anet_true_positives(pred_key: np.ndarray, pred_prio: np.ndarray, pred_t: np.
     d, g, _ = candidate_pairs(pred_key, gt_key)
     if d.size == 0:
         return tp
-    tiou = _tiou_arrays(pred_t[d, 0], pred_t[d, 1], gt_t[g, 0], gt_t[g, 1])
+    tiou = np.empty(d.shape[0])
+    for a in range(0, d.shape[0], _BLOCK):  # a block at a time: four gathered columns stay small
+        dd, gg = d[a:a + _BLOCK], g[a:a + _BLOCK]
+        tiou[a:a + _BLOCK] = _tiou_arrays(pred_t[dd, 0], pred_t[dd, 1], gt_t[gg, 0], gt_t[gg, 1])
+    del dd, gg
     # Candidate preference: processing order, then tIoU descending, then later ground truth first.
     o = np.lexsort((-g, -tiou, pred_prio[d]))
     d, g, tiou = d[o], g[o], tiou[o]
     del o
     # (class, video) group of each candidate row, numbered among the candidates only
-    _, grp_c = np.unique(pred_key[d], return_inverse=True)
-    grp_c = grp_c.reshape(-1)
+    grp_c, _ = pd.factorize(pred_key[d])  # hashed: no sorted copies of the candidates
+    grp_c = grp_c.astype(np.int64, copy=False)
     n_grp = int(grp_c.max()) + 1
     if pred_order is None:
         inv = np.empty(n_pred, dtype=np.int64)

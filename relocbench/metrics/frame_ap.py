@@ -21,6 +21,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from ..io import trim_heap
 from .geometry import _box_iou_arrays, ap_from_tp_ranks, group_starts
 
 __all__ = ["frame_ap", "candidate_pairs"]
@@ -37,25 +38,41 @@ def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
     """
     gorder = np.argsort(gt_key, kind="stable")
     gk = gt_key[gorder]
-    # searching sorted needles walks the ground truth once (binary searches hinted by the last)
-    dorder = np.argsort(det_key, kind="stable")
-    dk = det_key[dorder]
-    lo_s = np.searchsorted(gk, dk, side="left")
-    cnt_s = np.searchsorted(gk, dk, side="right")
-    del dk
-    cnt_s -= lo_s
-    lo = np.empty(det_key.shape[0], dtype=np.int64)
-    cnt = np.empty(det_key.shape[0], dtype=np.int64)
-    lo[dorder] = lo_s
-    cnt[dorder] = cnt_s
-    del dorder, lo_s, cnt_s
+    # searching sorted needles walks the ground truth once (binary searches hinted by the last);
+    # the sorted keys are gathered a block at a time (memory)
+    n = det_key.shape[0]
+    lo = np.empty(n, dtype=np.int64)
+    cnt = np.empty(n, dtype=np.int64)
+    if not n or bool(np.all(det_key[1:] >= det_key[:-1])):
+        lo[:] = np.searchsorted(gk, det_key, side="left")
+        cnt[:] = np.searchsorted(gk, det_key, side="right")
+        cnt -= lo
+    else:
+        dorder = np.argsort(det_key, kind="stable")
+        for a in range(0, n, _BLOCK):
+            idx = dorder[a:a + _BLOCK]
+            dk = det_key[idx]
+            lo_s = np.searchsorted(gk, dk, side="left")
+            lo[idx] = lo_s
+            cnt[idx] = np.searchsorted(gk, dk, side="right") - lo_s
+        del dorder, idx, dk, lo_s
     has = np.flatnonzero(cnt)  # only detections with ground truth of their key take part
     c = cnt[has]
     total = int(c.sum())
+    if total == has.shape[0]:  # one ground truth per detection (the usual case): no expansion
+        return has, gorder[lo[has]], cnt
     det_idx = np.repeat(has, c)
-    seg0 = np.cumsum(c) - c
-    within = np.arange(total, dtype=np.int64) - np.repeat(seg0, c)
-    gt_idx = gorder[np.repeat(lo[has], c) + within]
+    del has
+    seg0 = np.cumsum(c)
+    seg0 -= c
+    within = np.arange(total, dtype=np.int64)
+    within -= np.repeat(seg0, c)
+    del seg0
+    start = lo[det_idx]
+    del lo
+    start += within
+    del within
+    gt_idx = gorder[start]
     return det_idx, gt_idx, cnt
 
 
@@ -86,7 +103,7 @@ def frame_ap(
     gt_cls = np.asarray(gt_cls, dtype=np.int64)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     n = det_score.shape[0]
-    tie = np.arange(n, dtype=np.int64) if det_tie is None else np.asarray(det_tie)
+    tie = None if det_tie is None else np.asarray(det_tie)  # None: row order (lexsort is stable)
     npos = np.bincount(gt_cls, minlength=n_classes)[:n_classes]
     thresholds = [float(t) for t in thresholds]
 
@@ -110,17 +127,22 @@ def frame_ap(
         best_gt[d[at_max[first]]] = g[at_max[first]]
         lo = hi
     del d_idx, g_idx, cnt
+    trim_heap()  # the blocks' arrays sit below the mmap threshold: hand them back
 
     # True positives: first in score order among the detections sharing a best box.
     with_gt = np.flatnonzero(best_gt >= 0)
-    by_box = with_gt[np.lexsort((tie[with_gt], -det_score[with_gt], best_gt[with_gt]))]
+    keys = (-det_score[with_gt], best_gt[with_gt])
+    by_box = with_gt[np.lexsort(keys if tie is None else (tie[with_gt],) + keys)]
+    del keys
     tp = np.zeros((len(thresholds), n), dtype=bool)
     for k, t in enumerate(thresholds):
         elig = by_box[best_iou[by_box] >= t]
         tp[k, elig[group_starts(best_gt[elig])]] = True
 
+    del by_box, elig
+    trim_heap()
     # AP per class over all images, descending score.
-    order = np.lexsort((tie, -det_score, det_cls))
+    order = np.lexsort((-det_score, det_cls) if tie is None else (tie, -det_score, det_cls))
     cls_sorted = det_cls[order]
     cls_start = np.searchsorted(cls_sorted, np.arange(n_classes), side="left")
     ap = np.full((len(thresholds), n_classes), np.nan)

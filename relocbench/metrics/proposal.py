@@ -33,9 +33,10 @@ of equal score, the one listed later in the file comes first. For distinct score
 result is exactly the official one.
 
 Vectorised: one lexsort ranks every proposal within its video; every (ground truth, kept
-proposal) pair of a video gets its tIoU; in rank order the first pair clearing each
-threshold gives the ground truth's first-hit rank, and a ground truth is recalled at curve
-point j exactly when that rank is below its video's cut at j.
+proposal) pair of a video gets its tIoU (a block of ground truths at a time: memory stays
+near that of the proposals); in rank order the first pair clearing each threshold gives
+the ground truth's first-hit rank, and a ground truth is recalled at curve point j exactly
+when that rank is below its video's cut at j.
 """
 from __future__ import annotations
 

@@ -144,8 +144,12 @@ def evaluate_spatiotemporal(
         del img
     lab_codes, lab_names = pd.factorize(pairs["label"].to_numpy(object), sort=True)
     n = preds.n_predictions
-    new_off = np.concatenate([[0], np.cumsum(np.bincount(gidx, weights=preds.counts, minlength=n_pairs).astype(np.int64))])
-    tie = new_off[row_pair] + (np.arange(n) - np.repeat(preds.offsets[:-1], preds.counts))
+    if gidx.shape[0] < 2 or bool(np.all(gidx[1:] > gidx[:-1])):
+        tie = None  # pairs listed in manifest order: the file's row order is the tie order
+    else:
+        new_off = np.concatenate([[0], np.cumsum(np.bincount(gidx, weights=preds.counts,
+                                                             minlength=n_pairs).astype(np.int64))])
+        tie = new_off[row_pair] + (np.arange(n) - np.repeat(preds.offsets[:-1], preds.counts))
     det_cls = lab_codes[row_pair]
     del row_pair
     res = frame_ap(det_img, det_cls, preds.score, boxes, gt_img, lab_codes[tgt_idx],
