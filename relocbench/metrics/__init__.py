@@ -37,7 +37,6 @@ Threshold rule: a match needs overlap ``>= t`` everywhere, except ``reloc-tempor
 ``iou_rule="strict"`` (``> t``, as the original ECCV 2018 code did). Overlaps of empty
 unions are 0.
 """
-import importlib
 
 # Public name -> submodule defining it; loaded on first use, so that scoring one protocol
 # imports only its own module.
@@ -53,16 +52,9 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .._lazy import lazy_attributes  # noqa: E402
 
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
