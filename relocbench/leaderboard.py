@@ -303,6 +303,9 @@ def publish_result(result: Dict[str, Any], directory: Union[str, Path], *, force
     same seed in the single-file layout is replaced only with ``force``.
     """
     board = check_board(board or result.get("board") or result["dataset"])
+    if result.get("subset") or (isinstance(result.get("metrics"), dict) and result["metrics"].get("subset")):
+        raise ConfigError(f"{result['baseline']!r} was scored on a subset of the pairs (--score-subset): a subset "
+                          "score is not a benchmark number and is never published to a board")
     seed = int(result.get("seed") or 0)
     path = record_path(directory, board, result["baseline"], seed)
     check_output(path, force)

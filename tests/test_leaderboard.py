@@ -341,3 +341,16 @@ def test_run_seeds_checks_every_record_before_running(small_manifest, tmp_path):
     with pytest.raises(OutputExistsError, match=r"seed-1.json"):
         run_seeds("chance", "0,1", dataset=str(small_manifest), out=tmp_path / "runs", leaderboard_dir=tmp_path / "lb")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_subset_score_is_never_published(tmp_path):
+    rec = temporal_record("tiny", 0, [5, 0, 3])
+    rec["subset"] = {"pairs": 3, "scored": 2, "missing": 1, "subset": True}
+    with pytest.raises(ConfigError, match=r"'tiny' was scored on a subset of the pairs \(--score-subset\)"):
+        publish_result(rec, tmp_path / "lb")
+    rec2 = temporal_record("tiny", 0, [5, 0, 3])
+    rec2["metrics"]["subset"] = {"scored": 2}
+    with pytest.raises(ConfigError, match="never published"):
+        publish_result(rec2, tmp_path / "lb")
+    assert not (tmp_path / "lb").exists()
+    assert publish_result(temporal_record("tiny", 0, [5, 0, 3]), tmp_path / "lb").is_file()
