@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
 from . import __version__
-from .baseline import Baseline, RunContext, config_to_dict
+from .baseline import Baseline, config_to_dict
 from .errors import ConfigError, InputError, OutputExistsError
 from .io import atomic_write_bytes, atomic_write_json, read_json
 from .progress import Progress

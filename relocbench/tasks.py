@@ -8,7 +8,7 @@ spatio-temporal one lives with its data sources.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from .baseline import RunContext
 from .errors import ConfigError, FeatureError

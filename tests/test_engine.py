@@ -15,7 +15,6 @@ import tiny_baseline  # noqa: F401  (registers "tiny-test")
 from relocbench import ConfigError, OutputExistsError
 from relocbench.cli import cli
 from relocbench.engine import resolve_device, run_baseline
-from relocbench.leaderboard import publish_result, write_leaderboard
 
 HERE = Path(__file__).resolve().parent
 

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 __all__ = ["parse_time", "parse_query_range", "format_hms", "format_srt_time", "srt_text"]
 
 _NUM = r"\d+(?:\.\d*)?|\.\d+"
-_CLOCK = re.compile(rf"^(?:(\d+):)?([0-5]?\d):([0-5]?\d(?:\.\d*)?)$")
+_CLOCK = re.compile(r"^(?:(\d+):)?([0-5]?\d):([0-5]?\d(?:\.\d*)?)$")
 
 
 def parse_time(text: str, *, what: str = "time") -> float:

@@ -30,7 +30,7 @@ the number of rounds is bounded by the largest number of ground truths in one
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -387,6 +387,19 @@ def anet_true_positives(pred_key: np.ndarray, pred_prio: np.ndarray, pred_t: np.
     return tp
 
 
+def check_thresholds_and_blocked(tiou_thresholds: Sequence[float], blocked_videos) -> Tuple[List[float], List[str]]:
+    """The official protocols' shared arguments: tIoU thresholds (numbers in [0, 1]) and the
+    blocked videos (a file of ids, an iterable of ids, or None)."""
+    thr = [float(t) for t in tiou_thresholds]
+    if not thr or any(not (0.0 <= t <= 1.0) for t in thr):
+        raise ConfigError(f"The 'tiou_thresholds' parameter must hold numbers in [0, 1]. Got {thr!r} instead.")
+    if blocked_videos is None:
+        return thr, []
+    if isinstance(blocked_videos, (str, os.PathLike)):
+        return thr, list(read_blocked_videos(blocked_videos))
+    return thr, list(blocked_videos)
+
+
 def activitynet_detection(
     ground_truth: Union[PathLike, Mapping],
     predictions: Union[PathLike, Mapping],
@@ -406,15 +419,7 @@ def activitynet_detection(
     >>> activitynet_detection(gt, pr)["average_mAP"]  # tIoU 0.5: a hit at 0.5 only
     0.1
     """
-    thr = [float(t) for t in tiou_thresholds]
-    if not thr or any(not (0.0 <= t <= 1.0) for t in thr):
-        raise ConfigError(f"The 'tiou_thresholds' parameter must hold numbers in [0, 1]. Got {thr!r} instead.")
-    if blocked_videos is None:
-        blocked = []
-    elif isinstance(blocked_videos, (str, os.PathLike)):
-        blocked = read_blocked_videos(blocked_videos)
-    else:
-        blocked = list(blocked_videos)
+    thr, blocked = check_thresholds_and_blocked(tiou_thresholds, blocked_videos)
     gt, classes, rep_gt = read_activitynet_ground_truth(ground_truth, subset, blocked)
     vids, counts, seg, score, code, names, n_blocked = read_activitynet_arrays(predictions, blocked)
     src = None if isinstance(predictions, Mapping) else str(predictions)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
 import numpy as np

@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, PredictionError
-from .activitynet import (ANET_TIOU_THRESHOLDS, read_activitynet_arrays, read_activitynet_ground_truth,
-                          read_blocked_videos)
+from .activitynet import (ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, read_activitynet_arrays,
+                          read_activitynet_ground_truth)
 from .geometry import group_starts
 
 __all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "AR_AT_AN"]
@@ -200,19 +200,11 @@ def activitynet_proposal(
     >>> r["ar_at_an"]["1"], r["auc"]  # a perfect hit at every budget; the curve starts at 1 per video
     (1.0, 0.99)
     """
-    thr = [float(t) for t in tiou_thresholds]
-    if not thr or any(not (0.0 <= t <= 1.0) for t in thr):
-        raise ConfigError(f"The 'tiou_thresholds' parameter must hold numbers in [0, 1]. Got {thr!r} instead.")
+    thr, blocked = check_thresholds_and_blocked(tiou_thresholds, blocked_videos)
     m = max_avg_nr_proposals
     if m is not None and not (isinstance(m, (int, float)) and not isinstance(m, bool) and np.isfinite(m) and m >= 0):
         raise ConfigError("The 'max_avg_nr_proposals' parameter must be a number >= 0 (0 or None: all proposals). "
                           f"Got {max_avg_nr_proposals!r} instead.")
-    if blocked_videos is None:
-        blocked = []
-    elif isinstance(blocked_videos, (str, os.PathLike)):
-        blocked = read_blocked_videos(blocked_videos)
-    else:
-        blocked = list(blocked_videos)
     src = None if isinstance(proposals, Mapping) else str(proposals)
     gt, _, rep_gt = read_activitynet_ground_truth(ground_truth, subset, blocked)
     names, counts, segs, scores, rep_prop = _read_proposal_arrays(proposals, blocked)

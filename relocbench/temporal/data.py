@@ -11,7 +11,7 @@ step alone (exact resume) and every DDP rank agrees on it; rank ``r`` of ``w`` t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
