@@ -40,6 +40,7 @@ __all__ = [
     "read_json",
     "JsonMapping",
     "count_json_keys",
+    "key_ends",
     "trim_heap",
     "require_file",
     "dumps_json",
@@ -462,24 +463,46 @@ def _loads_fast(data: bytes):
 
 
 def count_json_keys(obj: Any) -> int:
-    """The number of ``:`` in the JSON text of ``obj``: every key of every object, plus the
-    ``:`` inside strings. A parsed text holding more ``:`` than this lost a key listed
-    twice in one object."""
+    """The number of keys of every object in ``obj`` (nested ones included)."""
     n = 0
     stack = [obj]
     while stack:
         v = stack.pop()
         if isinstance(v, dict):
             n += len(v)
-            for k in v:
-                if ":" in k:
-                    n += k.count(":")
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
-        elif isinstance(v, str) and ":" in v:
-            n += v.count(":")
     return n
+
+
+_KEY_END = None
+
+
+def key_ends(text: bytes) -> int:
+    """The number of places in JSON ``text`` where a ``"`` is followed (after optional
+    whitespace) by ``:``.
+
+    Every key ends so, so this is at least the number of keys in the text; it is more only
+    where a string starts with ``:`` or holds ``\\"`` then ``:``. A parse holding as many keys
+    as this (:func:`count_json_keys`) therefore lost none to a repeated key; a parse holding
+    fewer either lost one or met such a string, and the exact reader decides. Counted with
+    array operations (the byte before every ``:``), or a regular expression where whitespace
+    precedes a colon.
+    """
+    global _KEY_END
+    import numpy as np
+
+    a = np.frombuffer(text, dtype=np.uint8)
+    pos = np.flatnonzero(a == 58)  # ':'
+    prev = a[pos[pos > 0] - 1] if pos.size and pos[0] == 0 else a[pos - 1]
+    if not ((prev == 32) | (prev == 9) | (prev == 10) | (prev == 13)).any():
+        return int(np.count_nonzero(prev == 34))  # '"'
+    if _KEY_END is None:
+        import re
+
+        _KEY_END = re.compile(rb'"[ \t\n\r]*:')
+    return sum(1 for _ in _KEY_END.finditer(text))
 
 
 def _duplicate_error(keys, name: str, where: str, file, error) -> RelocbenchError:
@@ -509,7 +532,7 @@ def read_json(path: PathLike, what: str = "JSON file", error: Type[RelocbenchErr
     data = _read_bytes(p, what, error)
     if object_pairs_hook is None:
         doc = _loads_fast(data)
-        if doc is not None and (not unique_keys or count_json_keys(doc) == data.count(b":")):
+        if doc is not None and (not unique_keys or count_json_keys(doc) == key_ends(data)):
             return doc
     try:
         return _loads_exact(data, lambda i: _json_position(data, i), file=p, error=error, malformed=malformed,
@@ -563,9 +586,10 @@ class JsonMapping:
 
     ``boundary`` is a regular expression (bytes) whose first ``,`` separates two members of
     the mapping: the chunks are cut there (a wrong cut, inside a string, is noticed by the
-    parser and the chunk taken longer). ``count_keys(chunk)`` returns the number of ``:`` in
-    a chunk's text when it lost no repeated key (see :func:`count_json_keys`, the default;
-    a reader that knows the layout counts faster). ``whole=True`` reads the whole document
+    parser and the chunk taken longer). ``count_keys(chunk)`` returns the number of keys of
+    the objects in a chunk (see :func:`count_json_keys`, the default; a reader that knows
+    the layout counts faster), compared with :func:`key_ends` of its text to notice a key
+    listed twice. ``whole=True`` reads the whole document
     at once (for callers that want it as Python objects).
     """
 
@@ -598,7 +622,7 @@ class JsonMapping:
         """``text`` parsed with every check; repeated keys of its outermost object go to
         ``top_dups`` when given (a chunk), else raise."""
         doc = _loads_fast(text)
-        if doc is not None and self._colons(doc, whole) == text.count(b":"):
+        if doc is not None and self._keys(doc, whole) == key_ends(text):
             return doc
         try:
             return _loads_exact(text, where, file=self.path, error=self.error, malformed=self.malformed,
@@ -618,7 +642,7 @@ class JsonMapping:
                                            self.error) from None
             raise _duplicate_error(keys, "key", "in one JSON object", self.path, self.error) from None
 
-    def _colons(self, doc, whole: bool) -> int:
+    def _keys(self, doc, whole: bool) -> int:
         """:func:`count_json_keys` of a document; the mapping of a whole one counted with
         ``count_keys`` (faster where the layout is known)."""
         member = doc.get(self.key) if whole and isinstance(doc, dict) else None
@@ -628,7 +652,7 @@ class JsonMapping:
             except (TypeError, AttributeError, KeyError):
                 n = count_json_keys(member)
             rest = {k: v for k, v in doc.items() if k != self.key}
-            return n + count_json_keys(rest) + 1 + self.key.count(":")
+            return n + count_json_keys(rest) + 1
         return count_json_keys(doc)
 
     def _locate(self):
@@ -685,8 +709,12 @@ class JsonMapping:
             self._released = upto
             trim_heap()
 
-    def chunks(self):
-        """Consecutive slices of ``document[key]`` as dicts, each checked (see the class doc)."""
+    def chunks(self, flags: bool = False):
+        """Consecutive slices of ``document[key]`` as dicts, each checked (see the class doc).
+
+        With ``flags``, (slice, may hold booleans) pairs: the second is False when the
+        slice's text holds no ``true`` or ``false`` (a number column then needs no check
+        that none of its values is a boolean)."""
         if not self.chunked:
             return
         data, (start, end) = self.data, self.span
@@ -706,7 +734,7 @@ class JsonMapping:
                     gc.enable()
             if d is None:
                 break
-            yield d
+            yield d if flags else d[0]
             d = None
         if hasattr(self.data, "close"):
             self.data.close()
@@ -719,6 +747,7 @@ class JsonMapping:
         import re
 
         space = re.compile(rb"\s*")
+        view = memoryview(data)
         pos = space.match(data, start + 1).end()
         while pos < end:
             size = self._chunk
@@ -728,7 +757,7 @@ class JsonMapping:
                     m = self._boundary.search(data, pos + size, end)
                     if m is not None:
                         cut = m.start() + m.group().index(b",")
-                buf = b"{" + data[pos:cut] + b"}"
+                buf = b"".join((b"{", view[pos:cut], b"}"))  # one copy of the slice
                 d = _loads_fast(buf)
                 if d is not None or cut == end:
                     break
@@ -738,7 +767,8 @@ class JsonMapping:
                     n = self._count(d)
                 except (TypeError, AttributeError, KeyError):
                     n = -1
-                if n != buf.count(b":") and count_json_keys(d) != buf.count(b":"):
+                ends = key_ends(buf)
+                if n != ends and count_json_keys(d) != ends:
                     d = None
             if d is None:
                 top = []
@@ -748,6 +778,7 @@ class JsonMapping:
             if not seen.isdisjoint(d):
                 dups.extend(k for k in d if k in seen)
             seen.update(d)
-            yield d
+            yield d, (b"true" in buf or b"false" in buf)
             pos = space.match(data, cut + 1).end()
             self._release(pos)
+        view.release()  # the memory map can be closed now

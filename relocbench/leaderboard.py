@@ -131,15 +131,26 @@ def pair_scores(result: Dict[str, Any], run_dir: Union[str, Path],
     Temporal: the hits of the Average per pair; spatio-temporal: the ranked detections with
     their true-positive flags (see :func:`_st_pair_scores`).
     """
-    from .io import sha256_file
-    from .manifest import open_manifest
-
     task = result.get("task")
     if task not in ("temporal", "spatiotemporal"):
         return None, f"no per-pair scores for task {task!r}"
+    man, why = _run_manifest(result, manifest)
+    if man is None:
+        return None, why
+    if task == "spatiotemporal":
+        return _st_pair_scores(result, Path(run_dir), man), ""
+    return _temporal_pair_scores(result, Path(run_dir), man), ""
+
+
+def _run_manifest(result: Dict[str, Any], manifest: Union[str, Path, None]):
+    """(the manifest a run used, ""), or (None, why): ``manifest`` or the result's dataset,
+    whose sha256 must be the one the run recorded."""
+    from .io import sha256_file
+    from .manifest import open_manifest
+
     name = manifest if manifest is not None else result["dataset"]
     try:
-        if task == "spatiotemporal" and str(name) == "synthetic-sprites":
+        if result.get("task") == "spatiotemporal" and str(name) == "synthetic-sprites":
             from .video.sprites import SpritesConfig, open_sprites
 
             man = open_sprites(SpritesConfig())
@@ -151,9 +162,37 @@ def pair_scores(result: Dict[str, Any], run_dir: Union[str, Path],
     if result.get("manifest_sha256") and sha != result["manifest_sha256"]:
         return None, (f"manifest {man.path} has sha256 {sha[:12]}..., the run used "
                       f"{str(result['manifest_sha256'])[:12]}...")
-    if task == "spatiotemporal":
-        return _st_pair_scores(result, Path(run_dir), man), ""
-    return _temporal_pair_scores(result, Path(run_dir), man), ""
+    return man, ""
+
+
+#: proposals per pair at the end of the AR@AN curve of a temporal run (its ``top_k``)
+PROPOSALS_PER_PAIR = 10
+
+
+def proposal_scores(result: Dict[str, Any], run_dir: Union[str, Path],
+                    manifest: Union[str, Path, None] = None) -> Tuple[Optional[Dict[str, Any]], str]:
+    """(the official proposal metric of a temporal run's ranked predictions, or None; why).
+
+    Each pair is a "video" whose ground truth is the pair's segment and whose proposals are
+    the run's ranked predictions (:func:`relocbench.metrics.proposal.proposal_documents`),
+    scored by ``activitynet-proposal`` with the curve ending at
+    :data:`PROPOSALS_PER_PAIR` proposals per pair: AUC, AR@1/5/10 and the curve.
+    """
+    from .metrics.proposal import activitynet_proposal, proposal_documents
+    from .predictions import read_predictions
+
+    if result.get("task") != "temporal":
+        return None, f"no proposal metric for task {result.get('task')!r}"
+    man, why = _run_manifest(result, manifest)
+    if man is None:
+        return None, why
+    split = result.get("split", "test")
+    preds = read_predictions(Path(run_dir) / f"predictions-{split}.json", task="temporal")
+    gt, props, _ = proposal_documents(preds, man.table("pairs", split), subset=split)
+    m = activitynet_proposal(gt, props, subset=split, max_avg_nr_proposals=PROPOSALS_PER_PAIR)
+    keep = ("auc", "ar_at_an", "average_recall", "average_nr_proposals", "max_avg_nr_proposals", "n_videos",
+            "n_proposals", "n_proposals_kept")
+    return {"protocol": "activitynet-proposal", "unit": preds.unit, **{k: m[k] for k in keep}}, ""
 
 
 ST_THRESHOLD = "0.5"
@@ -323,6 +362,12 @@ def publish_result(result: Dict[str, Any], directory: Union[str, Path], *, force
         else:   # said, and recorded: the tables then say why there is no comparison
             _log.warning("%s seed %s published without per-pair scores: %s", rec["baseline"], seed, why)
             rec["per_pair_unavailable"] = why
+    if run_dir is not None and rec.get("task") == "temporal" and "proposals" not in rec:
+        pm, why = proposal_scores(rec, run_dir, manifest)
+        if pm is not None:
+            rec["proposals"] = pm
+        else:
+            _log.warning("%s seed %s published without the proposal metric: %s", rec["baseline"], seed, why)
     atomic_write_json(path, rec, force=True)
     if legacy.is_file() and int(read_json(legacy, "leaderboard result", ManifestError).get("seed") or 0) == seed:
         legacy.unlink()   # moved into the per-seed layout

@@ -19,6 +19,7 @@ import html
 import io
 import json
 import re
+import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -104,18 +105,24 @@ def _slug(name: str) -> str:
 
 def _svg_curve(task, runs: List[Dict[str, Any]], title: str) -> Optional[str]:
     """The metric against the IoU threshold, one line per seed (SVG text, deterministic)."""
+    curves = [(r.get("seed"), task.curve(r["metrics"])) for r in runs]
+    if any(c is None for _, c in curves):
+        return None
+    return _svg_lines([(f"seed {seed}", *c) for seed, c in curves], title)
+
+
+def _svg_lines(curves, title: str) -> str:
+    """One line per ``(label, xs, ys, x label, y label)`` (ys fractions, drawn in percent),
+    as deterministic SVG text."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    curves = [(r.get("seed"), task.curve(r["metrics"])) for r in runs]
-    if any(c is None for _, c in curves):
-        return None
     with matplotlib.rc_context({"svg.hashsalt": "relocbench", "svg.fonttype": "path"}):
         fig, ax = plt.subplots(figsize=(5.0, 3.2))
-        for seed, (xs, ys, xl, yl) in curves:
-            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=f"seed {seed}")
+        for label, xs, ys, xl, yl in curves:
+            ax.plot(xs, [100 * y for y in ys], marker="o", ms=3, label=label)
             ax.set_xlabel(xl)
             ax.set_ylabel(f"{yl} (%)")
         ax.set_title(title, fontsize=9)
@@ -127,6 +134,46 @@ def _svg_curve(task, runs: List[Dict[str, Any]], title: str) -> Optional[str]:
         plt.close(fig)
     # the RDF metadata block only names vocabularies (URLs); the page needs none of it
     return re.sub(r"\s*<metadata>.*?</metadata>", "", buf.getvalue(), count=1, flags=re.S)
+
+
+def _proposal_section(runs: List[Dict[str, Any]], name: str, board: str, sub: str,
+                      files: Dict[str, bytes]) -> List[str]:
+    """The official proposal metric of the runs' ranked predictions (``proposals`` of each
+    record): AUC and AR@1/5/10 per seed with their mean, and the AR-AN curve."""
+    have = [r for r in runs if isinstance(r.get("proposals"), dict)]
+    if not have:
+        return []
+    n = have[0]["proposals"].get("max_avg_nr_proposals")
+    out = ["<h2>Proposals (activitynet-proposal)</h2>",
+           f"<p>The run's ranked predictions scored as temporal proposals by the official ActivityNet proposal "
+           f"metric (<code>relocbench evaluate --protocol activitynet-proposal</code>): each test pair is a video whose "
+           f"ground truth is the pair's segment; the curve ends at {_e(n)} proposals per pair. Average recall over "
+           f"tIoU 0.5:0.05:0.95, in percent.</p>",
+           '<table class="sortable"><thead><tr>' + "".join(
+               f"<th>{h}</th>" for h in ("seed", "AUC", "AR@1", "AR@5", "AR@10", "proposals kept")) + "</tr></thead><tbody>"]
+    cols = {"AUC": [], "1": [], "5": [], "10": []}
+    for r in have:
+        p = r["proposals"]
+        vals = [p["auc"]] + [p["ar_at_an"].get(k) for k in ("1", "5", "10")]
+        for key, v in zip(cols, vals):
+            if v is not None:
+                cols[key].append(100 * v)
+        out.append("<tr>" + _td(str(r.get("seed")), r.get("seed")) + "".join(
+            _td("–") if v is None else _td(f"{100 * v:.1f}", 100 * v) for v in vals)
+            + _td(f"{p['n_proposals_kept']:,}", p["n_proposals_kept"]) + "</tr>")
+    if len(have) > 1:
+        out.append("<tr><td>mean ± std</td>" + "".join(
+            _td(fmt_mean_std({"mean": statistics.mean(v) / 100, "std": statistics.stdev(v) / 100}) if len(v) > 1 else _td("–"))
+            for v in cols.values()) + "<td></td></tr>")
+    out.append("</tbody></table>")
+    fname = f"{_slug(name)}-proposals.svg"
+    files[f"{sub}/{fname}"] = _svg_lines(
+        [(f"seed {r.get('seed')}", r["proposals"]["average_nr_proposals"], r["proposals"]["average_recall"],
+          "average number of proposals per pair", "average recall") for r in have],
+        f"{name} on {board}: AR against AN").encode("utf-8")
+    out.append(f'<img src="{_e(fname)}" alt="{_e(name)}: average recall against the average number of proposals" '
+               f'width="500">')
+    return out
 
 
 def _table_html(task, title: str, names: List[str], runs_by_name, stats, reference, board: str) -> List[str]:
@@ -287,6 +334,7 @@ def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes])
         body += ["<h2>Threshold curve</h2>", f'<img src="{_e(fname)}" alt="{_e(name)}: metric against the IoU '
                  f'threshold" width="500">']
     body += ["<h2>Breakdowns</h2>"] + (_breakdown_tables(task, runs) or ["<p>None recorded.</p>"])
+    body += _proposal_section(runs, name, board, sub, files)
     ex = runs[0].get("examples") or []
     if ex:
         body += [f"<h2>Qualitative examples (seed {_e(runs[0].get('seed'))})</h2>", "<table><thead><tr>"

@@ -25,6 +25,7 @@ Checks that need the ground truth (unknown pairs, windows) live in :mod:`relocbe
 from __future__ import annotations
 
 import os
+from array import array
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
@@ -75,48 +76,44 @@ _NUMBER_TYPES = {int, float}
 
 
 def count_entry_keys(results: Mapping) -> int:
-    """The ``:`` in the JSON text of ``{id: [entry, ...]}`` with flat entries (see
+    """The keys of ``{id: [entry, ...]}`` with flat entries (see
     :func:`relocbench.io.count_json_keys`), counted without walking every value."""
-    n = len(results) + sum(map(dict.__len__, chain.from_iterable(results.values())))  # TypeError unless dicts
-    ids = "".join(results)
-    return n + (ids.count(":") if ":" in ids else 0)
+    return len(results) + sum(map(dict.__len__, chain.from_iterable(results.values())))  # TypeError unless dicts
 
 
-def _numbers(values: list, size: int):
+def _numbers(values: list, size: int, bools: bool = True):
     """``values`` (lists of ``size`` numbers, or numbers when ``size`` is 0) as a float64
-    array, or None when one of them is not that (the caller then names it)."""
+    array, or None when one of them is not that (the caller then names it). ``bools=False``
+    says the text held no ``true``/``false`` (the only non-number ``array('d')`` takes)."""
     if size:
         if values and (set(map(type, values)) != {list} or set(map(len, values)) != {size}):
             return None
         values = list(chain.from_iterable(values))
-    if values and not set(map(type, values)) <= _NUMBER_TYPES:
-        return None
     try:
-        arr = np.array(values, dtype=np.float64)
-    except OverflowError:  # an integer no float holds (read by the exact reader)
+        arr = np.frombuffer(array("d", values), dtype=np.float64)  # refuses strings, None, lists
+    except (TypeError, OverflowError):  # OverflowError: an integer no float holds
+        return None
+    if bools and values and bool in set(map(type, values)):
         return None
     return arr.reshape(-1, size) if size else arr
 
 
-def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Sequence[str] = ()):
-    """Columns of ``{id: [entry, ...]}``: (ids, counts, {field: array}, {string field: list}),
+def list_columns(lists: list, fields: Mapping[str, int], *, strings: Sequence[str] = (), bools: bool = True):
+    """Columns of the entry lists ``lists``: (counts, {field: array}, {string field: list}),
     or None when an entry is malformed (then a checked loop names it).
 
     ``fields`` maps each numeric field to its length (0: a number, k: a list of k numbers);
     ``strings`` are fields that hold strings. Other keys of an entry are ignored.
-    ``need`` (in :func:`check_entries`) says what an entry must be, for the message.
+    ``bools=False``: the text is known to hold no boolean (see :func:`_numbers`).
     """
-    lists = list(results.values())
     if lists and set(map(type, lists)) != {list}:
         return None
     counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     entries = list(chain.from_iterable(lists))
-    if entries and set(map(type, entries)) != {dict}:
-        return None
     cols, text = {}, {}
-    try:
+    try:  # itemgetter raises TypeError on an entry that is not an object, KeyError on a missing field
         for name, size in fields.items():
-            arr = _numbers(list(map(itemgetter(name), entries)), size)
+            arr = _numbers(list(map(itemgetter(name), entries)), size, bools)
             if arr is None:
                 return None
             cols[name] = arr
@@ -125,9 +122,16 @@ def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Seque
             if vals and set(map(type, vals)) != {str}:
                 return None
             text[name] = vals
-    except KeyError:
+    except (KeyError, TypeError):
         return None
-    return list(results), counts, cols, text
+    return counts, cols, text
+
+
+def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Sequence[str] = (), bools: bool = True):
+    """Columns of ``{id: [entry, ...]}``: (ids, counts, {field: array}, {string field: list}),
+    or None when an entry is malformed (see :func:`list_columns`)."""
+    got = list_columns(list(results.values()), fields, strings=strings, bools=bools)
+    return None if got is None else (list(results), *got)
 
 
 def _entry_problem(e: Any, fields: Mapping[str, int], strings: Sequence[str], need: str) -> Optional[str]:
@@ -172,11 +176,14 @@ def check_entries(results: Mapping, fields: Mapping[str, int], *, strings: Seque
 def read_columns(doc_chunks, fields: Mapping[str, int], *, strings: Sequence[str] = (), need: str,
                  source=None, item: str = "pair", error=PredictionError, keep=None):
     """Columns of every chunk (see :func:`entry_columns`), concatenated: (ids, counts,
-    {field: array}, {string field: list}). ``keep(ids)`` (optional) returns a boolean mask
-    of the ids to keep (others are dropped with their entries; the caller counts them)."""
+    {field: array}, {string field: list}). ``doc_chunks`` holds mappings, or (mapping, may
+    hold booleans) pairs (:meth:`relocbench.io.JsonMapping.chunks` with ``flags``).
+    ``keep(ids)`` (optional) returns a boolean mask of the ids to keep (others are dropped
+    with their entries; the caller counts them)."""
     ids, counts, cols, text = [], [], {k: [] for k in fields}, {k: [] for k in strings}
     for chunk in doc_chunks:
-        got = entry_columns(chunk, fields, strings=strings)
+        chunk, bools = chunk if isinstance(chunk, tuple) else (chunk, True)
+        got = entry_columns(chunk, fields, strings=strings, bools=bools)
         if got is None:
             check_entries(chunk, fields, strings=strings, need=need, source=source, item=item, error=error)
         k, c, num, txt = got
@@ -398,7 +405,7 @@ def read_predictions(path: PathLike, *, task: Optional[str] = None):
     found_task = _check_header(doc.header, src, task)
     if not doc.chunked:
         return predictions_from_dict(doc.header, source=path, task=task)
-    preds = _from_columns(doc.header, doc.chunks(), found_task, src)
+    preds = _from_columns(doc.header, doc.chunks(flags=True), found_task, src)
     trim_heap()
     return preds
 

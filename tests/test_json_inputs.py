@@ -376,3 +376,39 @@ def test_unwritable_outputs_fail_before_scoring(tmp_path, where, option):
     r = invoke("evaluate", p, "--protocol", "activitynet-detection", "--ground-truth", g, option, out)
     assert r.exit_code == 2, r.output
     assert "scores.json: cannot be" in r.output and "finite" not in r.output
+
+
+_key = st.text(alphabet=st.sampled_from(list('ab:"\\ \u00e9')), max_size=4)
+_colon = st.sampled_from([":", ": ", " : ", "\n:\t"])
+_comma = st.sampled_from([",", ", ", ",\n  "])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_key, st.lists(st.lists(st.tuples(_key, _key), max_size=3), max_size=3)), max_size=10),
+       _colon, _comma, st.integers(1, 48))
+def test_a_key_listed_twice_is_always_noticed(tmp_path_factory, members, colon, comma, chunk):
+    # keys and values full of quotes, colons and spaces (a string may start with ':' or hold
+    # '\":'): the chunked reader finds every repeated key, and only those
+    def obj(pairs):
+        return "{" + comma.join(json.dumps(k) + colon + json.dumps(v) for k, v in pairs) + "}"
+
+    body = "{" + comma.join(json.dumps(k) + colon + "[" + comma.join(map(obj, entries)) + "]"
+                            for k, entries in members) + "}"
+    text = "{" + json.dumps("task") + colon + '"temporal"' + comma + json.dumps("results") + colon + body + "}"
+    f = tmp_path_factory.mktemp("d") / "d.json"
+    f.write_text(text)
+    top = [k for k, _ in members]
+    repeated = len(set(top)) < len(top) or any(len({k for k, _ in e}) < len(e) for _, es in members for e in es)
+
+    def read():
+        jm = JsonMapping(f, "results", "test file", chunk_bytes=chunk)
+        got = {}
+        for c in jm.chunks():
+            got.update(c)
+        return got if jm.chunked else jm.header["results"]
+
+    if repeated:
+        with pytest.raises(InputError, match="appears more than once"):
+            read()
+    else:
+        assert read() == json.loads(text)["results"]

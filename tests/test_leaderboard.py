@@ -354,3 +354,23 @@ def test_a_subset_score_is_never_published(tmp_path):
         publish_result(rec2, tmp_path / "lb")
     assert not (tmp_path / "lb").exists()
     assert publish_result(temporal_record("tiny", 0, [5, 0, 3]), tmp_path / "lb").is_file()
+
+
+def test_published_temporal_runs_carry_the_proposal_metric(small_manifest, tmp_path):
+    # the record's proposal metric is the one `relocbench evaluate --protocol activitynet-proposal`
+    # gives on the files the export module writes from the same run
+    from relocbench.metrics.proposal import activitynet_proposal
+    from relocbench_baselines.temporal.proposals import write_proposal_files
+
+    res = run_seeds("chance", "3", dataset=str(small_manifest), out=tmp_path / "runs",
+                    leaderboard_dir=tmp_path / "lb", echo=lambda _: None, threads=1)
+    rec = json.loads((tmp_path / "lb" / "results" / "manifest" / "chance" / "seed-3.json").read_text())
+    p = rec["proposals"]
+    out, _ = write_proposal_files(res[0].run_dir, tmp_path / "props", manifest=str(small_manifest))
+    ref = activitynet_proposal(out / "ground-truth.json", out / "proposals.json", subset="test",
+                               max_avg_nr_proposals=10)
+    assert p["protocol"] == "activitynet-proposal" and p["max_avg_nr_proposals"] == 10
+    assert p["auc"] == pytest.approx(ref["auc"], abs=1e-12) and 0 < p["auc"] < 1
+    assert p["ar_at_an"] == ref["ar_at_an"] and p["ar_at_an"]["100"] is None
+    assert p["ar_at_an"]["1"] <= p["ar_at_an"]["5"] <= p["ar_at_an"]["10"]
+    assert p["n_videos"] == rec["metrics"]["n_pairs"]

@@ -51,6 +51,12 @@ def board(tmp_path):
             rec["examples"] = [{"pair_id": "p0", "label": "cls a", "query_steps": 4, "window_steps": 40,
                                 "ground_truth": [3, 9], "prediction": [2, 9]}]
             rec["manifest_sha256"] = "cd" * 32
+            if name == "sst":
+                rec["proposals"] = {"protocol": "activitynet-proposal", "max_avg_nr_proposals": 10.0,
+                                    "auc": 0.3 + 0.01 * s, "ar_at_an": {"1": 0.125, "5": 0.25 + 0.125 * s, "10": 0.5,
+                                                                        "100": None},
+                                    "average_recall": [0.125, 0.25, 0.5], "average_nr_proposals": [1.0, 5.0, 10.0],
+                                    "n_videos": 200, "n_proposals": 2000, "n_proposals_kept": 2000}
             write(lb, rec)
     write(lb, temporal_record("frame-dp", 0, base, with_pairs=False), legacy=True)
     for s in (0, 1):   # spatio-temporal runs with per-detection records (pooled frame-mAP comparisons)
@@ -207,3 +213,15 @@ def test_browser(board, tmp_path):
         assert not errors, errors
     finally:
         drv.quit()
+
+
+def test_proposal_metric_on_the_result_page(board, tmp_path):
+    out = build_site(board, tmp_path / "site")
+    page = (out / "tiny" / "sst.html").read_text()
+    assert "Proposals (activitynet-proposal)" in page and "ends at 10.0 proposals per pair" in page
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split("Proposals (activitynet-proposal)")[1].split("</table>")[0])
+    cells = [c for c in (re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows) if c]
+    assert cells[0][:5] == ["0", "30.0", "12.5", "25.0", "50.0"] and cells[1][:5] == ["1", "31.0", "12.5", "37.5", "50.0"]
+    assert cells[2][0] == "mean ± std" and cells[2][1] == "30.5 ± 0.7" and cells[2][3] == "31.2 ± 8.8"
+    assert (out / "tiny" / "sst-proposals.svg").is_file()
+    assert "Proposals (activitynet-proposal)" not in (out / "tiny" / "cgbm.html").read_text()

@@ -225,3 +225,19 @@ def test_perfect_predictions_give_one_and_order_does_not_matter():
     assert again["average_mAP"] == pytest.approx(base["average_mAP"], abs=1e-12)
     for c in base["per_class"]:
         np.testing.assert_allclose(again["per_class"][c], base["per_class"][c], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_agrees_with_the_loop_implementation_on_tied_scores(seed):
+    # few distinct scores: the tie rule (later prediction first) decides most of the order
+    gt, pred = random_case(seed + 10, 6, 3, 40, 300, seed % 2 == 0)
+    rng = np.random.default_rng(seed)
+    pred = [(v, lab, s, e, float(rng.integers(0, 4)) / 4) for v, lab, s, e, _ in pred]
+    gt_d, pred_d = _docs(gt, pred)
+    # "listed later" means later in the file, where a video's predictions are adjacent
+    pred = [(v, r["label"], *r["segment"], r["score"]) for v, rows in pred_d["results"].items() for r in rows]
+    res = activitynet_detection(gt_d, pred_d)
+    ref = activitynet_reference(gt, pred, ANET_TIOU_THRESHOLDS)
+    np.testing.assert_allclose(res["mAP"], ref["mAP"], atol=1e-9, rtol=0)
+    for c, aps in ref["per_class"].items():
+        np.testing.assert_allclose(res["per_class"][c], aps, atol=1e-9, rtol=0)

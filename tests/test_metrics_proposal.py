@@ -295,3 +295,15 @@ def test_pairs_scored_in_blocks_give_the_same_curve(monkeypatch, seed, block):
     blocked = activitynet_proposal(gt, pr, tiou_thresholds=[0.0, 0.5, 0.9])
     assert blocked == whole
     assert_equal_to_reference(blocked, activitynet_proposal_reference(gt_rows, prop_rows, [0.0, 0.5, 0.9], 100))
+
+
+def test_a_video_listed_without_annotations_is_not_a_ground_truth_video():
+    # the videos are those with at least one annotation; proposals on an annotation-less
+    # video count in the budget only
+    gt, pr, gt_rows, prop_rows = make_case(11)
+    gt["database"]["bare"] = {"subset": "validation", "annotations": []}
+    pr["results"]["bare"] = [{"segment": [1.0, 4.0], "score": 0.9}] * 3
+    prop_rows += [("bare", 1.0, 4.0, 0.9)] * 3
+    fast = activitynet_proposal(gt, pr)
+    assert fast["n_videos"] == len({v for v, _, _ in gt_rows})
+    assert_equal_to_reference(fast, activitynet_proposal_reference(gt_rows, prop_rows, THR, 100))

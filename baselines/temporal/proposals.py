@@ -28,44 +28,16 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-import numpy as np
-
 from relocbench.errors import InputError, RelocbenchError
 from relocbench.io import atomic_dir, atomic_write_json, check_output
 from relocbench.manifest import load_manifest, open_manifest
-from relocbench.predictions import TemporalPredictions, check_provenance, match_pair_ids, read_predictions
+from relocbench.metrics.proposal import proposal_documents
+from relocbench.predictions import check_provenance, read_predictions
 
 __all__ = ["proposal_documents", "write_proposal_files", "main"]
 
 GROUND_TRUTH_FILE = "ground-truth.json"
 PROPOSALS_FILE = "proposals.json"
-
-
-def proposal_documents(preds: TemporalPredictions, pairs, *, subset: str) -> Tuple[dict, dict, Dict[str, int]]:
-    """(ground-truth document, proposals document, report) of predictions over a pairs table.
-
-    ``pairs`` is the manifest's pairs table of the predicted split (every pair id of ``preds``
-    must be in it); ``subset`` names the ground truth's subset (the split).
-    """
-    gidx = match_pair_ids(preds.pair_ids, pairs["pair_id"], source=preds.source)
-    cols = ("gt_start_step", "gt_end_step") if preds.unit == "step" else ("gt_start_s", "gt_end_s")
-    gs, ge = (pairs[c].to_numpy(np.float64) for c in cols)
-    ids = pairs["pair_id"].astype(str).tolist()
-    labels = pairs["label"].astype(str).tolist()
-    database = {pid: {"subset": subset, "annotations": [{"segment": [float(gs[i]), float(ge[i])],
-                                                          "label": labels[i]}]}
-                for i, pid in enumerate(ids)}
-    results: Dict[str, List[dict]] = {}
-    off = preds.offsets
-    for k, i in enumerate(gidx.tolist()):
-        rows = range(int(off[k]), int(off[k + 1]))
-        results[ids[i]] = [{"segment": [float(preds.start[j]), float(preds.end[j])], "score": float(preds.score[j])}
-                           for j in rows]
-    version = f"relocbench pairs of {preds.manifest or 'a manifest'} ({subset}) as videos"
-    report = {"pairs": len(ids), "pairs without predictions (scored as misses)": len(ids) - len(gidx),
-              "proposals": int(preds.n_predictions)}
-    return ({"version": version, "taxonomy": [], "database": database},
-            {"version": version, "results": results, "external_data": {"used": False}}, report)
 
 
 def write_proposal_files(run_or_predictions: Union[str, Path], out: Union[str, Path], *,

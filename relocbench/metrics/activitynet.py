@@ -30,16 +30,17 @@ the number of rounds is bounded by the largest number of ground truths in one
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from itertools import chain, compress
+from operator import itemgetter, methodcaller
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputError, PredictionError
 from ..io import JsonMapping, read_json, require_file, trim_heap
-from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, read_columns
+from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, list_columns
 from ..validate import found, read_text, string
-from .frame_ap import candidate_pairs
 from .geometry import _tiou_arrays, ap_from_tp_ranks, group_starts
 
 __all__ = ["activitynet_detection", "read_activitynet_ground_truth", "read_activitynet_predictions",
@@ -76,17 +77,11 @@ _PRED_NEED = "{'label': name, 'segment': [start, end], 'score': s}"
 
 
 def _count_database(db: Mapping) -> int:
-    """The ``:`` in the JSON text of a slice of ``database`` whose entries hold strings,
-    numbers and lists of flat annotation objects (see :func:`relocbench.io.count_json_keys`)."""
+    """The keys of a slice of ``database`` whose entries hold strings, numbers and lists of
+    flat annotation objects (see :func:`relocbench.io.count_json_keys`)."""
     vals = list(db.values())
-    n = len(db) + sum(map(dict.__len__, vals))  # TypeError unless every entry is an object
-    strings = [x for v in vals for x in v.values() if type(x) is str]
-    anns = [a for v in vals for a in v.get("annotations", ()) if type(a) is dict]
-    n += sum(map(len, anns))
-    strings += [x for a in anns for x in a.values() if type(x) is str]
-    strings += list(db)
-    text = "".join(strings)
-    return n + text.count(":")
+    anns = chain.from_iterable(map(methodcaller("get", "annotations", ()), vals))  # AttributeError unless dicts
+    return len(db) + sum(map(dict.__len__, vals)) + sum(map(dict.__len__, anns))
 
 
 def _video_ids(keys, src, error, what: str = "video id"):
@@ -99,9 +94,40 @@ def _video_ids(keys, src, error, what: str = "video id"):
     return keys
 
 
-def _gt_chunk(db: Mapping, subset: str, blocked: set, src, subsets: set):
+def _gt_chunk(db: Mapping, subset: str, blocked: set, src, subsets: set, bools: bool = True):
     """(videos, counts, (n, 2) segments, labels, annotations on blocked videos) of one slice."""
-    vids, anns, n_blocked = [], [], 0
+    vals = list(db.values())
+    subs = anns = None
+    if set(map(type, vals)) <= {dict}:
+        try:
+            subs = list(map(itemgetter("subset"), vals))
+        except KeyError:
+            subs = None
+        if subs is not None and set(map(type, subs)) <= {str}:
+            anns = list(map(methodcaller("get", "annotations", []), vals))
+            if not set(map(type, anns)) <= {list}:
+                anns = None
+    if anns is None:  # a malformed entry: the checked loop names it
+        _check_gt_entries(db, src)
+    subsets.update(subs)
+    pick = list(map(subset.__eq__, subs))
+    vids, anns = list(compress(db, pick)), list(compress(anns, pick))
+    n_blocked = 0
+    if blocked and not blocked.isdisjoint(vids):
+        keep = [v not in blocked for v in vids]
+        n_blocked = sum(len(a) for a, k in zip(anns, keep) if not k)
+        vids, anns = list(compress(vids, keep)), list(compress(anns, keep))
+    got = list_columns(anns, {"segment": 2}, strings=("label",), bools=bools)
+    if got is None:
+        check_entries(dict(zip(vids, anns)), {"segment": 2}, strings=("label",), need=_GT_NEED, source=src,
+                      item="video", entry="annotation", error=InputError)
+    counts, cols, text = got
+    return vids, counts, cols["segment"], text["label"], n_blocked
+
+
+def _check_gt_entries(db: Mapping, src) -> None:
+    """Raise naming the first video entry that is not an object with a string ``subset`` and
+    a list of ``annotations``."""
     for vid, v in db.items():
         if not isinstance(v, dict):
             raise InputError(f"expected an object with 'subset' and 'annotations', found {found(v)}", file=src,
@@ -111,25 +137,11 @@ def _gt_chunk(db: Mapping, subset: str, blocked: set, src, subsets: set):
             what = "a 'subset' string" if "subset" in v else "an object with 'subset' and 'annotations'"
             raise InputError(f"expected {what}, found {found(sub if 'subset' in v else v)}", file=src,
                              item=f"video {vid!r}" + (": 'subset'" if "subset" in v else ""))
-        subsets.add(sub)
         a = v.get("annotations", [])
         if not isinstance(a, list):
             raise InputError(f"expected a list of annotations, found {found(a)}", file=src,
                              item=f"video {vid!r}: 'annotations'")
-        if sub != subset:
-            continue
-        if vid in blocked:
-            n_blocked += len(a)
-            continue
-        vids.append(vid)
-        anns.append(a)
-    sel = dict(zip(vids, anns))
-    got = entry_columns(sel, {"segment": 2}, strings=("label",))
-    if got is None:
-        check_entries(sel, {"segment": 2}, strings=("label",), need=_GT_NEED, source=src, item="video",
-                      entry="annotation", error=InputError)
-    _, counts, cols, text = got
-    return vids, counts, cols["segment"], text["label"], n_blocked
+    raise InputError("malformed ground truth (no entry found at fault)", file=src)  # pragma: no cover
 
 
 def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "validation",
@@ -140,6 +152,27 @@ def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "
     be an object with a string ``subset`` and a list of ``annotations``, each annotation a
     ``segment`` of two finite numbers (start <= end) and a string ``label``.
     """
+    vids, counts, seg, code, classes, report = ground_truth_arrays(doc, subset, blocked)
+    gt = pd.DataFrame({"video": np.repeat(np.array(vids, dtype=object), counts),
+                       "label": pd.Categorical.from_codes(code, categories=classes),
+                       "t_start": seg[:, 0], "t_end": seg[:, 1]})
+    return gt, classes, report
+
+
+def label_codes(labels: list, vocab: Dict[str, int]) -> np.ndarray:
+    """Integer codes of ``labels``, adding the new ones to ``vocab`` (in order of first
+    appearance)."""
+    try:
+        return np.fromiter(map(vocab.__getitem__, labels), dtype=np.int64, count=len(labels))
+    except KeyError:
+        for name in dict.fromkeys(labels):
+            vocab.setdefault(name, len(vocab))
+        return np.fromiter(map(vocab.__getitem__, labels), dtype=np.int64, count=len(labels))
+
+
+def ground_truth_arrays(doc: Union[PathLike, Mapping], subset: str = "validation", blocked: Iterable[str] = ()):
+    """:func:`read_activitynet_ground_truth` as arrays: (video names, annotations per video,
+    (n, 2) segments, class codes, class names in order of first appearance, report)."""
     src = None
     chunks = None
     if not isinstance(doc, Mapping):
@@ -147,25 +180,23 @@ def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "
         jm = JsonMapping(doc, "database", "ActivityNet ground-truth file", InputError, boundary=rb'\}\s*,\s*"',
                          item_name="video id", count_keys=_count_database)
         doc = jm.header
-        chunks = jm.chunks() if jm.chunked else None
+        chunks = jm.chunks(flags=True) if jm.chunked else None
     if not isinstance(doc, Mapping) or "database" not in doc or not isinstance(doc["database"], Mapping):
         found_db = found(doc.get("database")) if isinstance(doc, Mapping) and "database" in doc else found(doc)
         raise InputError(f"expected an ActivityNet ground-truth object with a 'database' mapping, found {found_db}",
                          file=src)
     if chunks is None:
-        chunks = [doc["database"]]
+        chunks = [(doc["database"], True)]
     blocked = set(blocked)
     vids, counts, segs, codes, subsets = [], [], [], [], set()
     vocab: Dict[str, int] = {}
     n_blocked = 0
-    for chunk in chunks:
-        v, c, s, lab, nb = _gt_chunk(chunk, subset, blocked, src, subsets)
+    for chunk, bools in chunks:
+        v, c, s, lab, nb = _gt_chunk(chunk, subset, blocked, src, subsets, bools)
         vids.extend(_video_ids(v, src, InputError))
         counts.append(c)
         segs.append(s)
-        for name in set(lab).difference(vocab):
-            vocab[name] = len(vocab)
-        codes.append(np.fromiter(map(vocab.__getitem__, lab), dtype=np.int64, count=len(lab)))
+        codes.append(label_codes(lab, vocab))
         n_blocked += nb
     chunk = chunks = v = lab = None  # the last slice is garbage now
     trim_heap()
@@ -180,7 +211,7 @@ def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "
     if not len(seg):
         raise InputError(f"no ground truth in subset {subset!r} (subsets present: {sorted(map(str, subsets))})",
                          file=src)
-    # classes in order of first appearance; labels stored as codes (one string per class)
+    # classes in order of first appearance
     names = _video_ids(list(vocab), src, InputError, "label")
     code = np.concatenate(codes)
     first = np.full(len(names), len(code), dtype=np.int64)
@@ -189,12 +220,7 @@ def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "
     rank = np.empty(len(names), dtype=np.int64)
     rank[order] = np.arange(len(names))
     classes = [names[i] for i in order]
-    gt = pd.DataFrame({"video": np.repeat(np.array(vids, dtype=object), counts),
-                       "label": pd.Categorical.from_codes(rank[code], categories=classes),
-                       "t_start": seg[:, 0], "t_end": seg[:, 1]})
-    vids = code = None
-    trim_heap()
-    return gt, classes, {"ground truth on blocked videos (skipped)": n_blocked}
+    return vids, counts, seg, rank[code], classes, {"ground truth on blocked videos (skipped)": n_blocked}
 
 
 def read_activitynet_arrays(doc: Union[PathLike, Mapping], blocked: Iterable[str] = (), *, labels: bool = True,
@@ -213,7 +239,7 @@ def read_activitynet_arrays(doc: Union[PathLike, Mapping], blocked: Iterable[str
         src = str(doc)
         jm = JsonMapping(doc, "results", what, PredictionError, item_name="video id", count_keys=count_entry_keys)
         header = jm.header
-        chunks = jm.chunks() if jm.chunked else None
+        chunks = jm.chunks(flags=True) if jm.chunked else None
     else:
         header, chunks = doc, None
     if not isinstance(header, Mapping) or not isinstance(header.get("results"), Mapping):
@@ -223,48 +249,43 @@ def read_activitynet_arrays(doc: Union[PathLike, Mapping], blocked: Iterable[str
     if chunks is None:
         chunks = [header["results"]]
     blocked = set(blocked)
-    n_blocked = [0]
+    n_blocked = 0
     vocab: Dict[str, int] = {}
     codes = []
-
-    def keep(ids):
-        mask = np.fromiter((k not in blocked for k in ids), dtype=bool, count=len(ids))
-        return mask
-
     fields = {"segment": 2, "score": 0}
     strings = ("label",) if labels else ()
     need = _PRED_NEED if labels else "{'segment': [start, end], 'score': s}"
     vids, counts, segs, scores = [], [], [], []
     for chunk in chunks:
-        v, c, cols, text = read_columns([chunk], fields, strings=strings, need=need, source=src, item="video")
-        if blocked:
-            mask = keep(v)
-            if not mask.all():
-                rows = np.repeat(mask, c)
-                n_blocked[0] += int((~rows).sum())
-                v = [x for x, m in zip(v, mask) if m]
-                c = c[mask]
-                cols = {n: a[rows] for n, a in cols.items()}
-                text = {n: [x for x, m in zip(t, rows) if m] for n, t in text.items()}
+        chunk, bools = chunk if isinstance(chunk, tuple) else (chunk, True)
+        got = entry_columns(chunk, fields, strings=strings, bools=bools)
+        if got is None:
+            check_entries(chunk, fields, strings=strings, need=need, source=src, item="video")
+        v, c, cols, text = got
+        if blocked and not blocked.isdisjoint(v):
+            mask = np.fromiter((k not in blocked for k in v), dtype=bool, count=len(v))
+            rows = np.repeat(mask, c)
+            n_blocked += int((~rows).sum())
+            v = list(compress(v, mask))
+            c = c[mask]
+            cols = {n: a[rows] for n, a in cols.items()}
+            text = {n: list(compress(t, rows)) for n, t in text.items()}
         vids.extend(_video_ids(v, src, PredictionError))
         counts.append(c)
         segs.append(cols["segment"])
         scores.append(cols["score"])
         if labels:
-            lab = text["label"]
-            for name in set(lab).difference(vocab):
-                vocab[name] = len(vocab)
-            codes.append(np.fromiter(map(vocab.__getitem__, lab), dtype=np.int64, count=len(lab)))
+            codes.append(label_codes(text["label"], vocab))
     chunk = chunks = v = text = cols = None  # the last slice is garbage now
     trim_heap()
     counts, seg, score = _stack(counts, np.int64, (0,)), _stack(segs, np.float64, (0, 2)), _stack(scores, np.float64, (0,))
     _check_values(vids, counts, seg, score, src)
     if not labels:
-        return vids, counts, seg, score, None, None, n_blocked[0]
+        return vids, counts, seg, score, None, None, n_blocked
     names = list(vocab)
     _video_ids(names, src, PredictionError, "label")
     code = _stack(codes, np.int64, (0,))
-    return vids, counts, seg, score, code, names, n_blocked[0]
+    return vids, counts, seg, score, code, names, n_blocked
 
 
 def _stack(parts: list, dtype, empty_shape) -> np.ndarray:
@@ -324,67 +345,101 @@ def _check_pred_values(pred: pd.DataFrame, src) -> None:
                               f"({int(bad.sum())} such segment(s))", file=src, item=_pred_item(pred, i))
 
 
-def anet_true_positives(pred_key: np.ndarray, pred_prio: np.ndarray, pred_t: np.ndarray,
-                        gt_key: np.ndarray, gt_t: np.ndarray, thresholds: Sequence[float], *,
-                        pred_order: Optional[np.ndarray] = None) -> np.ndarray:
-    """True-positive mask (n_thresholds, n_pred) of the ActivityNet greedy rule with fall-through.
+def anet_true_positives(pred_key: np.ndarray, pred_order: np.ndarray, pred_t: np.ndarray,
+                        gt_key: np.ndarray, gt_t: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """True-positive mask (n_thresholds, n_pred) of the ActivityNet greedy rule with
+    fall-through, in processing order: column ``i`` is prediction ``pred_order[i]``.
 
-    ``pred_key``/``gt_key`` are integer (class, video) codes; ``pred_prio`` is the processing
-    order (a permutation, smaller first); ``pred_t``/``gt_t`` are (n, 2) segments. Ground
-    truths of equal tIoU are tried later-row first. ``pred_order`` (optional) is the inverse
-    of ``pred_prio`` (the rows in processing order), when the caller has it.
+    ``pred_key``/``gt_key`` are integer (class, video) codes; ``pred_order`` lists the
+    predictions in processing order (a permutation); ``pred_t``/``gt_t`` are (n, 2)
+    segments. A prediction tries the ground truths of its key by tIoU descending, the later
+    row first on equal tIoU.
+
+    No sort of the candidates: the (prediction, ground truth) rows are laid out in
+    processing order, and each prediction's few ground truths are put in preference order
+    by a row-wise sort of a (predictions, k) matrix per number k of ground truths.
     """
-    n_pred, n_gt = pred_key.shape[0], gt_key.shape[0]
-    nt = len(thresholds)
-    tp = np.zeros((nt, n_pred), dtype=bool)
-    d, g, _ = candidate_pairs(pred_key, gt_key)
-    if d.size == 0:
+    n_pred, n_gt = pred_order.shape[0], gt_key.shape[0]
+    tp = np.zeros((len(thresholds), n_pred), dtype=bool)
+    if n_pred == 0 or n_gt == 0 or not len(thresholds):
         return tp
-    tiou = np.empty(d.shape[0])
-    for a in range(0, d.shape[0], _BLOCK):  # a block at a time: four gathered columns stay small
-        dd, gg = d[a:a + _BLOCK], g[a:a + _BLOCK]
-        tiou[a:a + _BLOCK] = _tiou_arrays(pred_t[dd, 0], pred_t[dd, 1], gt_t[gg, 0], gt_t[gg, 1])
-    del dd, gg
-    # Candidate preference: processing order, then tIoU descending, then later ground truth first.
-    o = np.lexsort((-g, -tiou, pred_prio[d]))
-    d, g, tiou = d[o], g[o], tiou[o]
-    del o
-    # (class, video) group of each candidate row, numbered among the candidates only
-    grp_c, _ = pd.factorize(pred_key[d])  # hashed: no sorted copies of the candidates
-    grp_c = grp_c.astype(np.int64, copy=False)
-    n_grp = int(grp_c.max()) + 1
-    if pred_order is None:
-        inv = np.empty(n_pred, dtype=np.int64)
-        inv[pred_prio] = np.arange(n_pred)
-    else:
-        inv = pred_order
-    # One threshold at a time (memory: one candidate list, not ten).
-    for k, t in enumerate(thresholds):
+    itype = np.int32 if max(n_pred, n_gt) < 2 ** 31 else np.int64  # ranks, rows, groups
+    gorder = np.argsort(gt_key, kind="stable")
+    gk = gt_key[gorder]
+    gfirst = group_starts(gk)
+    gstart = np.flatnonzero(gfirst)
+    gcount = np.diff(np.append(gstart, n_gt))
+    code = pd.Index(gk[gstart]).get_indexer(pred_key[pred_order])  # key of each, in processing order
+    has = np.flatnonzero(code >= 0)  # processing ranks of the predictions with candidates
+    code = code[has]
+    cnt = gcount[code]
+    offs = np.cumsum(cnt) - cnt
+    total = int(offs[-1] + cnt[-1]) if cnt.size else 0
+    res = np.empty(total, dtype=itype)  # ground-truth row of each candidate
+    tiou = np.empty(total)
+    for k in np.unique(cnt).tolist():
+        sel_all = np.flatnonzero(cnt == k)
+        rev = np.arange(k - 1, -1, -1)  # later ground truth first, kept on equal tIoU (stable sort)
+        for a in range(0, sel_all.shape[0], max(1, _BLOCK // k)):
+            sel = sel_all[a:a + max(1, _BLOCK // k)]
+            gm = gorder[gstart[code[sel]][:, None] + rev]
+            p = pred_order[has[sel]]
+            tm = _tiou_arrays(pred_t[p, 0][:, None], pred_t[p, 1][:, None], gt_t[gm, 0], gt_t[gm, 1])
+            if k > 1:
+                o = np.argsort(-tm, axis=1, kind="stable")
+                gm, tm = np.take_along_axis(gm, o, 1), np.take_along_axis(tm, o, 1)
+            dest = offs[sel][:, None] + np.arange(k)
+            res[dest], tiou[dest] = gm, tm
+    # only rows that clear the lowest threshold take part (int32 ranks, rows and groups below
+    # 2**31: half the memory, faster gathers)
+    live = tiou >= min(thresholds)
+    agent_all = np.repeat(has.astype(itype), cnt)[live]  # processing rank of each candidate (ascending)
+    group_all = np.repeat(code.astype(itype), cnt)[live]  # its (class, video) group
+    res, tiou = res[live], tiou[live]
+    del offs, live
+    n_grp = gstart.shape[0]
+    big = np.iinfo(itype).max
+    for k, t in enumerate(thresholds):  # one threshold at a time (memory: one candidate list, not ten)
         m = tiou >= t
-        # Rows are sorted by processing order (then preference): agent ids ascend.
-        agent, resource, group = pred_prio[d[m]], g[m], grp_c[m]
+        agent, resource, group = agent_all[m], res[m], group_all[m]
         locked = np.zeros(n_gt, dtype=bool)
         winners = []
         while agent.size:
+            # every unresolved prediction proposes its best untaken ground truth; in each group the
+            # predictions before the first repeated proposal take what they proposed
             first = group_starts(agent)
-            p_agent, p_res, p_grp = agent[first], resource[first], group[first]
-            by_res = np.lexsort((p_agent, p_res))
-            dup = ~group_starts(p_res[by_res])
-            cutoff = np.full(n_grp, np.iinfo(np.int64).max, dtype=np.int64)
+            starts = np.flatnonzero(first)
+            p_agent, p_res, p_grp = agent[starts], resource[starts], group[starts]
+            idx = np.arange(starts.shape[0], dtype=itype)
+            first_of_res = np.full(n_gt, big, dtype=itype)
+            np.minimum.at(first_of_res, p_res, idx)
+            dup = first_of_res[p_res] != idx
+            cutoff = np.full(n_grp, big, dtype=itype)
             if dup.any():
-                np.minimum.at(cutoff, p_grp[by_res[dup]], p_agent[by_res[dup]])
+                np.minimum.at(cutoff, p_grp[dup], p_agent[dup])
             accept = p_agent < cutoff[p_grp]
             locked[p_res[accept]] = True
             winners.append(p_agent[accept])
-            done = np.zeros(agent.size, dtype=bool)
-            done[np.flatnonzero(first)[accept]] = True
-            # Drop every row of an agent that won (its rows are contiguous) and every locked box.
-            won_row = np.repeat(done[first], np.diff(np.append(np.flatnonzero(first), agent.size)))
+            # drop every row of an agent that won (its rows are contiguous) and every locked box
+            won_row = np.repeat(accept, np.diff(np.append(starts, agent.size)))
             keep = ~won_row & ~locked[resource]
             agent, resource, group = agent[keep], resource[keep], group[keep]
         if winners:
-            tp[k, inv[np.concatenate(winners)]] = True
+            tp[k, np.concatenate(winners)] = True
     return tp
+
+
+def descending_order(score: np.ndarray) -> np.ndarray:
+    """Rows by descending score, the later row first among equal scores. Distinct scores
+    (the usual case) need no stable sort: an unstable one is checked for ties and redone
+    stably (on the reversed rows) only where there are some."""
+    n = score.shape[0]
+    neg = -score
+    o = np.argsort(neg)
+    s = neg[o]
+    if n > 1 and bool((s[1:] == s[:-1]).any()):
+        return (n - 1) - np.argsort(neg[::-1], kind="stable")
+    return o
 
 
 def check_thresholds_and_blocked(tiou_thresholds: Sequence[float], blocked_videos) -> Tuple[List[float], List[str]]:
@@ -420,7 +475,7 @@ def activitynet_detection(
     0.1
     """
     thr, blocked = check_thresholds_and_blocked(tiou_thresholds, blocked_videos)
-    gt, classes, rep_gt = read_activitynet_ground_truth(ground_truth, subset, blocked)
+    gt_vids, gt_counts, gt_t, gcls, classes, rep_gt = ground_truth_arrays(ground_truth, subset, blocked)
     vids, counts, seg, score, code, names, n_blocked = read_activitynet_arrays(predictions, blocked)
     src = None if isinstance(predictions, Mapping) else str(predictions)
     cls_index = pd.Index(classes)
@@ -433,28 +488,30 @@ def activitynet_detection(
             f"({int((pcls < 0).sum())} prediction(s) with unknown labels)", file=src,
             item=_item_of_row(vids, counts, i))
     del code
-    gcls = cls_index.get_indexer(gt["label"].to_numpy(object))
-    vid_codes, _ = pd.factorize(np.concatenate([gt["video"].to_numpy(object), np.array(vids, dtype=object)]))
+    vid_codes, _ = pd.factorize(np.array(gt_vids + list(vids), dtype=object))
     n_vid = int(vid_codes.max()) + 1 if vid_codes.size else 1
-    gkey = gcls.astype(np.int64) * n_vid + vid_codes[: len(gt)]
-    pkey = pcls.astype(np.int64) * n_vid + np.repeat(vid_codes[len(gt):], counts)
+    n_gt_vid = len(gt_vids)
+    del gt_vids
+    gkey = gcls * n_vid + np.repeat(vid_codes[:n_gt_vid], gt_counts)
+    pkey = pcls.astype(np.int64) * n_vid + np.repeat(vid_codes[n_gt_vid:], counts)
+    del vid_codes
     n = len(score)
-    # Processing order: by class, descending score, later row first on ties.
-    order = np.lexsort((np.arange(n, 0, -1), -score, pcls))
-    prio = np.empty(n, dtype=np.int64)
-    prio[order] = np.arange(n)
-    del score
+    # Processing order: by class, descending score, later row first on ties (by score, then a
+    # stable sort by class: a radix sort for small codes).
+    by_score = descending_order(score)
+    cls_codes = pcls[by_score].astype(np.int16 if len(classes) < 2 ** 15 else np.int64)
+    order = by_score[np.argsort(cls_codes, kind="stable")]
+    del score, by_score, cls_codes
     rep_pred = {"predictions on blocked videos (skipped)": n_blocked}
-    tp = anet_true_positives(pkey, prio, seg, gkey, gt[["t_start", "t_end"]].to_numpy(np.float64), thr,
-                             pred_order=order)
-    del pkey, prio
+    tp = anet_true_positives(pkey, order, seg, gkey, gt_t, thr)
+    del pkey
     n_cls = len(classes)
     npos = np.bincount(gcls, minlength=n_cls)
     cls_sorted = pcls[order]
     cls_start = np.searchsorted(cls_sorted, np.arange(n_cls), side="left")
     ap = np.zeros((len(thr), n_cls))
     for k in range(len(thr)):
-        pos = np.flatnonzero(tp[k, order])
+        pos = np.flatnonzero(tp[k])
         pc = cls_sorted[pos]
         ranks = pos - cls_start[pc] + 1
         bounds = np.searchsorted(pc, np.arange(n_cls + 1), side="left")
@@ -468,7 +525,7 @@ def activitynet_detection(
         "mAP": [float(v) for v in mAP],
         "average_mAP": float(mAP.mean()),
         "per_class": {c: [float(v) for v in ap[:, j]] for j, c in enumerate(classes)},
-        "n_ground_truth": int(len(gt)),
+        "n_ground_truth": int(len(gt_t)),
         "n_predictions": int(n),
         "n_classes": n_cls,
         "skipped": {**rep_gt, **rep_pred},

@@ -41,17 +41,18 @@ when that rank is below its video's cut at j.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, PredictionError
-from .activitynet import (ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, read_activitynet_arrays,
-                          read_activitynet_ground_truth)
+from .activitynet import (ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, descending_order,
+                          ground_truth_arrays, read_activitynet_arrays)
 from .geometry import group_starts
 
-__all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "AR_AT_AN"]
+__all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "proposal_documents",
+           "AR_AT_AN"]
 
 AR_AT_AN = (1, 5, 10, 100)
 N_CURVE_POINTS = 100
@@ -77,6 +78,39 @@ def _read_proposal_arrays(doc, blocked):
                                                                           what="ActivityNet proposals file")
     return (list(vids), np.asarray(counts, dtype=np.int64), segs, scores,
             {"proposals on blocked videos (skipped)": int(n_blocked)})
+
+
+def proposal_documents(preds, pairs, *, subset: str) -> Tuple[dict, dict, Dict[str, int]]:
+    """(ground-truth document, proposals document, report) of temporal re-localization
+    predictions (:class:`relocbench.predictions.TemporalPredictions`) over a pairs table, as
+    this metric reads them: one "video" per pair (its id is the pair id) whose ground truth
+    is the pair's segment and whose proposals are the pair's ranked predictions (segment and
+    score, in the predictions' unit, relative to the reference window).
+
+    ``pairs`` is the manifest's pairs table of the predicted split (every pair id of ``preds``
+    must be in it); ``subset`` names the ground truth's subset (the split).
+    """
+    from ..predictions import match_pair_ids
+
+    gidx = match_pair_ids(preds.pair_ids, pairs["pair_id"], source=preds.source)
+    cols = ("gt_start_step", "gt_end_step") if preds.unit == "step" else ("gt_start_s", "gt_end_s")
+    gs, ge = (pairs[c].to_numpy(np.float64) for c in cols)
+    ids = pairs["pair_id"].astype(str).tolist()
+    labels = pairs["label"].astype(str).tolist()
+    database = {pid: {"subset": subset, "annotations": [{"segment": [float(gs[i]), float(ge[i])],
+                                                          "label": labels[i]}]}
+                for i, pid in enumerate(ids)}
+    results: Dict[str, List[dict]] = {}
+    off = preds.offsets
+    for k, i in enumerate(gidx.tolist()):
+        rows = range(int(off[k]), int(off[k + 1]))
+        results[ids[i]] = [{"segment": [float(preds.start[j]), float(preds.end[j])], "score": float(preds.score[j])}
+                           for j in rows]
+    version = f"relocbench pairs of {preds.manifest or 'a manifest'} ({subset}) as videos"
+    report = {"pairs": len(ids), "pairs without predictions (scored as misses)": len(ids) - len(gidx),
+              "proposals": int(preds.n_predictions)}
+    return ({"version": version, "taxonomy": [], "database": database},
+            {"version": version, "results": results, "external_data": {"used": False}}, report)
 
 
 def _tiou_nan(s1, e1, s2, e2) -> np.ndarray:
@@ -108,9 +142,9 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
                               f"{max_avg_nr_proposals:g} per video ({n_proposals} proposals in all, "
                               f"{int(n_prop_video.sum())} on ground-truth videos)", file=source)
     n = prop_video.shape[0]
-    # Rank within video: score descending, the later row first on ties (a stable sort of the
-    # reversed rows), then a sort by (video, global position), whose keys are unique.
-    by_score = (n - 1) - np.argsort(-prop_score[::-1], kind="stable")
+    # Rank within video: score descending, the later row first on ties, then a sort by
+    # (video, global position), whose keys are unique.
+    by_score = descending_order(prop_score)
     pos = np.empty(n, dtype=np.int64)
     pos[by_score] = np.arange(n)
     order = np.argsort(prop_video.astype(np.int64) * max(n, 1) + pos)
@@ -206,19 +240,21 @@ def activitynet_proposal(
         raise ConfigError("The 'max_avg_nr_proposals' parameter must be a number >= 0 (0 or None: all proposals). "
                           f"Got {max_avg_nr_proposals!r} instead.")
     src = None if isinstance(proposals, Mapping) else str(proposals)
-    gt, _, rep_gt = read_activitynet_ground_truth(ground_truth, subset, blocked)
+    gt_vids, gt_counts, gt_t, _, _, rep_gt = ground_truth_arrays(ground_truth, subset, blocked)
     names, counts, segs, scores, rep_prop = _read_proposal_arrays(proposals, blocked)
     n_prop = int(counts.sum())
     if n_prop == 0:
         n_bl = next(iter(rep_prop.values()))
         raise PredictionError(f"expected at least one proposal, found none ({n_bl} on blocked videos skipped)",
                               file=src)
-    gvid, videos = pd.factorize(gt["video"].to_numpy(object))
+    has_gt = gt_counts > 0  # the videos are those with at least one annotation
+    vcode, videos = pd.factorize(np.array(gt_vids, dtype=object)[has_gt])
+    gvid = np.repeat(vcode, gt_counts[has_gt])
     n_vid = len(videos)
     budget = float(max_avg_nr_proposals) if max_avg_nr_proposals else n_prop / float(n_vid)
     pvid = np.repeat(pd.Index(videos).get_indexer(pd.Index(names, dtype=object)), counts)
     on_gt = pvid >= 0
-    cur = proposal_recall_curve(gvid.astype(np.int64), gt[["t_start", "t_end"]].to_numpy(np.float64),
+    cur = proposal_recall_curve(gvid.astype(np.int64), gt_t,
                                 pvid[on_gt].astype(np.int64), segs[on_gt], scores[on_gt], n_vid, n_prop, budget, thr,
                                 source=src)
     an, avg = cur["average_nr_proposals"], cur["average_recall"]
@@ -233,7 +269,7 @@ def activitynet_proposal(
         "average_nr_proposals": [float(v) for v in an],
         "recall": [[float(v) for v in row] for row in cur["recall"]],
         "n_videos": n_vid,
-        "n_ground_truth": int(len(gt)),
+        "n_ground_truth": int(len(gt_t)),
         "n_proposals": n_prop,
         "n_proposals_kept": cur["n_kept"],
         "skipped": {**rep_gt, **rep_prop,
