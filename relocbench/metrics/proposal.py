@@ -49,7 +49,6 @@ import pandas as pd
 from ..errors import ConfigError, PredictionError
 from .activitynet import (ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, descending_order,
                           ground_truth_arrays, read_activitynet_arrays)
-from .geometry import group_starts
 
 __all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "proposal_documents",
            "AR_AT_AN"]
@@ -156,23 +155,37 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
     del by_score, pos, order, sv, rank, kept
     kstart = np.cumsum(keep_video) - keep_video   # kept proposals: by video, then rank
     n_gt = gt_video.shape[0]
-    big = np.iinfo(np.int64).max
-    first = np.full((thr.shape[0], n_gt), big, dtype=np.int64)    # first-hit rank per (threshold, gt)
+    nt = thr.shape[0]
+    rtype = np.int32 if n < 2 ** 31 else np.int64   # ranks (half the memory where they fit)
+    big = np.iinfo(rtype).max
+    first = np.full((nt, n_gt), big, dtype=rtype)    # first-hit rank per (threshold, gt)
+    t_idx = np.argsort(thr, kind="stable")
+    ts = thr[t_idx]
+    levels = nt + 1
     # Every (ground truth, kept proposal) of one video, by ground truth then rank, a block of
-    # ground truths at a time (the pairs of one block stay near _PAIR_BLOCK rows).
+    # ground truths at a time (the pairs of one block stay near _PAIR_BLOCK rows). A pair's
+    # level is the number of thresholds its tIoU clears; along a ground truth's ranks the
+    # running maximum of the level first reaches k + 1 at the first hit at threshold k, whose
+    # rank is therefore the number of pairs whose running maximum is at most k (exact integer
+    # arithmetic, no loop over thresholds).
     for a, b in _blocks(keep_video[gt_video], _PAIR_BLOCK):
         c = keep_video[gt_video[a:b]]
-        g = np.repeat(np.arange(a, b, dtype=np.int64), c)
+        g = np.repeat(np.arange(b - a, dtype=np.int64), c)
         seg0 = np.cumsum(c) - c
         pr = np.arange(g.shape[0], dtype=np.int64) - np.repeat(seg0, c)   # rank of the proposal
         pt = prop_t[k_idx[np.repeat(kstart[gt_video[a:b]], c) + pr]]
-        tiou = _tiou_nan(pt[:, 0], pt[:, 1], gt_t[g, 0], gt_t[g, 1])
-        del pt
-        for k, t in enumerate(thr):
-            m = tiou >= t
-            gm, rm = g[m], pr[m]
-            f = group_starts(gm)
-            first[k, gm[f]] = rm[f]
+        tiou = _tiou_nan(pt[:, 0], pt[:, 1], gt_t[a:b][g, 0], gt_t[a:b][g, 1])
+        del pt, pr
+        lvl = np.searchsorted(ts, tiou, side="right")
+        lvl[np.isnan(tiou)] = 0   # 0/0 is never a hit
+        del tiou
+        lvl += levels * g          # segments made increasing: a running maximum per ground truth
+        np.maximum.accumulate(lvl, out=lvl)
+        lvl -= levels * g
+        cum = np.cumsum(np.bincount(g * levels + lvl, minlength=(b - a) * levels).reshape(b - a, levels), axis=1)
+        del g, lvl
+        fr = cum[:, :nt].T         # (thresholds in sorted order, block)
+        first[t_idx, a:b] = np.where(fr < c[None, :], fr, big)
     # Ground-truth videos without proposals: one phantom proposal of tIoU 0 (official behaviour).
     cols = keep_video.copy()
     empty = n_prop_video == 0
@@ -180,13 +193,23 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
     phantom = empty[gt_video]
     first[np.ix_(thr <= 0.0, phantom)] = 0
     pcn = np.arange(1, N_CURVE_POINTS + 1) / 100.0 * (max_avg_nr_proposals * float(n_videos) / n_kept)
-    hits = np.zeros((thr.shape[0], N_CURVE_POINTS), dtype=np.int64)
-    step = max(1, _PAIR_BLOCK // N_CURVE_POINTS)
-    for a in range(0, n_gt, step):     # cuts of a block of ground truths: (block, 100)
-        cg = cols[gt_video[a:a + step]][:, None]
-        cut_gt = np.minimum((cg * pcn[None, :]).astype(np.int64), cg)
-        for k in range(thr.shape[0]):
-            hits[k] += (first[k, a:a + step][:, None] < cut_gt).sum(axis=0)
+    # recalled at point j: first-hit rank below the ground truth's cut min(int(m * p_j), m),
+    # which depends only on its video's number m of columns: count by m
+    hits = np.zeros((nt, N_CURVE_POINTS), dtype=np.int64)
+    cg = cols[gt_video]
+    by_m = np.argsort(cg, kind="stable")
+    m_sorted = cg[by_m]
+    bounds = np.flatnonzero(np.append(True, m_sorted[1:] != m_sorted[:-1]))
+    step = max(1, _PAIR_BLOCK // (4 * nt))
+    for lo, hi in zip(bounds.tolist(), np.append(bounds[1:], n_gt).tolist()):
+        m = int(m_sorted[lo])
+        cut = np.minimum((m * pcn).astype(np.int64), m)           # (points,)
+        base = np.arange(nt, dtype=np.int64)[:, None] * (m + 1)
+        for a in range(lo, hi, step):
+            f = np.minimum(first[:, by_m[a:min(hi, a + step)]], m)   # never a hit: m (no cut exceeds m)
+            hist = np.bincount((base + f).ravel(), minlength=nt * (m + 1)).reshape(nt, m + 1)
+            below = np.concatenate([np.zeros((nt, 1), np.int64), np.cumsum(hist, axis=1)], axis=1)
+            hits += below[:, cut]                                  # number of first-hit ranks < cut
     recall = hits / float(n_gt)
     avg = recall.mean(axis=0)
     return {"recall": recall, "average_recall": avg, "average_nr_proposals": pcn * (float(n_kept) / n_videos),
