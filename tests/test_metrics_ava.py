@@ -230,3 +230,25 @@ def test_frame_ap_row_order_is_the_default_tie_order():
     b = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5], det_tie=np.arange(n))
     np.testing.assert_array_equal(a["ap"], b["ap"])
     np.testing.assert_array_equal(a["n_tp"], b["n_tp"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_frame_ap_tie_order_equals_rows_in_that_order(seed):
+    """``det_tie`` ranks equal scores: the same as listing the detections in (score, tie) order."""
+    from relocbench.metrics.frame_ap import frame_ap
+
+    rng = np.random.default_rng(seed)
+    n, m = 300, 80
+    x, y = rng.uniform(0, 0.6, (2, m))
+    gt_boxes = np.stack([x, y, x + 0.3, y + 0.3], 1)
+    src = rng.integers(0, m, n)
+    det_boxes = np.clip(gt_boxes[src] + rng.normal(0, 0.05, (n, 4)), 0, 1)
+    gt_img, gt_cls = rng.integers(0, 12, m), rng.integers(0, 3, m)
+    det_img, det_cls = gt_img[src], rng.integers(0, 3, n)
+    score = rng.integers(0, 3, n) / 2.0 if seed % 2 else rng.random(n)   # many ties, or none
+    tie = rng.permutation(n)
+    a = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5, 0.7], det_tie=tie)
+    o = np.lexsort((tie, -score))
+    b = frame_ap(det_img[o], det_cls[o], score[o], det_boxes[o], gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5, 0.7])
+    np.testing.assert_array_equal(a["ap"], b["ap"])
+    np.testing.assert_array_equal(a["n_tp"], b["n_tp"])

@@ -76,6 +76,16 @@ def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
     return det_idx, gt_idx, cnt
 
 
+def _score_order(score: np.ndarray, tie: Optional[np.ndarray]) -> np.ndarray:
+    """Rows by descending score, then ascending ``tie`` (None: row order) among equal scores.
+    Distinct scores need no stable sort: an unstable one is checked for ties first."""
+    o = np.argsort(-score)
+    s = score[o]
+    if s.shape[0] > 1 and bool((s[1:] == s[:-1]).any()):
+        return np.lexsort((-score,) if tie is None else (tie, -score))
+    return o
+
+
 def frame_ap(
     det_img: np.ndarray,
     det_cls: np.ndarray,
@@ -129,11 +139,13 @@ def frame_ap(
     del d_idx, g_idx, cnt
     trim_heap()  # the blocks' arrays sit below the mmap threshold: hand them back
 
+    # One processing order (descending score, then ``tie``, then row), from which both sorts
+    # below are stable sorts on one integer key.
+    by_score = _score_order(det_score, tie)
     # True positives: first in score order among the detections sharing a best box.
-    with_gt = np.flatnonzero(best_gt >= 0)
-    keys = (-det_score[with_gt], best_gt[with_gt])
-    by_box = with_gt[np.lexsort(keys if tie is None else (tie[with_gt],) + keys)]
-    del keys
+    ranked = by_score[best_gt[by_score] >= 0]
+    by_box = ranked[np.argsort(best_gt[ranked], kind="stable")]
+    del ranked
     tp = np.zeros((len(thresholds), n), dtype=bool)
     for k, t in enumerate(thresholds):
         elig = by_box[best_iou[by_box] >= t]
@@ -142,7 +154,9 @@ def frame_ap(
     del by_box, elig
     trim_heap()
     # AP per class over all images, descending score.
-    order = np.lexsort((-det_score, det_cls) if tie is None else (tie, -det_score, det_cls))
+    ctype = np.int16 if n_classes < 2 ** 15 else np.int64  # a radix sort for small codes
+    order = by_score[np.argsort(det_cls[by_score].astype(ctype), kind="stable")]
+    del by_score
     cls_sorted = det_cls[order]
     cls_start = np.searchsorted(cls_sorted, np.arange(n_classes), side="left")
     ap = np.full((len(thresholds), n_classes), np.nan)
