@@ -25,6 +25,7 @@ manifests installed with the package as ``relocbench/_manifests``), checks the f
 from __future__ import annotations
 
 import os
+from itertools import chain
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -215,7 +216,10 @@ def _kind_ok(series: pd.Series, kind: str) -> bool:
         return True
     if kind == "str":
         if pd.api.types.is_string_dtype(dt):
-            return all(isinstance(v, str) for v in series.to_numpy()) if dt == object else True
+            if dt != object:
+                return True
+            vals = series.to_numpy()
+            return set(map(type, vals)) <= {str} or all(isinstance(v, str) for v in vals)
         return False
     if kind == "int":
         return pd.api.types.is_integer_dtype(dt) and not pd.api.types.is_bool_dtype(dt)
@@ -224,10 +228,13 @@ def _kind_ok(series: pd.Series, kind: str) -> bool:
     if kind == "bool":
         return pd.api.types.is_bool_dtype(dt)
     if kind == "list[str]":
-        return dt == object and all(
-            isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(s, str) for s in v)
-            for v in series.to_numpy()
-        )
+        if dt != object:
+            return False
+        vals = series.to_numpy()
+        # exact types first (one pass in C each); subclasses (np.str_, ...) take the checked loop
+        if set(map(type, vals)) <= {list, tuple, np.ndarray} and set(map(type, chain.from_iterable(vals))) <= {str}:
+            return True
+        return all(isinstance(v, (list, tuple, np.ndarray)) and all(isinstance(s, str) for s in v) for v in vals)
     if kind == "list[float]":
         def ok(v):
             if not isinstance(v, (list, tuple, np.ndarray)):

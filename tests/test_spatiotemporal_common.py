@@ -211,3 +211,18 @@ def test_optional_st_columns_are_checked_when_present(tmp_path):
     assert str(schema.field("ref_tubelet_id").type) == "string"
     back = open_manifest(out).table("pairs", "test")
     assert [list(k) for k in back["ref_keyframes"]] == [[4.0, 6.0, 8.0], [0.0, 1.0]]
+
+
+def test_list_and_string_column_kinds():
+    import pandas as pd
+
+    from relocbench.manifest import _kind_ok
+
+    ok = pd.Series([["a", "b"], [], ("c",), np.array(["d"], dtype=object)], dtype=object)
+    assert _kind_ok(ok, "list[str]")
+    assert _kind_ok(pd.Series([np.array(["a", "b"])], dtype=object), "list[str]")   # np.str_ items
+    assert not _kind_ok(pd.Series([["a"], ["b", 1]], dtype=object), "list[str]")
+    assert not _kind_ok(pd.Series([["a"], "b"], dtype=object), "list[str]")
+    assert not _kind_ok(pd.Series([["a"], None], dtype=object), "list[str]")
+    assert _kind_ok(pd.Series(["a", np.str_("b")], dtype=object), "str")
+    assert not _kind_ok(pd.Series(["a", 1], dtype=object), "str")
