@@ -165,7 +165,7 @@ def _run_manifest(result: Dict[str, Any], manifest: Union[str, Path, None]):
     return man, ""
 
 
-#: proposals per pair at the end of the AR@AN curve of a temporal run (its ``top_k``)
+#: proposals per pair at the end of the AR@AN curve of a temporal run without ``top_k`` in its config
 PROPOSALS_PER_PAIR = 10
 
 
@@ -175,8 +175,9 @@ def proposal_scores(result: Dict[str, Any], run_dir: Union[str, Path],
 
     Each pair is a "video" whose ground truth is the pair's segment and whose proposals are
     the run's ranked predictions (:func:`relocbench.metrics.proposal.proposal_documents`),
-    scored by ``activitynet-proposal`` with the curve ending at
-    :data:`PROPOSALS_PER_PAIR` proposals per pair: AUC, AR@1/5/10 and the curve.
+    scored by ``activitynet-proposal`` with the curve ending at the run's ``top_k`` proposals
+    per pair (:data:`PROPOSALS_PER_PAIR` where its config has none): AUC, AR@1/5/10 and the
+    curve.
     """
     from .metrics.proposal import activitynet_proposal, proposal_documents
     from .predictions import read_predictions
@@ -189,7 +190,8 @@ def proposal_scores(result: Dict[str, Any], run_dir: Union[str, Path],
     split = result.get("split", "test")
     preds = read_predictions(Path(run_dir) / f"predictions-{split}.json", task="temporal")
     gt, props, _ = proposal_documents(preds, man.table("pairs", split), subset=split)
-    m = activitynet_proposal(gt, props, subset=split, max_avg_nr_proposals=PROPOSALS_PER_PAIR)
+    top_k = (result.get("config") or {}).get("top_k") or PROPOSALS_PER_PAIR
+    m = activitynet_proposal(gt, props, subset=split, max_avg_nr_proposals=int(top_k))
     keep = ("auc", "ar_at_an", "average_recall", "average_nr_proposals", "max_avg_nr_proposals", "n_videos",
             "n_proposals", "n_proposals_kept")
     return {"protocol": "activitynet-proposal", "unit": preds.unit, **{k: m[k] for k in keep}}, ""

@@ -213,18 +213,24 @@ def test_candidate_pairs_sorted_and_shuffled_keys(seed):
         assert cnt.tolist() == [int((gt_key == k).sum()) for k in det_key]
 
 
+def _frame_case(rng, n, m, n_img, n_cls=3):
+    """``n`` detections near ``m`` ground-truth boxes on ``n_img`` images: (det_img, det_cls,
+    det_boxes, gt_img, gt_cls, gt_boxes)."""
+    x, y = rng.uniform(0, 0.6, (2, m))
+    gt_boxes = np.stack([x, y, x + 0.3, y + 0.3], 1)
+    src = rng.integers(0, m, n)
+    det_boxes = np.clip(gt_boxes[src] + rng.normal(0, 0.05, (n, 4)), 0, 1)
+    gt_img, gt_cls = rng.integers(0, n_img, m), rng.integers(0, n_cls, m)
+    return gt_img[src], rng.integers(0, n_cls, n), det_boxes, gt_img, gt_cls, gt_boxes
+
+
 def test_frame_ap_row_order_is_the_default_tie_order():
     """Without ``det_tie`` equal scores are ranked in row order: the same as passing the row numbers."""
     from relocbench.metrics.frame_ap import frame_ap
 
     rng = np.random.default_rng(3)
-    n, m = 200, 60
-    x, y = rng.uniform(0, 0.6, (2, m))
-    gt_boxes = np.stack([x, y, x + 0.3, y + 0.3], 1)
-    src = rng.integers(0, m, n)
-    det_boxes = np.clip(gt_boxes[src] + rng.normal(0, 0.05, (n, 4)), 0, 1)
-    gt_img, gt_cls = rng.integers(0, 10, m), rng.integers(0, 3, m)
-    det_img, det_cls = gt_img[src], rng.integers(0, 3, n)
+    n = 200
+    det_img, det_cls, det_boxes, gt_img, gt_cls, gt_boxes = _frame_case(rng, n, 60, 10)
     score = rng.integers(0, 4, n) / 4.0  # many ties
     a = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5])
     b = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5], det_tie=np.arange(n))
@@ -238,13 +244,8 @@ def test_frame_ap_tie_order_equals_rows_in_that_order(seed):
     from relocbench.metrics.frame_ap import frame_ap
 
     rng = np.random.default_rng(seed)
-    n, m = 300, 80
-    x, y = rng.uniform(0, 0.6, (2, m))
-    gt_boxes = np.stack([x, y, x + 0.3, y + 0.3], 1)
-    src = rng.integers(0, m, n)
-    det_boxes = np.clip(gt_boxes[src] + rng.normal(0, 0.05, (n, 4)), 0, 1)
-    gt_img, gt_cls = rng.integers(0, 12, m), rng.integers(0, 3, m)
-    det_img, det_cls = gt_img[src], rng.integers(0, 3, n)
+    n = 300
+    det_img, det_cls, det_boxes, gt_img, gt_cls, gt_boxes = _frame_case(rng, n, 80, 12)
     score = rng.integers(0, 3, n) / 2.0 if seed % 2 else rng.random(n)   # many ties, or none
     tie = rng.permutation(n)
     a = frame_ap(det_img, det_cls, score, det_boxes, gt_img, gt_cls, gt_boxes, 3, [0.3, 0.5, 0.7], det_tie=tie)

@@ -110,3 +110,13 @@ def test_metrics_never_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_descending_order_tie_rules():
+    from relocbench.metrics.geometry import descending_order
+
+    score = np.array([0.5, 0.9, 0.5, 0.1, 0.5])
+    assert descending_order(score).tolist() == [1, 0, 2, 4, 3]                      # equal: row order
+    assert descending_order(score, later_first=True).tolist() == [1, 4, 2, 0, 3]    # equal: later row first
+    assert descending_order(score, np.array([0, 0, 2, 0, 1])).tolist() == [1, 0, 4, 2, 3]   # equal: by tie
+    assert descending_order(np.array([0.2, 0.7, 0.4])).tolist() == [1, 2, 0]        # distinct: no tie rule

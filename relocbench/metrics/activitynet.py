@@ -41,7 +41,7 @@ from ..errors import ConfigError, InputError, PredictionError
 from ..io import JsonMapping, read_json, require_file, trim_heap
 from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, list_columns
 from ..validate import found, read_text, string
-from .geometry import _tiou_arrays, ap_from_tp_ranks, group_starts
+from .geometry import _tiou_arrays, ap_from_tp_ranks, descending_order, group_starts
 
 __all__ = ["activitynet_detection", "read_activitynet_ground_truth", "read_activitynet_predictions",
            "read_activitynet_arrays", "read_blocked_videos", "ANET_TIOU_THRESHOLDS", "anet_true_positives"]
@@ -429,19 +429,6 @@ def anet_true_positives(pred_key: np.ndarray, pred_order: np.ndarray, pred_t: np
     return tp
 
 
-def descending_order(score: np.ndarray) -> np.ndarray:
-    """Rows by descending score, the later row first among equal scores. Distinct scores
-    (the usual case) need no stable sort: an unstable one is checked for ties and redone
-    stably (on the reversed rows) only where there are some."""
-    n = score.shape[0]
-    neg = -score
-    o = np.argsort(neg)
-    s = neg[o]
-    if n > 1 and bool((s[1:] == s[:-1]).any()):
-        return (n - 1) - np.argsort(neg[::-1], kind="stable")
-    return o
-
-
 def check_thresholds_and_blocked(tiou_thresholds: Sequence[float], blocked_videos) -> Tuple[List[float], List[str]]:
     """The official protocols' shared arguments: tIoU thresholds (numbers in [0, 1]) and the
     blocked videos (a file of ids, an iterable of ids, or None)."""
@@ -498,7 +485,7 @@ def activitynet_detection(
     n = len(score)
     # Processing order: by class, descending score, later row first on ties (by score, then a
     # stable sort by class: a radix sort for small codes).
-    by_score = descending_order(score)
+    by_score = descending_order(score, later_first=True)
     cls_codes = pcls[by_score].astype(np.int16 if len(classes) < 2 ** 15 else np.int64)
     order = by_score[np.argsort(cls_codes, kind="stable")]
     del score, by_score, cls_codes

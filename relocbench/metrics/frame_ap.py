@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from ..io import trim_heap
-from .geometry import _box_iou_arrays, ap_from_tp_ranks, group_starts
+from .geometry import _box_iou_arrays, ap_from_tp_ranks, descending_order, group_starts
 
 __all__ = ["frame_ap", "candidate_pairs"]
 
@@ -74,16 +74,6 @@ def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
     del within
     gt_idx = gorder[start]
     return det_idx, gt_idx, cnt
-
-
-def _score_order(score: np.ndarray, tie: Optional[np.ndarray]) -> np.ndarray:
-    """Rows by descending score, then ascending ``tie`` (None: row order) among equal scores.
-    Distinct scores need no stable sort: an unstable one is checked for ties first."""
-    o = np.argsort(-score)
-    s = score[o]
-    if s.shape[0] > 1 and bool((s[1:] == s[:-1]).any()):
-        return np.lexsort((-score,) if tie is None else (tie, -score))
-    return o
 
 
 def frame_ap(
@@ -141,7 +131,7 @@ def frame_ap(
 
     # One processing order (descending score, then ``tie``, then row), from which both sorts
     # below are stable sorts on one integer key.
-    by_score = _score_order(det_score, tie)
+    by_score = descending_order(det_score, tie)
     # True positives: first in score order among the detections sharing a best box.
     ranked = by_score[best_gt[by_score] >= 0]
     by_box = ranked[np.argsort(best_gt[ranked], kind="stable")]

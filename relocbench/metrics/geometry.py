@@ -12,7 +12,7 @@ An empty union (two zero-length segments or zero-area boxes) has overlap 0.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -106,6 +106,22 @@ def ap_from_tp_ranks(ranks, npos: int) -> float:
     prec = np.arange(1, ranks.size + 1, dtype=np.float64) / ranks
     prec = np.maximum.accumulate(prec[::-1])[::-1]
     return float(np.sum(prec) / npos)
+
+
+def descending_order(score: np.ndarray, tie: Optional[np.ndarray] = None, *, later_first: bool = False) -> np.ndarray:
+    """Rows by descending score; among equal scores by ascending ``tie`` then row order
+    (``tie`` None: row order), or with ``later_first`` the later row first (the official
+    ActivityNet rule). Distinct scores (the usual case) need no stable sort: an unstable one
+    is checked for ties and redone stably only where there are some."""
+    n = score.shape[0]
+    neg = -score
+    o = np.argsort(neg)
+    s = neg[o]
+    if n < 2 or not bool((s[1:] == s[:-1]).any()):
+        return o
+    if later_first:
+        return (n - 1) - np.argsort(neg[::-1], kind="stable")
+    return np.lexsort((neg,) if tie is None else (tie, neg))
 
 
 def group_starts(sorted_keys: np.ndarray) -> np.ndarray:

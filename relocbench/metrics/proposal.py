@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, PredictionError
-from .activitynet import (ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, descending_order,
-                          ground_truth_arrays, read_activitynet_arrays)
+from .activitynet import ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, ground_truth_arrays, read_activitynet_arrays
+from .geometry import descending_order
 
 __all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "proposal_documents",
            "AR_AT_AN"]
@@ -143,7 +143,7 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
     n = prop_video.shape[0]
     # Rank within video: score descending, the later row first on ties, then a sort by
     # (video, global position), whose keys are unique.
-    by_score = descending_order(prop_score)
+    by_score = descending_order(prop_score, later_first=True)
     pos = np.empty(n, dtype=np.int64)
     pos[by_score] = np.arange(n)
     order = np.argsort(prop_video.astype(np.int64) * max(n, 1) + pos)
