@@ -41,6 +41,13 @@ class RelocbenchError(ValueError):
         parts.append(message)
         super().__init__(": ".join(parts))
 
+    def __reduce__(self):  # keeps ``file`` and ``item`` (an error may cross a process boundary)
+        return _rebuild, (type(self), self.message, self.file, self.item)
+
+
+def _rebuild(cls, message, file, item):
+    return cls(message, file=file, item=item)
+
 
 class InputError(RelocbenchError):
     """A source file (annotations, lengths, class split, CSV, ...) is missing or malformed."""

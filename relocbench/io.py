@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -339,6 +340,7 @@ _JSON_MAX_DIGITS = 308  # an integer with more digits than this may not fit a fl
 _CHUNK_BYTES = 1 << 18
 _MAP_BYTES = 1 << 25  # files at least this large are memory-mapped and released as they are read
 _RELEASE_BYTES = 1 << 26  # ... in steps of this many bytes
+_SPLIT_BYTES = 1 << 26  # a mapping member at least this large is read by two processes (see JsonMapping.map_chunks)
 
 
 def _json_position(data: bytes, offset: int) -> str:
@@ -350,6 +352,32 @@ def _json_position(data: bytes, offset: int) -> str:
     start = data.rfind(b"\n", 0, offset) + 1
     col = len(data[start:offset].decode("utf-8", "replace")) + 1
     return f"line {line}, column {col}"
+
+
+class _BadCut(Exception):
+    """A guessed boundary between two members is not one: read on in order from ``pos``."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
+
+
+def _page_size() -> int:
+    import mmap
+
+    return mmap.PAGESIZE
+
+
+def _stop(pid: int) -> None:
+    """Kill and reap a child process (gone already is fine)."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 class _TooLarge(Exception):
@@ -603,6 +631,7 @@ class JsonMapping:
         self._boundary = re.compile(boundary)
         self._count = count_keys or count_json_keys
         self._chunk = max(1, int(chunk_bytes))
+        self._released = 0
         self.data = _read_bytes(self.path, what, error) if whole else _map_file(self.path, what, error)
         self.span = None if whole else self._locate()
         self.chunked = self.span is not None
@@ -717,14 +746,145 @@ class JsonMapping:
         that none of its values is a boolean)."""
         if not self.chunked:
             return
-        data, (start, end) = self.data, self.span
-        seen = set()
-        dups = []
-        self._released = 0
-        # the parsed chunks hold no reference cycles: collecting garbage while they are made
-        # would only walk them again and again (switched off only inside this generator)
+        seen, dups = set(), []
+        try:
+            for d in self._run(self._first_member(self.span[0]), self.span[1], seen, dups):
+                yield d if flags else d[0]
+                d = None
+        finally:
+            self._close()
+        if dups:
+            raise _duplicate_error(dups, self.item_name, f"in {self.key!r}", self.path, self.error)
+
+    def map_chunks(self, fn, processes: Optional[int] = None) -> list:
+        """``[fn(slice, may hold booleans) for each slice of chunks(flags=True)]``, in file
+        order, with the same checks and errors.
+
+        A large member is read by two processes where the machine has two cores and
+        ``os.fork`` (Linux): this one reads the first half, a forked child the second and
+        sends back its results (``fn`` must return picklable values; it may raise, and the
+        first error in file order is raised, as when reading in order). Repeated keys across
+        the halves are found on the keys the child sends. ``processes=1`` (or the
+        environment variable ``RELOCBENCH_READ_PROCESSES=1``) reads in order in one process;
+        by default two are used where two cores are free to this process.
+        """
+        if not self.chunked:
+            return []
+        start, end = self.span
+        seen, dups = set(), []
+        try:
+            mid = self._split_point(processes)
+            if mid is None:
+                out = [fn(*d) for d in self._run(self._first_member(start), end, seen, dups)]
+            else:
+                out = self._map_in_two(fn, start, mid, end, seen, dups)
+        finally:
+            self._close()
+        if dups:
+            raise _duplicate_error(dups, self.item_name, f"in {self.key!r}", self.path, self.error)
+        return out
+
+    def _close(self) -> None:
+        if hasattr(self.data, "close"):
+            self.data.close()
+        self.data = b""
+        trim_heap()
+
+    def _first_member(self, after: int) -> int:
+        """The offset of the first non-blank byte after offset ``after``."""
+        import re
+
+        return re.compile(rb"\s*").match(self.data, after + 1).end()
+
+    def _split_point(self, processes: Optional[int]):
+        """Where a second process starts reading (the offset of a ``,`` between two
+        members near the middle), or None to read in one process."""
+        if processes is None:
+            env = os.environ.get("RELOCBENCH_READ_PROCESSES", "").strip()
+            processes = int(env) if env.isdigit() else min(2, len(os.sched_getaffinity(0))) \
+                if hasattr(os, "sched_getaffinity") else 1
+        start, end = self.span
+        if processes < 2 or end - start < _SPLIT_BYTES or not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+            return None
+        m = self._boundary.search(self.data, start + (end - start) // 2, end)
+        return None if m is None else m.start() + m.group().index(b",")
+
+    def _map_in_two(self, fn, start: int, mid: int, end: int, seen: set, dups: list) -> list:
+        import pickle
+        import warnings
+
+        r, w = os.pipe()
+        with warnings.catch_warnings():  # Python 3.12+ warns about fork beside (idle) native threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: the second half, then its results down the pipe
+            try:
+                os.close(r)
+                with os.fdopen(w, "wb") as fh:
+                    self._released = mid - mid % _page_size()
+                    try:
+                        s2, d2, keys = set(), [], []
+                        res = [fn(*d) for d in self._run(self._first_member(mid), end, s2, d2, keys)]
+                        msg = ("ok", res, keys, d2)
+                    except BaseException as exc:  # sent to the parent, raised there in file order
+                        msg = ("error", exc)
+                    try:
+                        blob = pickle.dumps(msg[1], protocol=pickle.HIGHEST_PROTOCOL) if msg[0] == "error" else None
+                    except Exception:
+                        blob = pickle.dumps(RuntimeError(f"reading {self.path} failed in a second process: "
+                                                         f"{type(msg[1]).__name__}: {msg[1]}"))
+                    if blob is None:
+                        pickle.dump(msg, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    else:
+                        fh.write(b"E")
+                        fh.write(blob)
+            finally:
+                os._exit(0)
+        os.close(w)
+        reader = os.fdopen(r, "rb")
+        try:
+            first = []
+            try:
+                for d in self._run(self._first_member(start), mid, seen, dups, strict_end=False):
+                    first.append(fn(*d))
+                    d = None
+            except _BadCut as cut:  # the middle cut is not a member boundary: go on in order
+                _stop(pid)
+                pid = None
+                first.extend(fn(*d) for d in self._run(cut.pos, end, seen, dups))
+                return first
+            if reader.peek(1)[:1] == b"E":
+                reader.read(1)
+                raise pickle.load(reader)
+            try:
+                msg = pickle.load(reader)  # streamed: the arrays are built as their bytes arrive
+            except (pickle.UnpicklingError, EOFError, ValueError):
+                msg = None
+            os.waitpid(pid, 0)
+            pid = None
+            if msg is None:  # the child died (killed, out of memory): read its half here
+                return first + [fn(*d) for d in self._run(self._first_member(mid), end, seen, dups)]
+            _, res, keys, d2 = msg
+            msg = None
+            if d2 or not seen.isdisjoint(keys):
+                for k in keys:
+                    if k in seen:
+                        dups.append(k)
+                    else:
+                        seen.add(k)
+            return first + res
+        finally:
+            reader.close()
+            if pid is not None:
+                _stop(pid)
+
+    def _run(self, pos: int, end: int, seen: set, dups: list, keys: Optional[list] = None,
+             strict_end: bool = True):
+        """(slice, may hold booleans) of the members from offset ``pos`` to ``end``, with
+        garbage collection off while each is parsed (the parsed chunks hold no reference
+        cycles: collecting while they are made would only walk them again and again)."""
         gc_was_on = gc.isenabled()
-        parts = self._chunks(data, start, end, seen, dups)
+        parts = self._chunks(self.data, pos, end, seen, dups, keys, strict_end)
         while True:
             gc.disable()
             try:
@@ -733,22 +893,18 @@ class JsonMapping:
                 if gc_was_on:
                     gc.enable()
             if d is None:
-                break
-            yield d if flags else d[0]
+                return
+            yield d
             d = None
-        if hasattr(self.data, "close"):
-            self.data.close()
-        self.data = b""
-        trim_heap()
-        if dups:
-            raise _duplicate_error(dups, self.item_name, f"in {self.key!r}", self.path, self.error)
 
-    def _chunks(self, data: bytes, start: int, end: int, seen: set, dups: list):
+    def _chunks(self, data: bytes, pos: int, end: int, seen: set, dups: list, keys: Optional[list],
+                strict_end: bool):
+        """``strict_end=False``: ``end`` is a guessed boundary; a last slice that only the
+        exact reader would take raises :class:`_BadCut` (the caller reads on in order)."""
         import re
 
         space = re.compile(rb"\s*")
         view = memoryview(data)
-        pos = space.match(data, start + 1).end()
         while pos < end:
             size = self._chunk
             while True:
@@ -771,6 +927,8 @@ class JsonMapping:
                 if n != ends and count_json_keys(d) != ends:
                     d = None
             if d is None:
+                if not strict_end and cut == end:
+                    raise _BadCut(pos)
                 top = []
                 off = pos - 1
                 d = self._parse(buf, lambda i: _json_position(data, off + i), top_dups=top)
@@ -778,6 +936,8 @@ class JsonMapping:
             if not seen.isdisjoint(d):
                 dups.extend(k for k in d if k in seen)
             seen.update(d)
+            if keys is not None:
+                keys.extend(d)
             yield d, (b"true" in buf or b"false" in buf)
             pos = space.match(data, cut + 1).end()
             self._release(pos)

@@ -173,36 +173,32 @@ def check_entries(results: Mapping, fields: Mapping[str, int], *, strings: Seque
     raise error("malformed predictions (no entry found at fault)", file=source)  # pragma: no cover
 
 
-def read_columns(doc_chunks, fields: Mapping[str, int], *, strings: Sequence[str] = (), need: str,
-                 source=None, item: str = "pair", error=PredictionError, keep=None):
-    """Columns of every chunk (see :func:`entry_columns`), concatenated: (ids, counts,
-    {field: array}, {string field: list}). ``doc_chunks`` holds mappings, or (mapping, may
-    hold booleans) pairs (:meth:`relocbench.io.JsonMapping.chunks` with ``flags``).
-    ``keep(ids)`` (optional) returns a boolean mask of the ids to keep (others are dropped
-    with their entries; the caller counts them)."""
-    ids, counts, cols, text = [], [], {k: [] for k in fields}, {k: [] for k in strings}
-    for chunk in doc_chunks:
-        chunk, bools = chunk if isinstance(chunk, tuple) else (chunk, True)
+def column_reader(fields: Mapping[str, int], *, strings: Sequence[str] = (), need: str, source=None,
+                  item: str = "pair", error=PredictionError):
+    """``piece(mapping, may hold booleans)``: the columns of one slice of ``{id: [entry, ...]}``
+    (see :func:`entry_columns`), a malformed entry named in one line (:func:`check_entries`).
+    Made for :meth:`relocbench.io.JsonMapping.map_chunks`; :func:`join_columns` joins them."""
+    def piece(chunk: Mapping, bools: bool = True):
         got = entry_columns(chunk, fields, strings=strings, bools=bools)
         if got is None:
             check_entries(chunk, fields, strings=strings, need=need, source=source, item=item, error=error)
-        k, c, num, txt = got
-        if keep is not None:
-            mask = keep(k)
-            if not mask.all():
-                rows = np.repeat(mask, c)
-                k = [x for x, m in zip(k, mask) if m]
-                c = c[mask]
-                num = {n: a[rows] for n, a in num.items()}
-                txt = {n: [x for x, m in zip(v, rows) if m] for n, v in txt.items()}
+        return got
+
+    return piece
+
+
+def join_columns(pieces: list, fields: Mapping[str, int], strings: Sequence[str] = ()):
+    """The pieces of :func:`column_reader`, in order, as one (ids, counts, {field: array},
+    {string field: list}); ``pieces`` is emptied as it is read."""
+    ids, counts, cols, text = [], [], {k: [] for k in fields}, {k: [] for k in strings}
+    for k, c, num, txt in pieces:
         ids.extend(k)
         counts.append(c)
         for n, a in num.items():
             cols[n].append(a)
         for n, v in txt.items():
             text[n].extend(v)
-    chunk = doc_chunks = k = c = num = txt = got = None  # the last slice is garbage now
-    trim_heap()
+    pieces.clear()
     shape = {n: ((0, s) if s else (0,)) for n, s in fields.items()}
     cols = {n: (np.concatenate(v) if v else np.zeros(shape[n])) for n, v in cols.items()}
     return ids, (np.concatenate(counts) if counts else np.zeros(0, np.int64)), cols, text
@@ -364,9 +360,16 @@ def _check_header(doc: Any, src: Optional[str], task: Optional[str]) -> str:
     return found_task
 
 
-def _from_columns(doc: Mapping, chunks, found_task: str, src: Optional[str]):
+def _from_columns(doc, found_task: str, src: Optional[str]):
+    """Flat predictions of ``doc``: a parsed document, or a :class:`JsonMapping` of a file."""
     fields = _TEMPORAL_FIELDS if found_task == "temporal" else _ST_FIELDS
-    ids, counts, cols, _ = read_columns(chunks, fields, need=_NEED[found_task], source=src)
+    piece = column_reader(fields, need=_NEED[found_task], source=src)
+    if isinstance(doc, JsonMapping):
+        pieces = doc.map_chunks(piece)
+        doc = doc.header
+    else:
+        pieces = [piece(doc["results"])]
+    ids, counts, cols, _ = join_columns(pieces, fields)
     meta = dict(manifest=doc.get("manifest"), split=doc.get("split"), source=src)
     if found_task == "temporal":
         seg = cols["segment"]
@@ -388,7 +391,7 @@ def predictions_from_dict(doc: Mapping, *, source: Optional[PathLike] = None,
     if not isinstance(results, Mapping):
         raise PredictionError(f"'results' must be an object mapping pair ids to lists, found {found(results)}",
                               file=src)
-    return _from_columns(doc, [results], found_task, src)
+    return _from_columns(doc, found_task, src)
 
 
 def read_predictions(path: PathLike, *, task: Optional[str] = None):
@@ -405,7 +408,7 @@ def read_predictions(path: PathLike, *, task: Optional[str] = None):
     found_task = _check_header(doc.header, src, task)
     if not doc.chunked:
         return predictions_from_dict(doc.header, source=path, task=task)
-    preds = _from_columns(doc.header, doc.chunks(flags=True), found_task, src)
+    preds = _from_columns(doc, found_task, src)
     trim_heap()
     return preds
 

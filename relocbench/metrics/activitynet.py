@@ -159,46 +159,54 @@ def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "
     return gt, classes, report
 
 
-def label_codes(labels: list, vocab: Dict[str, int]) -> np.ndarray:
-    """Integer codes of ``labels``, adding the new ones to ``vocab`` (in order of first
-    appearance)."""
-    try:
-        return np.fromiter(map(vocab.__getitem__, labels), dtype=np.int64, count=len(labels))
-    except KeyError:
-        for name in dict.fromkeys(labels):
-            vocab.setdefault(name, len(vocab))
-        return np.fromiter(map(vocab.__getitem__, labels), dtype=np.int64, count=len(labels))
+def local_codes(labels: list):
+    """(names in order of first appearance, integer codes of ``labels`` into them): codes of
+    one slice, made without knowing the others (see :func:`global_codes`)."""
+    names = list(dict.fromkeys(labels))
+    index = {n: i for i, n in enumerate(names)}
+    return names, np.fromiter(map(index.__getitem__, labels), dtype=np.int64, count=len(labels))
+
+
+def global_codes(names: list, codes: np.ndarray, vocab: Dict[str, int]) -> np.ndarray:
+    """The :func:`local_codes` of a slice as codes of ``vocab`` (names added in order of first
+    appearance, so that slices taken in file order number names as one pass would)."""
+    remap = np.fromiter((vocab.setdefault(n, len(vocab)) for n in names), dtype=np.int64, count=len(names))
+    return remap[codes]
 
 
 def ground_truth_arrays(doc: Union[PathLike, Mapping], subset: str = "validation", blocked: Iterable[str] = ()):
     """:func:`read_activitynet_ground_truth` as arrays: (video names, annotations per video,
     (n, 2) segments, class codes, class names in order of first appearance, report)."""
     src = None
-    chunks = None
+    jm = None
     if not isinstance(doc, Mapping):
         src = str(doc)
         jm = JsonMapping(doc, "database", "ActivityNet ground-truth file", InputError, boundary=rb'\}\s*,\s*"',
                          item_name="video id", count_keys=_count_database)
         doc = jm.header
-        chunks = jm.chunks(flags=True) if jm.chunked else None
     if not isinstance(doc, Mapping) or "database" not in doc or not isinstance(doc["database"], Mapping):
         found_db = found(doc.get("database")) if isinstance(doc, Mapping) and "database" in doc else found(doc)
         raise InputError(f"expected an ActivityNet ground-truth object with a 'database' mapping, found {found_db}",
                          file=src)
-    if chunks is None:
-        chunks = [(doc["database"], True)]
     blocked = set(blocked)
+
+    def piece(chunk: Mapping, bools: bool = True):
+        subsets = set()
+        v, c, s, lab, nb = _gt_chunk(chunk, subset, blocked, src, subsets, bools)
+        return _video_ids(v, src, InputError), c, s, local_codes(lab), nb, subsets
+
+    pieces = jm.map_chunks(piece) if jm is not None and jm.chunked else [piece(doc["database"])]
     vids, counts, segs, codes, subsets = [], [], [], [], set()
     vocab: Dict[str, int] = {}
     n_blocked = 0
-    for chunk, bools in chunks:
-        v, c, s, lab, nb = _gt_chunk(chunk, subset, blocked, src, subsets, bools)
-        vids.extend(_video_ids(v, src, InputError))
+    for v, c, sg, lab, nb, subs in pieces:
+        vids.extend(v)
         counts.append(c)
-        segs.append(s)
-        codes.append(label_codes(lab, vocab))
+        segs.append(sg)
+        codes.append(global_codes(*lab, vocab))
         n_blocked += nb
-    chunk = chunks = v = lab = None  # the last slice is garbage now
+        subsets |= subs
+    pieces = None
     trim_heap()
     counts = np.concatenate(counts) if counts else np.zeros(0, np.int64)
     seg = np.concatenate(segs) if segs else np.zeros((0, 2))
@@ -235,48 +243,51 @@ def read_activitynet_arrays(doc: Union[PathLike, Mapping], blocked: Iterable[str
     one line naming the video and the prediction.
     """
     src = None
+    jm = None
     if not isinstance(doc, Mapping):
         src = str(doc)
         jm = JsonMapping(doc, "results", what, PredictionError, item_name="video id", count_keys=count_entry_keys)
         header = jm.header
-        chunks = jm.chunks(flags=True) if jm.chunked else None
     else:
-        header, chunks = doc, None
+        header = doc
     if not isinstance(header, Mapping) or not isinstance(header.get("results"), Mapping):
         res = header.get("results") if isinstance(header, Mapping) else header
         raise PredictionError(f"expected an ActivityNet predictions object with a 'results' mapping, found "
                               f"{found(res)}", file=src)
-    if chunks is None:
-        chunks = [header["results"]]
     blocked = set(blocked)
-    n_blocked = 0
-    vocab: Dict[str, int] = {}
-    codes = []
     fields = {"segment": 2, "score": 0}
     strings = ("label",) if labels else ()
     need = _PRED_NEED if labels else "{'segment': [start, end], 'score': s}"
-    vids, counts, segs, scores = [], [], [], []
-    for chunk in chunks:
-        chunk, bools = chunk if isinstance(chunk, tuple) else (chunk, True)
+
+    def piece(chunk: Mapping, bools: bool = True):
         got = entry_columns(chunk, fields, strings=strings, bools=bools)
         if got is None:
             check_entries(chunk, fields, strings=strings, need=need, source=src, item="video")
         v, c, cols, text = got
+        n_blocked = 0
         if blocked and not blocked.isdisjoint(v):
             mask = np.fromiter((k not in blocked for k in v), dtype=bool, count=len(v))
             rows = np.repeat(mask, c)
-            n_blocked += int((~rows).sum())
+            n_blocked = int((~rows).sum())
             v = list(compress(v, mask))
             c = c[mask]
             cols = {n: a[rows] for n, a in cols.items()}
             text = {n: list(compress(t, rows)) for n, t in text.items()}
-        vids.extend(_video_ids(v, src, PredictionError))
+        lab = local_codes(text["label"]) if labels else None
+        return _video_ids(v, src, PredictionError), c, cols["segment"], cols["score"], lab, n_blocked
+
+    pieces = jm.map_chunks(piece) if jm is not None and jm.chunked else [piece(header["results"])]
+    vids, counts, segs, scores, codes, n_blocked = [], [], [], [], [], 0
+    vocab: Dict[str, int] = {}
+    for v, c, sg, sc, lab, nb in pieces:
+        vids.extend(v)
         counts.append(c)
-        segs.append(cols["segment"])
-        scores.append(cols["score"])
+        segs.append(sg)
+        scores.append(sc)
         if labels:
-            codes.append(label_codes(text["label"], vocab))
-    chunk = chunks = v = text = cols = None  # the last slice is garbage now
+            codes.append(global_codes(*lab, vocab))
+        n_blocked += nb
+    pieces = None
     trim_heap()
     counts, seg, score = _stack(counts, np.int64, (0,)), _stack(segs, np.float64, (0, 2)), _stack(scores, np.float64, (0,))
     _check_values(vids, counts, seg, score, src)

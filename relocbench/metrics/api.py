@@ -77,8 +77,10 @@ def evaluate(
         _release_arrow_memory()
         res = evaluate_temporal(pairs, preds, iou_rule=iou_rule, n_bootstrap=n_bootstrap, seed=seed, **common)
     else:
-        from .spatiotemporal import evaluate_spatiotemporal
+        from .spatiotemporal import ST_PAIR_COLUMNS, evaluate_spatiotemporal
         pairs, targets = m.table("pairs", split), m.table("targets", split)
+        # the columns scoring reads: the others (lists of target ids) are dropped before it
+        pairs = pairs[[c for c in ST_PAIR_COLUMNS if c in pairs.columns]]
         _release_arrow_memory()
         res = evaluate_spatiotemporal(pairs, targets, preds, **common)
     return {"manifest": m.name, "split": split, **res}

@@ -27,7 +27,7 @@ from .geometry import _box_iou_arrays, ap_from_tp_ranks, descending_order, group
 __all__ = ["frame_ap", "candidate_pairs"]
 
 
-_BLOCK = 1 << 20  # candidate (detection, ground truth) rows scored at once
+_BLOCK = 1 << 18  # candidate (detection, ground truth) rows scored at once
 
 
 def candidate_pairs(det_key: np.ndarray, gt_key: np.ndarray):
@@ -110,7 +110,7 @@ def frame_ap(
     # Best ground truth of every detection (first on ties).
     best_iou = np.full(n, -np.inf)
     best_gt = np.full(n, -1, dtype=np.int64)
-    d_idx, g_idx, cnt = candidate_pairs(det_img * n_classes + det_cls, gt_img * n_classes + gt_cls)
+    d_idx, g_idx, _ = candidate_pairs(det_img * n_classes + det_cls, gt_img * n_classes + gt_cls)
     # candidates come grouped by detection: take them in blocks of whole detections (memory)
     lo = 0
     while lo < d_idx.size:
@@ -126,7 +126,7 @@ def frame_ap(
         first = group_starts(d[at_max])
         best_gt[d[at_max[first]]] = g[at_max[first]]
         lo = hi
-    del d_idx, g_idx, cnt
+    del d_idx, g_idx
     trim_heap()  # the blocks' arrays sit below the mmap threshold: hand them back
 
     # One processing order (descending score, then ``tie``, then row), from which both sorts

@@ -54,6 +54,9 @@ def _check_keyframes(pairs: pd.DataFrame, row_pair: np.ndarray, t: np.ndarray, p
             f"e.g. {k}; {int((~ok).sum())} such prediction(s))", file=src, item=preds.item(i))
 
 
+ST_PAIR_COLUMNS = ("pair_id", "label", "ref_start", "ref_end", "ref_keyframes")  # what scoring reads of pairs
+
+
 def evaluate_spatiotemporal(
     pairs: pd.DataFrame,
     targets: pd.DataFrame,
