@@ -68,6 +68,13 @@ def resolve_device(spec: str = "auto"):
     raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N. Got {spec!r} instead.")
 
 
+def refuse_port_zero() -> None:
+    """torchrun's ``--master_port 0`` leaves every rank its own port to wait on: refuse it
+    before joining (which would wait forever)."""
+    if os.environ.get("MASTER_PORT") == "0":
+        raise ConfigError("MASTER_PORT is 0: torchrun needs a real port (--master_port 29500) for the ranks to meet")
+
+
 class Distributed:
     """Rank/world from torchrun's environment; a no-op in a single process."""
 
@@ -86,6 +93,7 @@ class Distributed:
                 self.device = torch.device("cuda", self.local_rank)
                 torch.cuda.set_device(self.device)
             if not dist.is_initialized():
+                refuse_port_zero()
                 dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
     @property

@@ -147,6 +147,16 @@ def test_list_baselines_prints_parameter_counts():
     assert "chance" in res.output and "frame-dp" in res.output
 
 
+def test_torchrun_port_zero_is_refused_before_joining(monkeypatch):
+    from relocbench.engine import Distributed
+
+    for k, v in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": "0"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=r"MASTER_PORT is 0: torchrun needs a real port \(--master_port 29500\)"):
+        Distributed(torch.device("cpu"))  # joining would wait for a rank that never comes
+
+
 def test_ddp_two_cpu_processes_match_single_process(small_manifest, tmp_path):
     """torchrun with 2 gloo processes: rank 0 writes, and the weights equal a 1-process run."""
     # no dropout: each rank draws its own masks, so only a deterministic model can match exactly

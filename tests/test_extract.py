@@ -75,6 +75,20 @@ def test_bad_videos_raise_input_error_naming_the_file(clips, name, match):
         extract_video(clips[name], _cfg())
 
 
+def test_a_damaged_stream_is_one_line_without_ffmpeg_noise(clips):
+    import subprocess
+    import sys
+
+    code = ("import sys; from relocbench.extract import ExtractConfig, extract_video\n"
+            "try:\n    extract_video(sys.argv[1], ExtractConfig(backbone='handcrafted'))\n"
+            "except Exception as e:\n    print(e)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code, str(clips["trunc"])], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert "truncated video: the container declares 75 frames" in proc.stdout
+    assert "@ 0x" not in proc.stderr, proc.stderr  # FFmpeg's "[codec @ 0x...]" lines
+
+
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(InputError, match="nope.mp4: video file not found"):
         extract_video(tmp_path / "nope.mp4", _cfg())

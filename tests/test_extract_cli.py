@@ -192,3 +192,28 @@ def test_slurm_option_through_the_local_executor(world, tmp_path):
     r = _run(["extract-features", *vids, "--out", str(tmp_path / "p.h5"), "--slurm", "gpu", "--pca", "2",
               "--pca-fit", "w", "--slurm-cluster", "local"])
     assert r.exit_code == 2 and "cannot fit a PCA" in r.output
+
+
+def test_ctrl_c_says_the_finished_videos_stay_for_resume(world, tmp_path, monkeypatch):
+    from relocbench.extract.writer import Journal
+
+    real_add, calls = Journal.add, []
+
+    def add_then_interrupt(self, entry):
+        calls.append(entry.video)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_add(self, entry)
+
+    monkeypatch.setattr(Journal, "add", add_then_interrupt)
+    out = tmp_path / "features.h5"
+    args = ["extract-features", "--manifest", str(world["manifest"]), "--videos-root", str(world["root"]),
+            "--out", str(out), "--quiet", "--workers", "1"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 130 and not out.exists()
+    assert r.output.strip().splitlines()[-1] == (
+        f"Interrupted: no partial output was left behind; 1 finished video(s) kept in {Journal(out).dir}: "
+        "rerun with --resume to continue.")
+    monkeypatch.setattr(Journal, "add", real_add)
+    r = _run(args + ["--resume"])
+    assert r.exit_code == 0 and "2 video(s) extracted, 1 kept from an earlier run, 0 failed" in r.output, r.output

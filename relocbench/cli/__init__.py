@@ -90,7 +90,8 @@ class _Main(click.Group):
                 raise
             code = getattr(exc, "exit_code", 130)
             what = "Terminated" if code != 130 else "Interrupted"
-            click.echo(f"{what}: no partial output was left behind.", err=True)
+            hint = getattr(exc, "resume_hint", None)
+            click.echo(f"{what}: no partial output was left behind" + (f"; {hint}." if hint else "."), err=True)
             ctx.exit(code)
 
 

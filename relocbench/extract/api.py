@@ -326,53 +326,66 @@ def extract_videos(
     # (the count of resumed videos is in the summary, not in the file's report: a resumed run
     # writes the same bytes as a run that was never interrupted)
 
-    # ---- extract
-    stop_exc: Optional[InputError] = None
-    with _progress(len(todo), quiet) as bar:
-        for vid, res in _run_many(todo, bb, cfg, workers):
-            if isinstance(res, InputError):
-                summary.failed.append((str(all_ids[vid]), str(res)))
-                report.add(FAILED, vid)
-                bar.update(1)
-                if strict:
-                    stop_exc = res
-                    break
-                continue
-            journal.add(res)
-            done[vid] = res.meta()
-            summary.extracted += 1
-            summary.frames += res.n_frames
-            for w in res.warnings:
-                report.add(w.split(":")[0], vid)
-                summary.warnings.setdefault(vid, []).append(w)
-            if expected_frames and vid in expected_frames:
-                exp = int(expected_frames[vid])
-                if abs(res.n_frames - exp) > 0.01 * max(exp, 1):
-                    report.add(FRAME_MISMATCH, f"{vid} ({res.n_frames} vs {exp})")
-            fps = summary.frames / max(time.perf_counter() - t0, 1e-9)
-            bar.update(1, frames_per_s=round(fps, 1))
+    with _resume_hint(journal):
+        # ---- extract
+        stop_exc: Optional[InputError] = None
+        with _progress(len(todo), quiet) as bar:
+            for vid, res in _run_many(todo, bb, cfg, workers):
+                if isinstance(res, InputError):
+                    summary.failed.append((str(all_ids[vid]), str(res)))
+                    report.add(FAILED, vid)
+                    bar.update(1)
+                    if strict:
+                        stop_exc = res
+                        break
+                    continue
+                journal.add(res)
+                done[vid] = res.meta()
+                summary.extracted += 1
+                summary.frames += res.n_frames
+                for w in res.warnings:
+                    report.add(w.split(":")[0], vid)
+                    summary.warnings.setdefault(vid, []).append(w)
+                if expected_frames and vid in expected_frames:
+                    exp = int(expected_frames[vid])
+                    if abs(res.n_frames - exp) > 0.01 * max(exp, 1):
+                        report.add(FRAME_MISMATCH, f"{vid} ({res.n_frames} vs {exp})")
+                fps = summary.frames / max(time.perf_counter() - t0, 1e-9)
+                bar.update(1, frames_per_s=round(fps, 1))
 
-    # ---- PCA and the file (rows read back one video at a time: memory stays small)
-    if pca_components is not None:
-        pca = _fit(_fit_ids(pca_fit, all_ids), done, journal, all_ids, bb, cfg, pca_components, report)
-    summary.report = report.to_dict()
-    summary.report["failed"] = [{"source": s, "error": m} for s, m in summary.failed]
-    n_written = len(done) + len(kept)
-    with contextlib.ExitStack() as stack:
-        old = stack.enter_context(FeaturesFile(out)) if kept else None
+        # ---- PCA and the file (rows read back one video at a time: memory stays small)
+        if pca_components is not None:
+            pca = _fit(_fit_ids(pca_fit, all_ids), done, journal, all_ids, bb, cfg, pca_components, report)
+        summary.report = report.to_dict()
+        summary.report["failed"] = [{"source": s, "error": m} for s, m in summary.failed]
+        n_written = len(done) + len(kept)
+        with contextlib.ExitStack() as stack:
+            old = stack.enter_context(FeaturesFile(out)) if kept else None
 
-        def final():
-            for v in sorted(set(done) | set(kept)):
-                yield _apply_pca(journal.load(v), pca) if v in done else old.load(v)
+            def final():
+                for v in sorted(set(done) | set(kept)):
+                    yield _apply_pca(journal.load(v), pca) if v in done else old.load(v)
 
-        write_features_file(out, final(), _file_attrs(settings, pca), pca=pca, report=summary.report,
-                            layout=layout)
+            write_features_file(out, final(), _file_attrs(settings, pca), pca=pca, report=summary.report,
+                                layout=layout)
     journal.remove()
     summary.seconds = time.perf_counter() - t0
     if stop_exc is not None:
         raise InputError(f"stopped at the first failed video (--strict; the {n_written} finished video(s) are "
                          f"in {out}): {stop_exc}")
     return summary
+
+
+@contextlib.contextmanager
+def _resume_hint(journal: Journal):
+    """On Ctrl-C or SIGTERM, tell the CLI's message that the finished videos stay for --resume."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        n = journal.count() if journal.exists() else 0
+        if n:
+            exc.resume_hint = f"{n} finished video(s) kept in {journal.dir}: rerun with --resume to continue"
+        raise
 
 
 def _diff_message(old: Mapping[str, Any], new: Mapping[str, Any], where: Path) -> str:

@@ -191,10 +191,11 @@ def extract_distributed(paths, cfg=None, *, out: PathLike = "features.h5", rank:
 
         import torch.distributed as dist
 
-        if os.environ.get("MASTER_PORT") == "0":
-            raise ConfigError("MASTER_PORT is 0: torchrun needs a real port (--master_port 29500) for the ranks to meet")
+        from ..engine import refuse_port_zero
+
         own = not dist.is_initialized()
         if own:  # joined before the work, so a rendezvous problem shows at once; shards may take days
+            refuse_port_zero()
             dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=datetime.timedelta(days=7))
     merged = None
     try:
