@@ -349,18 +349,19 @@ def _tree_pss(pid: int) -> float:
 def timed_child(cmd):
     """Wall seconds, peak memory (bytes; NaN where /proc is absent) and stdout of one child.
 
-    Peak memory is the larger of the command's own high-water mark (VmHWM, exact, one
+    For a relocbench command, peak memory is the larger of the command's own high-water mark (VmHWM, exact, one
     process) and the proportional set size of its process tree sampled every 0.1 s (which
     counts a forked second reader, whose pages the high-water mark does not see)."""
     with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm, tempfile.TemporaryFile() as out, \
             tempfile.TemporaryFile() as err:
+        sample = cmd[:3] == [sys.executable, "-m", "relocbench"] and os.path.exists("/proc/self/smaps_rollup")
         if cmd[:3] == [sys.executable, "-m", "relocbench"]:
             cmd = [sys.executable, "-c", HWM, hwm.name, *cmd[3:]]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err)
         tree = 0.0
         while proc.poll() is None:
-            if os.path.exists("/proc/self/smaps_rollup"):
+            if sample:  # relocbench commands only: walking a process's pages slows it (never a floor)
                 tree = max(tree, _tree_pss(proc.pid))
             try:
                 proc.wait(0.1)

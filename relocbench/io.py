@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import stat
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -40,6 +39,7 @@ __all__ = [
     "Terminated",
     "read_json",
     "JsonMapping",
+    "Typed",
     "count_json_keys",
     "key_ends",
     "trim_heap",
@@ -354,6 +354,16 @@ def _json_position(data: bytes, offset: int) -> str:
     return f"line {line}, column {col}"
 
 
+class Typed:
+    """The flag of a slice decoded by a typed decoder (see :meth:`JsonMapping.map_chunks`):
+    ``info`` is what the decoder attached to it."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, info: Any = None) -> None:
+        self.info = info
+
+
 class _BadCut(Exception):
     """A guessed boundary between two members is not one: read on in order from ``pos``."""
 
@@ -366,18 +376,6 @@ def _page_size() -> int:
     import mmap
 
     return mmap.PAGESIZE
-
-
-def _stop(pid: int) -> None:
-    """Kill and reap a child process (gone already is fine)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 class _TooLarge(Exception):
@@ -632,6 +630,7 @@ class JsonMapping:
         self._count = count_keys or count_json_keys
         self._chunk = max(1, int(chunk_bytes))
         self._released = 0
+        self._typed = None
         self.data = _read_bytes(self.path, what, error) if whole else _map_file(self.path, what, error)
         self.span = None if whole else self._locate()
         self.chunked = self.span is not None
@@ -756,9 +755,15 @@ class JsonMapping:
         if dups:
             raise _duplicate_error(dups, self.item_name, f"in {self.key!r}", self.path, self.error)
 
-    def map_chunks(self, fn, processes: Optional[int] = None) -> list:
+    def map_chunks(self, fn, processes: Optional[int] = None, typed=None) -> list:
         """``[fn(slice, may hold booleans) for each slice of chunks(flags=True)]``, in file
         order, with the same checks and errors.
+
+        ``typed(text)`` (optional) decodes a slice's text straight into the layout its reader
+        expects, returning ``(slice, number of keys in it, info)``, or None where the text is
+        not exactly that layout: a slice so decoded whose key count equals :func:`key_ends` of
+        its text is passed as ``fn(slice, Typed(info))``; every other slice is parsed and
+        checked as :meth:`chunks` does (so the errors stay the same).
 
         A large member is read by two processes where the machine has two cores and
         ``os.fork`` (Linux): this one reads the first half, a forked child the second and
@@ -772,6 +777,7 @@ class JsonMapping:
             return []
         start, end = self.span
         seen, dups = set(), []
+        self._typed = typed
         try:
             mid = self._split_point(processes)
             if mid is None:
@@ -779,6 +785,7 @@ class JsonMapping:
             else:
                 out = self._map_in_two(fn, start, mid, end, seen, dups)
         finally:
+            self._typed = None
             self._close()
         if dups:
             raise _duplicate_error(dups, self.item_name, f"in {self.key!r}", self.path, self.error)
@@ -799,84 +806,44 @@ class JsonMapping:
     def _split_point(self, processes: Optional[int]):
         """Where a second process starts reading (the offset of a ``,`` between two
         members near the middle), or None to read in one process."""
-        if processes is None:
-            env = os.environ.get("RELOCBENCH_READ_PROCESSES", "").strip()
-            processes = int(env) if env.isdigit() else min(2, len(os.sched_getaffinity(0))) \
-                if hasattr(os, "sched_getaffinity") else 1
+        from ._fork import second_process
+
         start, end = self.span
-        if processes < 2 or end - start < _SPLIT_BYTES or not hasattr(os, "fork") or not sys.platform.startswith("linux"):
+        if end - start < _SPLIT_BYTES or not second_process(processes):
             return None
         m = self._boundary.search(self.data, start + (end - start) // 2, end)
         return None if m is None else m.start() + m.group().index(b",")
 
     def _map_in_two(self, fn, start: int, mid: int, end: int, seen: set, dups: list) -> list:
-        import pickle
-        import warnings
+        from ._fork import Forked
 
-        r, w = os.pipe()
-        with warnings.catch_warnings():  # Python 3.12+ warns about fork beside (idle) native threads
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child: the second half, then its results down the pipe
-            try:
-                os.close(r)
-                with os.fdopen(w, "wb") as fh:
-                    self._released = mid - mid % _page_size()
-                    try:
-                        s2, d2, keys = set(), [], []
-                        res = [fn(*d) for d in self._run(self._first_member(mid), end, s2, d2, keys)]
-                        msg = ("ok", res, keys, d2)
-                    except BaseException as exc:  # sent to the parent, raised there in file order
-                        msg = ("error", exc)
-                    try:
-                        blob = pickle.dumps(msg[1], protocol=pickle.HIGHEST_PROTOCOL) if msg[0] == "error" else None
-                    except Exception:
-                        blob = pickle.dumps(RuntimeError(f"reading {self.path} failed in a second process: "
-                                                         f"{type(msg[1]).__name__}: {msg[1]}"))
-                    if blob is None:
-                        pickle.dump(msg, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                    else:
-                        fh.write(b"E")
-                        fh.write(blob)
-            finally:
-                os._exit(0)
-        os.close(w)
-        reader = os.fdopen(r, "rb")
-        try:
+        def second_half():  # in the child
+            self._released = mid - mid % _page_size()
+            s2, d2, keys = set(), [], []
+            return [fn(*d) for d in self._run(self._first_member(mid), end, s2, d2, keys)], keys, d2
+
+        with Forked(second_half, f"reading {self.path} in a second process") as child:
             first = []
             try:
                 for d in self._run(self._first_member(start), mid, seen, dups, strict_end=False):
                     first.append(fn(*d))
                     d = None
             except _BadCut as cut:  # the middle cut is not a member boundary: go on in order
-                _stop(pid)
-                pid = None
+                child.cancel()
                 first.extend(fn(*d) for d in self._run(cut.pos, end, seen, dups))
                 return first
-            if reader.peek(1)[:1] == b"E":
-                reader.read(1)
-                raise pickle.load(reader)
-            try:
-                msg = pickle.load(reader)  # streamed: the arrays are built as their bytes arrive
-            except (pickle.UnpicklingError, EOFError, ValueError):
-                msg = None
-            os.waitpid(pid, 0)
-            pid = None
-            if msg is None:  # the child died (killed, out of memory): read its half here
-                return first + [fn(*d) for d in self._run(self._first_member(mid), end, seen, dups)]
-            _, res, keys, d2 = msg
-            msg = None
-            if d2 or not seen.isdisjoint(keys):
-                for k in keys:
-                    if k in seen:
-                        dups.append(k)
-                    else:
-                        seen.add(k)
-            return first + res
-        finally:
-            reader.close()
-            if pid is not None:
-                _stop(pid)
+            got = child.result(fallback=lambda: None)
+        if got is None:  # the child died (killed, out of memory): read its half here
+            return first + [fn(*d) for d in self._run(self._first_member(mid), end, seen, dups)]
+        res, keys, d2 = got
+        got = None
+        if d2 or not seen.isdisjoint(keys):
+            for k in keys:
+                if k in seen:
+                    dups.append(k)
+                else:
+                    seen.add(k)
+        return first + res
 
     def _run(self, pos: int, end: int, seen: set, dups: list, keys: Optional[list] = None,
              strict_end: bool = True):
@@ -905,6 +872,7 @@ class JsonMapping:
 
         space = re.compile(rb"\s*")
         view = memoryview(data)
+        typed = self._typed
         while pos < end:
             size = self._chunk
             while True:
@@ -914,11 +882,21 @@ class JsonMapping:
                     if m is not None:
                         cut = m.start() + m.group().index(b",")
                 buf = b"".join((b"{", view[pos:cut], b"}"))  # one copy of the slice
+                got = typed(buf) if typed is not None else None
+                if got is not None:
+                    break
                 d = _loads_fast(buf)
                 if d is not None or cut == end:
                     break
                 size = 2 * (cut - pos)  # perhaps cut inside a string or a nested value: take more
-            if d is not None:
+            flag = None
+            if got is not None:
+                if got[1] == key_ends(buf):  # every key of the text is one of the layout's
+                    d, flag = got[0], Typed(got[2])
+                else:
+                    d = _loads_fast(buf)
+                got = None
+            if flag is None and d is not None:
                 try:
                     n = self._count(d)
                 except (TypeError, AttributeError, KeyError):
@@ -926,7 +904,7 @@ class JsonMapping:
                 ends = key_ends(buf)
                 if n != ends and count_json_keys(d) != ends:
                     d = None
-            if d is None:
+            if flag is None and d is None:
                 if not strict_end and cut == end:
                     raise _BadCut(pos)
                 top = []
@@ -938,7 +916,7 @@ class JsonMapping:
             seen.update(d)
             if keys is not None:
                 keys.extend(d)
-            yield d, (b"true" in buf or b"false" in buf)
+            yield d, (flag or b"true" in buf or b"false" in buf)
             pos = space.match(data, cut + 1).end()
             self._release(pos)
         view.release()  # the memory map can be closed now

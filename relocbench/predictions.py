@@ -28,14 +28,14 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
-from typing import Any, Mapping, Optional, Sequence, Union
+from operator import attrgetter, itemgetter
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from .errors import PredictionError
-from .io import JsonMapping, trim_heap
+from .io import JsonMapping, Typed, trim_heap
 from .validate import found
 
 __all__ = [
@@ -127,11 +127,57 @@ def list_columns(lists: list, fields: Mapping[str, int], *, strings: Sequence[st
     return counts, cols, text
 
 
-def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Sequence[str] = (), bools: bool = True):
+def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Sequence[str] = (), bools=True):
     """Columns of ``{id: [entry, ...]}``: (ids, counts, {field: array}, {string field: list}),
-    or None when an entry is malformed (see :func:`list_columns`)."""
+    or None when an entry is malformed (see :func:`list_columns`). ``bools`` is a
+    :class:`relocbench.io.Typed` for a slice decoded by :func:`typed_decoder` (entries are
+    structs whose fields hold what the layout says; its ``info``, the entries per id)."""
+    if isinstance(bools, Typed):
+        return _struct_columns(results, fields, strings, bools.info)
     got = list_columns(list(results.values()), fields, strings=strings, bools=bools)
     return None if got is None else (list(results), *got)
+
+
+def _struct_columns(results: Mapping, fields: Mapping[str, int], strings: Sequence[str], counts: np.ndarray):
+    entries = list(chain.from_iterable(results.values()))
+    cols = {}
+    for name, size in fields.items():
+        vals = list(map(attrgetter(name), entries))
+        if size:
+            vals = list(chain.from_iterable(vals))
+        arr = np.frombuffer(array("d", vals), dtype=np.float64)
+        cols[name] = arr.reshape(-1, size) if size else arr
+    return list(results), counts, cols, {name: list(map(attrgetter(name), entries)) for name in strings}
+
+
+def typed_decoder(fields: Mapping[str, int], strings: Sequence[str] = ()):
+    """A decoder of ``{id: [entry, ...]}`` text whose entries hold exactly ``fields`` (numbers,
+    or lists of that many numbers) and ``strings``, for
+    :meth:`relocbench.io.JsonMapping.map_chunks`: ``decode(text)`` returns (mapping of entry
+    structs, number of keys, entries per id) or None where the text is anything else (another layout, a
+    boolean, null, NaN, a number no float holds, an escaped surrogate: the checked reader
+    then reads it and names the problem). None without msgspec."""
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - a dependency; the checked reader serves without it
+        return None
+    spec = [(name, Tuple[(float,) * size] if size else float) for name, size in fields.items()]
+    spec += [(name, str) for name in strings]
+    entry = msgspec.defstruct("Entry", spec, gc=False)  # fields hold no containers: no cycles to collect
+    decoder = msgspec.json.Decoder(Dict[str, List[entry]])
+    per_entry = len(spec)
+
+    def decode(text: bytes):
+        if b"\\ud" in text or b"\\uD" in text:  # surrogates: the checked reader refuses lone ones
+            return None
+        try:
+            doc = decoder.decode(text)
+        except (msgspec.MsgspecError, ValueError, RecursionError):
+            return None
+        counts = np.fromiter(map(len, doc.values()), dtype=np.int64, count=len(doc))
+        return doc, len(doc) + per_entry * int(counts.sum()), counts
+
+    return decode
 
 
 def _entry_problem(e: Any, fields: Mapping[str, int], strings: Sequence[str], need: str) -> Optional[str]:
@@ -365,7 +411,7 @@ def _from_columns(doc, found_task: str, src: Optional[str]):
     fields = _TEMPORAL_FIELDS if found_task == "temporal" else _ST_FIELDS
     piece = column_reader(fields, need=_NEED[found_task], source=src)
     if isinstance(doc, JsonMapping):
-        pieces = doc.map_chunks(piece)
+        pieces = doc.map_chunks(piece, typed=typed_decoder(fields))
         doc = doc.header
     else:
         pieces = [piece(doc["results"])]

@@ -166,7 +166,7 @@ def test_an_unpicklable_error_of_the_child_is_named(tmp_path):
         return with_pid(d, bools)
 
     f = write(tmp_path, {"results": entries(40)})
-    with pytest.raises(RuntimeError, match=r"d.json failed in a second process: Odd: boom"):
+    with pytest.raises(RuntimeError, match=r"d.json in a second process failed: Odd: boom"):
         read(f, 2, fn=fails_in_child)
 
 

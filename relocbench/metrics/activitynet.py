@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..errors import ConfigError, InputError, PredictionError
 from ..io import JsonMapping, read_json, require_file, trim_heap
-from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, list_columns
+from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, list_columns, typed_decoder
 from ..validate import found, read_text, string
 from .geometry import _tiou_arrays, ap_from_tp_ranks, descending_order, group_starts
 
@@ -276,7 +276,8 @@ def read_activitynet_arrays(doc: Union[PathLike, Mapping], blocked: Iterable[str
         lab = local_codes(text["label"]) if labels else None
         return _video_ids(v, src, PredictionError), c, cols["segment"], cols["score"], lab, n_blocked
 
-    pieces = jm.map_chunks(piece) if jm is not None and jm.chunked else [piece(header["results"])]
+    pieces = (jm.map_chunks(piece, typed=typed_decoder(fields, strings)) if jm is not None and jm.chunked
+              else [piece(header["results"])])
     vids, counts, segs, scores, codes, n_blocked = [], [], [], [], [], 0
     vocab: Dict[str, int] = {}
     for v, c, sg, sc, lab, nb in pieces:

@@ -43,6 +43,7 @@ IOU_RULES = ("inclusive", "strict")
 LENGTH_BINS = (8, 16, 32)
 RATIO_BINS = (0.1, 0.25, 0.5)
 _TOL = 1e-9
+_SPLIT_ROWS = 1 << 21  # at least this many predictions are scored by two processes where two cores are free
 
 _PAIR_COLUMNS = ("pair_id", "label", "query_start_step", "query_end_step", "ref_start_step",
                  "ref_end_step", "gt_start_step", "gt_end_step", "ref_start_s", "ref_end_s",
@@ -156,6 +157,32 @@ def _score_pairs(counts, starts, start, end, score, wlen, gs, ge, *, min_thr: fl
         flat = (first + r * width + pos) if fidx is None else fidx[r, pos]
         out.parts.append((flat, Ts[r, c], before[r, c], rows[r], pos))
     return out
+
+
+def _score_pairs_in_two(counts, starts, *args, **kw) -> _Scored:
+    """:func:`_score_pairs`, the pairs holding the second half of the predictions scored by a
+    forked second process (see :mod:`relocbench._fork`). Every pair's values are computed by
+    the same code on the same rows, so the result is the one of one process."""
+    from .._fork import Forked, second_process
+
+    total = int(counts.sum())
+    if total < _SPLIT_ROWS or counts.shape[0] < 2 or not second_process():
+        return _score_pairs(counts, starts, *args, **kw)
+    h = int(np.searchsorted(np.cumsum(counts), total // 2, side="right"))
+    h = min(max(h, 1), counts.shape[0] - 1)
+    first, second = counts.copy(), counts.copy()
+    first[h:] = 0  # a pair without predictions is left out of the blocks
+    second[:h] = 0
+    with Forked(lambda: _score_pairs(second, starts, *args, **kw), "scoring in a second process") as child:
+        a = _score_pairs(first, starts, *args, **kw)
+        b = child.result(fallback=lambda: _score_pairs(second, starts, *args, **kw))
+    for k, top in a.topk.items():
+        top[h:] = b.topk[k][h:]
+    a.parts += b.parts  # candidates are ranked by (score, tie key) later: their order is free
+    a.n_outside += b.n_outside
+    if b.first_outside is not None:
+        a.first_outside = b.first_outside if a.first_outside is None else min(a.first_outside, b.first_outside)
+    return a
 
 
 def _global_ranks(score: np.ndarray, s_sorted: np.ndarray, ties: bool, cand_score: np.ndarray,
@@ -321,8 +348,8 @@ def evaluate_temporal(
     min_thr = min(ap_thresholds) if ap_thresholds else np.inf
     s_sorted = np.sort(preds.score)
     ties = s_sorted.shape[0] > 1 and bool(np.any(s_sorted[1:] == s_sorted[:-1]))
-    sc = _score_pairs(counts, starts, preds.start, preds.end, preds.score, wlen, gs, ge,
-                      min_thr=min_thr, rule=iou_rule, ks=ks_all, ties=ties)
+    sc = _score_pairs_in_two(counts, starts, preds.start, preds.end, preds.score, wlen, gs, ge,
+                             min_thr=min_thr, rule=iou_rule, ks=ks_all, ties=ties)
     n_clipped = sc.n_outside
     if n_clipped and not clip:
         i = sc.first_outside
