@@ -172,3 +172,48 @@ def test_a_key_repeated_inside_an_entry_is_found_on_the_typed_path(tmp_path, mon
         assert jm.chunked
         with pytest.raises(PredictionError, match=r"key 'score' appears more than once in one JSON object"):
             jm.map_chunks(lambda d, flag: flag, processes=processes, typed=typed_decoder(FIELDS))
+
+
+@pytest.mark.parametrize("extra", [{"resolution": "320x240"}, {}, {"resolution": "1x1", "fps": 30}])
+def test_ground_truth_typed_slices_equal_the_dict_reader(tmp_path, monkeypatch, extra):
+    import relocbench.metrics.activitynet as A
+    from relocbench.metrics.activitynet import _gt_typed_decoder, ground_truth_arrays
+
+    typed, real = [], A._typed_gt_chunk
+    monkeypatch.setattr(A, "_typed_gt_chunk", lambda *a: (typed.append(1), real(*a))[1])
+
+    rng = np.random.default_rng(5)
+    db = {}
+    for i in range(50):
+        anns = [{"label": f"c{int(rng.integers(0, 6))}", "segment": sorted(rng.uniform(0, 90, 2).round(4).tolist())}
+                for _ in range(int(rng.integers(0, 4)))]
+        db[f"v{i:03d}"] = {"subset": ["validation", "training"][i % 3 == 0], "duration": 90.5, "url": "u",
+                           "annotations": anns, **extra}
+    d = {"version": "VERSION 1.3", "database": db}
+    f = tmp_path / "gt.json"
+    f.write_text(json.dumps(d))
+    decode = _gt_typed_decoder()
+    got = decode(json.dumps(db).encode())
+    assert (got is not None) == ("fps" not in extra)  # a key of no known layout: the dict reader
+    if got is not None:
+        n_keys = len(db) + sum(len(v) for v in db.values()) + 2 * sum(len(v["annotations"]) for v in db.values())
+        assert got[1] == n_keys
+    a, b = ground_truth_arrays(f, blocked=["v004"]), ground_truth_arrays(d, blocked=["v004"])
+    assert bool(typed) == ("fps" not in extra)
+    for x, y in zip(a, b):
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+        else:
+            assert x == y
+
+
+def test_ground_truth_typed_decoder_refuses_other_values():
+    from relocbench.metrics.activitynet import _gt_typed_decoder
+
+    ok = {"subset": "validation", "duration": 1, "url": "u", "annotations": [{"segment": [0, 1], "label": "a"}]}
+    decode = _gt_typed_decoder()
+    assert decode(json.dumps({"v": ok}).encode()) is not None
+    for bad in ({**ok, "duration": "1"}, {**ok, "annotations": [{"segment": [0, True], "label": "a"}]},
+                {**ok, "annotations": [{"segment": [0, 1], "label": "a", "note": 1}]},
+                {k: v for k, v in ok.items() if k != "annotations"}, {**ok, "subset": None}):
+        assert decode(json.dumps({"v": bad}).encode()) is None

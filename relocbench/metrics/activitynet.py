@@ -30,15 +30,16 @@ the number of rounds is bounded by the largest number of ground truths in one
 from __future__ import annotations
 
 import os
+from array import array
 from itertools import chain, compress
-from operator import itemgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputError, PredictionError
-from ..io import JsonMapping, read_json, require_file, trim_heap
+from ..io import JsonMapping, Typed, read_json, require_file, trim_heap
 from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, list_columns, typed_decoder
 from ..validate import found, read_text, string
 from .geometry import _tiou_arrays, ap_from_tp_ranks, descending_order, group_starts
@@ -84,6 +85,45 @@ def _count_database(db: Mapping) -> int:
     return len(db) + sum(map(dict.__len__, vals)) + sum(map(dict.__len__, anns))
 
 
+_GT_LAYOUTS = (("duration", "subset", "resolution", "url", "annotations"),  # ActivityNet 1.3
+               ("subset", "duration", "url", "annotations"))
+
+
+def _gt_typed_decoder():
+    """A typed decoder (:meth:`relocbench.io.JsonMapping.map_chunks`) of ``database`` slices
+    whose videos hold exactly the keys of one of the usual layouts (``_GT_LAYOUTS``, any key
+    order), each annotation exactly ``segment`` and ``label``; None without msgspec. Any other
+    slice is read by the checked reader, whose errors stay the same."""
+    try:
+        import msgspec
+    except ImportError:  # pragma: no cover - a dependency; the checked reader serves without it
+        return None
+    ann = msgspec.defstruct("Annotation", [("segment", Tuple[float, float]), ("label", str)], gc=False,
+                            forbid_unknown_fields=True)
+    kinds = {"duration": float, "subset": str, "resolution": str, "url": str, "annotations": List[ann]}
+    decoders = [(msgspec.json.Decoder(Dict[str, msgspec.defstruct(
+        "Video", [(k, kinds[k]) for k in keys], gc=False, forbid_unknown_fields=True)]), len(keys))
+        for keys in _GT_LAYOUTS]
+    last = [0]
+
+    def decode(text: bytes):
+        if b"\\ud" in text or b"\\uD" in text:  # surrogates: the checked reader refuses lone ones
+            return None
+        for i in (last[0], *(j for j in range(len(decoders)) if j != last[0])):
+            dec, per_video = decoders[i]
+            try:
+                db = dec.decode(text)
+            except (msgspec.MsgspecError, ValueError, RecursionError):
+                continue
+            last[0] = i
+            anns = list(map(attrgetter("annotations"), db.values()))
+            counts = np.fromiter(map(len, anns), dtype=np.int64, count=len(anns))
+            return db, len(db) * (1 + per_video) + 2 * int(counts.sum()), (anns, counts)
+        return None
+
+    return decode
+
+
 def _video_ids(keys, src, error, what: str = "video id"):
     """Keys as given, checked to be text UTF-8 holds (JSON allows lone surrogates)."""
     joined = "".join(keys)
@@ -94,10 +134,12 @@ def _video_ids(keys, src, error, what: str = "video id"):
     return keys
 
 
-def _gt_chunk(db: Mapping, subset: str, blocked: set, src, subsets: set, bools: bool = True):
+def _gt_chunk(db: Mapping, subset: str, blocked: set, src, subsets: set, bools=True):
     """(videos, counts, (n, 2) segments, labels, annotations on blocked videos) of one slice."""
     vals = list(db.values())
     subs = anns = None
+    if isinstance(bools, Typed):  # decoded by _gt_typed_decoder: every field as the layout says
+        return _typed_gt_chunk(db, vals, subset, blocked, subsets, *bools.info)
     if set(map(type, vals)) <= {dict}:
         try:
             subs = list(map(itemgetter("subset"), vals))
@@ -123,6 +165,24 @@ def _gt_chunk(db: Mapping, subset: str, blocked: set, src, subsets: set, bools: 
                       item="video", entry="annotation", error=InputError)
     counts, cols, text = got
     return vids, counts, cols["segment"], text["label"], n_blocked
+
+
+def _typed_gt_chunk(db, vals, subset, blocked, subsets, anns, counts):
+    subs = list(map(attrgetter("subset"), vals))
+    subsets.update(subs)
+    pick = np.fromiter(map(subset.__eq__, subs), dtype=bool, count=len(subs))
+    if not pick.all():
+        vids, anns, counts = list(compress(db, pick)), list(compress(anns, pick)), counts[pick]
+    else:
+        vids = list(db)
+    n_blocked = 0
+    if blocked and not blocked.isdisjoint(vids):
+        keep = np.fromiter((v not in blocked for v in vids), dtype=bool, count=len(vids))
+        n_blocked = int(counts[~keep].sum())
+        vids, anns, counts = list(compress(vids, keep)), list(compress(anns, keep)), counts[keep]
+    entries = list(chain.from_iterable(anns))
+    seg = np.frombuffer(array("d", list(chain.from_iterable(map(attrgetter("segment"), entries)))), dtype=np.float64)
+    return vids, counts, seg.reshape(-1, 2), list(map(attrgetter("label"), entries)), n_blocked
 
 
 def _check_gt_entries(db: Mapping, src) -> None:
@@ -195,7 +255,8 @@ def ground_truth_arrays(doc: Union[PathLike, Mapping], subset: str = "validation
         v, c, s, lab, nb = _gt_chunk(chunk, subset, blocked, src, subsets, bools)
         return _video_ids(v, src, InputError), c, s, local_codes(lab), nb, subsets
 
-    pieces = jm.map_chunks(piece) if jm is not None and jm.chunked else [piece(doc["database"])]
+    pieces = (jm.map_chunks(piece, typed=_gt_typed_decoder()) if jm is not None and jm.chunked
+              else [piece(doc["database"])])
     vids, counts, segs, codes, subsets = [], [], [], [], set()
     vocab: Dict[str, int] = {}
     n_blocked = 0
@@ -324,16 +385,14 @@ def _item_of_row(vids, counts: np.ndarray, i: int) -> str:
 
 
 def _check_values(vids, counts, seg: np.ndarray, score: np.ndarray, src) -> None:
-    vals = np.column_stack([seg, score])
-    bad = ~np.isfinite(vals).all(axis=1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise PredictionError(f"segment and score must be finite numbers, found {vals[i].tolist()}",
+    if not (np.isfinite(seg).all() and np.isfinite(score).all()):  # reductions first: no row mask usually
+        i = _first_bad(~(np.isfinite(seg).all(axis=1) & np.isfinite(score)))
+        raise PredictionError(f"segment and score must be finite numbers, found {[*seg[i].tolist(), float(score[i])]}",
                               file=src, item=_item_of_row(vids, counts, i))
-    bad = vals[:, 1] < vals[:, 0]
+    bad = seg[:, 1] < seg[:, 0]
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise PredictionError(f"segment end {float(vals[i, 1])!r} is before its start {float(vals[i, 0])!r} "
+        i = _first_bad(bad)
+        raise PredictionError(f"segment end {float(seg[i, 1])!r} is before its start {float(seg[i, 0])!r} "
                               f"({int(bad.sum())} such segment(s))", file=src, item=_item_of_row(vids, counts, i))
 
 

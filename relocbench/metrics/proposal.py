@@ -48,6 +48,7 @@ import pandas as pd
 
 from ..errors import ConfigError, PredictionError
 from .activitynet import ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, ground_truth_arrays, read_activitynet_arrays
+from .._fork import Forked, second_process
 from .geometry import descending_order
 
 __all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recall_curve", "proposal_documents",
@@ -56,6 +57,7 @@ __all__ = ["activitynet_proposal", "read_activitynet_proposals", "proposal_recal
 AR_AT_AN = (1, 5, 10, 100)
 N_CURVE_POINTS = 100
 _PAIR_BLOCK = 1 << 21  # (ground truth, proposal) rows scored at once
+_SPLIT_PAIRS = 1 << 22  # at least this many such rows are scored by two processes where two cores are free
 PathLike = Union[str, os.PathLike]
 
 
@@ -158,34 +160,52 @@ def proposal_recall_curve(gt_video: np.ndarray, gt_t: np.ndarray, prop_video: np
     nt = thr.shape[0]
     rtype = np.int32 if n < 2 ** 31 else np.int64   # ranks (half the memory where they fit)
     big = np.iinfo(rtype).max
-    first = np.full((nt, n_gt), big, dtype=rtype)    # first-hit rank per (threshold, gt)
     t_idx = np.argsort(thr, kind="stable")
     ts = thr[t_idx]
     levels = nt + 1
-    # Every (ground truth, kept proposal) of one video, by ground truth then rank, a block of
-    # ground truths at a time (the pairs of one block stay near _PAIR_BLOCK rows). A pair's
-    # level is the number of thresholds its tIoU clears; along a ground truth's ranks the
-    # running maximum of the level first reaches k + 1 at the first hit at threshold k, whose
-    # rank is therefore the number of pairs whose running maximum is at most k (exact integer
-    # arithmetic, no loop over thresholds).
-    for a, b in _blocks(keep_video[gt_video], _PAIR_BLOCK):
-        c = keep_video[gt_video[a:b]]
-        g = np.repeat(np.arange(b - a, dtype=np.int64), c)
-        seg0 = np.cumsum(c) - c
-        pr = np.arange(g.shape[0], dtype=np.int64) - np.repeat(seg0, c)   # rank of the proposal
-        pt = prop_t[k_idx[np.repeat(kstart[gt_video[a:b]], c) + pr]]
-        tiou = _tiou_nan(pt[:, 0], pt[:, 1], gt_t[a:b][g, 0], gt_t[a:b][g, 1])
-        del pt, pr
-        lvl = np.searchsorted(ts, tiou, side="right")
-        lvl[np.isnan(tiou)] = 0   # 0/0 is never a hit
-        del tiou
-        lvl += levels * g          # segments made increasing: a running maximum per ground truth
-        np.maximum.accumulate(lvl, out=lvl)
-        lvl -= levels * g
-        cum = np.cumsum(np.bincount(g * levels + lvl, minlength=(b - a) * levels).reshape(b - a, levels), axis=1)
-        del g, lvl
-        fr = cum[:, :nt].T         # (thresholds in sorted order, block)
-        first[t_idx, a:b] = np.where(fr < c[None, :], fr, big)
+    weight = keep_video[gt_video]
+
+    def first_hits(lo: int, hi: int) -> np.ndarray:
+        """First-hit rank per (threshold, ground truth) of ground truths ``lo:hi``."""
+        out = np.full((nt, hi - lo), big, dtype=rtype)
+        # Every (ground truth, kept proposal) of one video, by ground truth then rank, a block
+        # of ground truths at a time (the pairs of one block stay near _PAIR_BLOCK rows). A
+        # pair's level is the number of thresholds its tIoU clears; along a ground truth's ranks
+        # the running maximum of the level first reaches k + 1 at the first hit at threshold k,
+        # whose rank is therefore the number of pairs whose running maximum is at most k (exact
+        # integer arithmetic, no loop over thresholds).
+        for a, b in _blocks(weight[lo:hi], _PAIR_BLOCK):
+            a, b = a + lo, b + lo
+            c = keep_video[gt_video[a:b]]
+            g = np.repeat(np.arange(b - a, dtype=np.int64), c)
+            seg0 = np.cumsum(c) - c
+            pr = np.arange(g.shape[0], dtype=np.int64) - np.repeat(seg0, c)   # rank of the proposal
+            pt = prop_t[k_idx[np.repeat(kstart[gt_video[a:b]], c) + pr]]
+            tiou = _tiou_nan(pt[:, 0], pt[:, 1], gt_t[a:b][g, 0], gt_t[a:b][g, 1])
+            del pt, pr
+            lvl = np.searchsorted(ts, tiou, side="right")
+            lvl[np.isnan(tiou)] = 0   # 0/0 is never a hit
+            del tiou
+            lvl += levels * g          # segments made increasing: a running maximum per ground truth
+            np.maximum.accumulate(lvl, out=lvl)
+            lvl -= levels * g
+            cum = np.cumsum(np.bincount(g * levels + lvl, minlength=(b - a) * levels).reshape(b - a, levels), axis=1)
+            del g, lvl
+            fr = cum[:, :nt].T         # (thresholds in sorted order, block)
+            out[t_idx, a - lo:b - lo] = np.where(fr < c[None, :], fr, big)
+        return out
+
+    total = int(weight.sum())
+    if total >= _SPLIT_PAIRS and n_gt >= 2 and second_process():
+        # the ground truths holding the second half of the pairs in a forked second process
+        h = min(max(int(np.searchsorted(np.cumsum(weight), total // 2, side="right")), 1), n_gt - 1)
+        with Forked(lambda: first_hits(h, n_gt), "the proposal curve in a second process") as child:
+            head = first_hits(0, h)
+            tail = child.result(fallback=lambda: first_hits(h, n_gt))
+        first = np.concatenate([head, tail], axis=1)
+        del head, tail
+    else:
+        first = first_hits(0, n_gt)
     # Ground-truth videos without proposals: one phantom proposal of tIoU 0 (official behaviour).
     cols = keep_video.copy()
     empty = n_prop_video == 0
@@ -277,9 +297,10 @@ def activitynet_proposal(
     budget = float(max_avg_nr_proposals) if max_avg_nr_proposals else n_prop / float(n_vid)
     pvid = np.repeat(pd.Index(videos).get_indexer(pd.Index(names, dtype=object)), counts)
     on_gt = pvid >= 0
-    cur = proposal_recall_curve(gvid.astype(np.int64), gt_t,
-                                pvid[on_gt].astype(np.int64), segs[on_gt], scores[on_gt], n_vid, n_prop, budget, thr,
-                                source=src)
+    if not on_gt.all():
+        pvid, segs, scores = pvid[on_gt], segs[on_gt], scores[on_gt]
+    cur = proposal_recall_curve(gvid.astype(np.int64), gt_t, pvid.astype(np.int64, copy=False), segs, scores,
+                                n_vid, n_prop, budget, thr, source=src)
     an, avg = cur["average_nr_proposals"], cur["average_recall"]
     return {
         "protocol": "activitynet-proposal",
