@@ -217,3 +217,14 @@ def test_ground_truth_typed_decoder_refuses_other_values():
                 {**ok, "annotations": [{"segment": [0, 1], "label": "a", "note": 1}]},
                 {k: v for k, v in ok.items() if k != "annotations"}, {**ok, "subset": None}):
         assert decode(json.dumps({"v": bad}).encode()) is None
+
+
+@pytest.mark.parametrize("text", [
+    b'{"\xff": [{"segment": [0, 1], "score": 1}]}', b'{"a\\x": [{"segment": [0, 1], "score": 1}]}',
+    b'{"a": [{"segment": [0, 1], "score": 1}],}', b'{"a": [{"segment": [0, 1], "score": 01}]}',
+    b'{"a": [{"segment": [0, 1], "score": .5}]}', b'{"a": [{"segment": [0, 1], "score": 1.}]}',
+    b'{"a": [{"segment": [0, 1], "score": +1}]}', b'{"a\tb": [{"segment": [0, 1], "score": 1}]}'])
+def test_typed_decoder_refuses_what_json_refuses(text):
+    assert typed_decoder(FIELDS)(text) is None
+    with pytest.raises(ValueError):
+        json.loads(text)
