@@ -139,7 +139,13 @@ def entry_columns(results: Mapping, fields: Mapping[str, int], *, strings: Seque
 
 
 def _struct_columns(results: Mapping, fields: Mapping[str, int], strings: Sequence[str], counts: np.ndarray):
-    entries = list(chain.from_iterable(results.values()))
+    return (list(results), counts, *struct_columns(chain.from_iterable(results.values()), fields, strings))
+
+
+def struct_columns(entries, fields: Mapping[str, int], strings: Sequence[str] = ()):
+    """({field: array}, {string field: list}) of typed entries (msgspec structs whose fields
+    hold what the layout says: no check is needed)."""
+    entries = list(entries)
     cols = {}
     for name, size in fields.items():
         vals = list(map(attrgetter(name), entries))
@@ -147,7 +153,20 @@ def _struct_columns(results: Mapping, fields: Mapping[str, int], strings: Sequen
             vals = list(chain.from_iterable(vals))
         arr = np.frombuffer(array("d", vals), dtype=np.float64)
         cols[name] = arr.reshape(-1, size) if size else arr
-    return list(results), counts, cols, {name: list(map(attrgetter(name), entries)) for name in strings}
+    return cols, {name: list(map(attrgetter(name), entries)) for name in strings}
+
+
+def typed_decode(decoder, text: bytes):
+    """``decoder.decode(text)`` (a msgspec decoder), or None where it refuses the text or the
+    text escapes a surrogate (the checked reader refuses lone ones and names them)."""
+    import msgspec
+
+    if b"\\ud" in text or b"\\uD" in text:
+        return None
+    try:
+        return decoder.decode(text)
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
 
 
 def typed_decoder(fields: Mapping[str, int], strings: Sequence[str] = ()):
@@ -168,11 +187,8 @@ def typed_decoder(fields: Mapping[str, int], strings: Sequence[str] = ()):
     per_entry = len(spec)
 
     def decode(text: bytes):
-        if b"\\ud" in text or b"\\uD" in text:  # surrogates: the checked reader refuses lone ones
-            return None
-        try:
-            doc = decoder.decode(text)
-        except (msgspec.MsgspecError, ValueError, RecursionError):
+        doc = typed_decode(decoder, text)
+        if doc is None:
             return None
         counts = np.fromiter(map(len, doc.values()), dtype=np.int64, count=len(doc))
         return doc, len(doc) + per_entry * int(counts.sum()), counts

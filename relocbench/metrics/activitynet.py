@@ -30,7 +30,6 @@ the number of rounds is bounded by the largest number of ground truths in one
 from __future__ import annotations
 
 import os
-from array import array
 from itertools import chain, compress
 from operator import attrgetter, itemgetter, methodcaller
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
@@ -40,7 +39,8 @@ import pandas as pd
 
 from ..errors import ConfigError, InputError, PredictionError
 from ..io import JsonMapping, Typed, read_json, require_file, trim_heap
-from ..predictions import _first_bad, check_entries, count_entry_keys, entry_columns, list_columns, typed_decoder
+from ..predictions import (_first_bad, check_entries, count_entry_keys, entry_columns, list_columns,
+                           struct_columns, typed_decode, typed_decoder)
 from ..validate import found, read_text, string
 from .geometry import _tiou_arrays, ap_from_tp_ranks, descending_order, group_starts
 
@@ -107,13 +107,10 @@ def _gt_typed_decoder():
     last = [0]
 
     def decode(text: bytes):
-        if b"\\ud" in text or b"\\uD" in text:  # surrogates: the checked reader refuses lone ones
-            return None
-        for i in (last[0], *(j for j in range(len(decoders)) if j != last[0])):
+        for i in (last[0], *(j for j in range(len(decoders)) if j != last[0])):  # the last layout first
             dec, per_video = decoders[i]
-            try:
-                db = dec.decode(text)
-            except (msgspec.MsgspecError, ValueError, RecursionError):
+            db = typed_decode(dec, text)
+            if db is None:
                 continue
             last[0] = i
             anns = list(map(attrgetter("annotations"), db.values()))
@@ -180,9 +177,8 @@ def _typed_gt_chunk(db, vals, subset, blocked, subsets, anns, counts):
         keep = np.fromiter((v not in blocked for v in vids), dtype=bool, count=len(vids))
         n_blocked = int(counts[~keep].sum())
         vids, anns, counts = list(compress(vids, keep)), list(compress(anns, keep)), counts[keep]
-    entries = list(chain.from_iterable(anns))
-    seg = np.frombuffer(array("d", list(chain.from_iterable(map(attrgetter("segment"), entries)))), dtype=np.float64)
-    return vids, counts, seg.reshape(-1, 2), list(map(attrgetter("label"), entries)), n_blocked
+    cols, text = struct_columns(chain.from_iterable(anns), {"segment": 2}, ("label",))
+    return vids, counts, cols["segment"], text["label"], n_blocked
 
 
 def _check_gt_entries(db: Mapping, src) -> None:
