@@ -20,7 +20,7 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Optional, Type, Union
+from typing import Any, Iterable, Iterator, Optional, Type, Union
 
 from .errors import ConfigError, InputError, OutputExistsError, RelocbenchError
 
@@ -35,6 +35,7 @@ __all__ = [
     "atomic_dir",
     "check_output",
     "check_writable",
+    "refuse_output_among_inputs",
     "install_sigterm_handler",
     "Terminated",
     "read_json",
@@ -90,10 +91,47 @@ def check_writable(path: PathLike) -> Path:
     return p
 
 
-def check_output(path: PathLike, force: bool) -> Path:
-    """Refuse to overwrite an existing output unless ``force``, and refuse an output that
-    cannot be written (under a file, ``/proc``, a read-only folder) before the work starts."""
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file: the same resolved path (through symbolic
+    links and ``..``), or, where both exist, the same inode (hard links, bind mounts)."""
+    try:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+    except (OSError, ValueError):
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_output_among_inputs(output: PathLike, inputs: Iterable[PathLike], *,
+                               option: str = "output") -> None:
+    """Raise ConfigError when ``output`` is, or resolves to, one of ``inputs`` (or a folder
+    holding one of them, when the output is written as a folder that replaces its old
+    contents). ``--force`` never allows it: writing there would destroy the input."""
+    out = Path(output)
+    out_real = os.path.realpath(out)
+    for item in inputs:
+        if item is None:
+            continue
+        src = Path(item)
+        if _same_file(out, src):
+            raise ConfigError(f"{option} is the input {src}: writing it would destroy the input "
+                              "(choose another path; --force does not allow this)", file=out)
+        src_real = os.path.realpath(src)
+        if out.is_dir() and not out.is_symlink() and src_real.startswith(out_real.rstrip(os.sep) + os.sep):
+            raise ConfigError(f"{option} is a folder that holds the input {src}: replacing it would "
+                              "destroy the input (choose another path)", file=out)
+
+
+def check_output(path: PathLike, force: bool, *, inputs: Iterable[PathLike] = (),
+                 option: str = "output") -> Path:
+    """Refuse to overwrite an existing output unless ``force``, refuse an output that is one
+    of ``inputs`` (whatever ``force`` says), and refuse an output that cannot be written
+    (under a file, ``/proc``, a read-only folder) before the work starts."""
     p = Path(path)
+    refuse_output_among_inputs(p, inputs, option=option)
     _refuse_existing(p, force)
     return check_writable(p)
 

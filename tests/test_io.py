@@ -289,3 +289,40 @@ def test_sigterm_mid_build_cli_exits_143_with_one_line(tiny_activitynet, tmp_pat
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("videos:")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert not out.exists() and _hidden(tmp_path) == []
+
+
+class TestOutputAmongInputs:
+    """An output that is (or resolves to) one of the inputs is refused, --force or not."""
+
+    def test_same_path_is_refused_even_with_force(self, tmp_path):
+        from relocbench.errors import ConfigError
+        from relocbench.io import check_output
+        clip = tmp_path / "clip.mp4"
+        clip.write_bytes(b"video")
+        with pytest.raises(ConfigError, match="is the input .*clip.mp4.*destroy the input"):
+            check_output(clip, True, inputs=[clip], option="--out")
+        assert clip.read_bytes() == b"video"
+
+    def test_symlink_dotdot_and_hard_link_are_refused(self, tmp_path):
+        from relocbench.errors import ConfigError
+        from relocbench.io import refuse_output_among_inputs
+        clip = tmp_path / "clip.mp4"
+        clip.write_bytes(b"video")
+        (tmp_path / "sub").mkdir()
+        link = tmp_path / "link.mp4"
+        link.symlink_to(clip)
+        hard = tmp_path / "hard.mp4"
+        os.link(clip, hard)
+        for out in (link, tmp_path / "sub" / ".." / "clip.mp4", hard):
+            with pytest.raises(ConfigError, match="destroy the input"):
+                refuse_output_among_inputs(out, [clip])
+
+    def test_folder_holding_an_input_is_refused_and_others_pass(self, tmp_path):
+        from relocbench.errors import ConfigError
+        from relocbench.io import refuse_output_among_inputs
+        (tmp_path / "videos").mkdir()
+        clip = tmp_path / "videos" / "a.mp4"
+        clip.write_bytes(b"x")
+        with pytest.raises(ConfigError, match="folder that holds the input"):
+            refuse_output_among_inputs(tmp_path / "videos", [clip])
+        refuse_output_among_inputs(tmp_path / "out.h5", [clip, None])  # a different path passes
