@@ -21,6 +21,11 @@ projected to ``hidden_channels`` by a 1x1 convolution (+ReLU), the LSTM runs at 
 Tensors are channels-first ``(B, C, H, W)``; flows are ``(B, 2, H, W)`` in feature-map
 pixels with ``(dy, dx)`` channels and the :func:`relocbench.ops.dense_image_warp`
 convention ``warped(p) = state(p - flow(p))``.
+
+These are the ``compact`` recipe (the default). ``create_cell(name, recipe="original",
+in_channels=C)`` builds the authors' cells instead (:class:`OriginalConvLSTM`,
+:class:`OriginalWarpLSTM`: full-width ``C``-channel state, separable gate convolutions,
+layer norm, the skip connection inside ``h``); ``flow`` and ``traj`` have no original.
 """
 from __future__ import annotations
 
@@ -48,6 +53,13 @@ __all__ = [
     "TrajLSTM",
     "WarpLSTM",
     "control_points",
+    "OriginalLSTMState",
+    "OriginalConvLSTM",
+    "OriginalWarpLSTM",
+    "TFLayerNorm",
+    "tf_layer_norm",
+    "warp_control_points",
+    "RECIPES",
     "register_cell",
     "list_cells",
     "create_cell",
@@ -292,12 +304,34 @@ def list_cells() -> List[str]:
     return sorted(_CELLS)
 
 
-def create_cell(name: str, **kwargs) -> nn.Module:
-    """Build the cell registered as ``name`` with keyword hyperparameters."""
+#: Cell recipes: ``compact`` (relocbench's bottlenecked cells, the default) and ``original``
+#: (the authors' cells, see :class:`OriginalConvLSTM`).
+RECIPES = ("compact", "original")
+
+
+def create_cell(name: str, *, recipe: str = "compact", **kwargs) -> nn.Module:
+    """Build the cell registered as ``name`` with keyword hyperparameters.
+
+    ``recipe="original"`` builds the authors' counterpart instead: ``none`` ->
+    :class:`ClipCell` (their model before a cell was added), ``convlstm`` ->
+    :class:`OriginalConvLSTM`, ``warp`` -> :class:`OriginalWarpLSTM`; ``flow`` and ``traj``
+    have no counterpart in the authors' code and are refused.
+    """
+    if recipe not in RECIPES:
+        raise ConfigError(
+            f"The 'recipe' parameter must be one of {list(RECIPES)}. Got {recipe!r} instead."
+        )
     if name not in _CELLS:
         raise ConfigError(
             f"The 'cell' parameter must be one of {list_cells()}. Got {name!r} instead."
         )
+    if recipe == "original":
+        if name not in _ORIGINAL_CELLS:
+            raise ConfigError(
+                f"The 'original' recipe has no {name!r} cell (the authors' code has "
+                f"{sorted(_ORIGINAL_CELLS)} only); use recipe='compact' for {name!r}."
+            )
+        return _ORIGINAL_CELLS[name](**kwargs)
     return _CELLS[name](**kwargs)
 
 
@@ -453,6 +487,230 @@ class WarpLSTM(ConvLSTM):
                                         num_boundary_points=num_boundary_points,
                                         interpolation_order=interpolation_order,
                                         regularization_weight=regularization_weight))
+
+
+# --------------------------------------------------------------------------- original recipe
+# The authors' cells, read from github.com/fengyang0317/tf_models, branch warp_c (head ee24960d),
+# research/object_detection/meta_architectures/conv_lstm_cell.py (cited below as
+# "conv_lstm_cell.py:LINE"; the ConvLSTM is the same file at commit 04780188, lines 77-101,
+# before the warp was added) and ava_meta_arch.py:943 (``ConvLSTMCell(2, [20, 20, 1024],
+# 1024, [3, 3])``). TensorFlow's NHWC layout is channels-first here.
+class OriginalLSTMState(NamedTuple):
+    """State of the original cells, in TensorFlow's ``LSTMStateTuple`` order: ``(c, h)``, both
+    ``(B, in_channels, H, W)``. ``h`` is the cell's output, skip connection included."""
+
+    c: torch.Tensor
+    h: torch.Tensor
+
+
+def tf_layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
+                  eps: float = 1e-12) -> torch.Tensor:
+    """``tf.contrib.layers.layer_norm`` (TF 1.x defaults) of a channels-first tensor.
+
+    TensorFlow normalises over every axis but the batch (``begin_norm_axis=1``: here channels,
+    height and width together; population variance, ``variance_epsilon=1e-12``) and applies a
+    learned per-channel scale ``weight`` and offset ``bias`` (``begin_params_axis=-1``: the
+    channel axis only, initialised to 1 and 0).
+    """
+    dims = tuple(range(1, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    var = (x - mean).pow(2).mean(dim=dims, keepdim=True)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return (x - mean) * torch.rsqrt(var + eps) * weight.view(shape) + bias.view(shape)
+
+
+class TFLayerNorm(nn.Module):
+    """:func:`tf_layer_norm` with its per-channel ``weight`` (gamma) and ``bias`` (beta)."""
+
+    def __init__(self, channels: int, *, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.eps = float(eps)
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tf_layer_norm(x, self.weight, self.bias, eps=self.eps)
+
+
+def warp_control_points(height: int, width: int, stride: int = 5, *,
+                        dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """Control points ``(N, 2)`` (row, col), row-major, of the original warp cell.
+
+    The original reads its displacement map with a stride-5 1x1 convolution ('SAME': rows and
+    columns 0, 5, 10, ...) and drops the first row and column (conv_lstm_cell.py:81-83), then
+    pins the points to ``(5, 10, 15)^2`` of its 20x20 map (conv_lstm_cell.py:86-91). For an
+    ``H x W`` map the same rule gives the multiples of ``stride`` strictly inside the border
+    rows and columns, ``0 < 5k < H - 1`` (resp. ``W - 1``): on 20x20 the nine points
+    ``(5, 5), (5, 10), ..., (15, 15)``.
+    """
+    _positive_int(stride, "control_stride", "warp_control_points")
+    rows = torch.arange(stride, height - 1, stride, dtype=torch.float64)
+    cols = torch.arange(stride, width - 1, stride, dtype=torch.float64)
+    grid_r, grid_c = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.stack((grid_r.reshape(-1), grid_c.reshape(-1)), -1).to(dtype=dtype,
+                                                                        device=device)
+
+
+class OriginalConvLSTM(nn.Module):
+    """The authors' ConvLSTM cell (conv_lstm_cell.py at commit 04780188, lines 77-101).
+
+    ``h`` and ``c`` have ``in_channels`` channels (1024 in the paper). Gates:
+    ``concat([x, h])`` -> depthwise 3x3 (depth multiplier 1, no bias) -> pointwise 1x1 to
+    ``gate_channels`` (128) -> 1x1 convolution to ``4 * in_channels``, no nonlinearity between
+    (slim ``separable_conv2d`` then ``conv2d``, lines 119-124 at the warp_c head); gate order
+    i, j, f, o (line 128); :func:`tf_layer_norm` on each gate and on the new cell (scopes
+    ``input``, ``transform``, ``forget``, ``output``, ``state``; lines 129-135); the forget
+    bias ``forget_bias`` is a constant added before the sigmoid, not a parameter (line 133);
+    ``output = tanh(c) * sigmoid(o) + x`` and the state's ``h`` is that output (lines
+    136-140). Weights are Xavier-uniform and biases zero (slim's defaults; the cell is built
+    outside any ``arg_scope``, ava_meta_arch.py:943).
+
+    ``forward(x, state=None, *, flow=None)`` returns ``(output, OriginalLSTMState(c, output))``;
+    ``state=None`` starts from zeros (TensorFlow's ``zero_state``).
+    """
+
+    needs_flow = False
+    recipe = "original"
+
+    def __init__(self, *, in_channels: int, gate_channels: int = 128, kernel_size: int = 3,
+                 forget_bias: float = 1.0) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        self.in_channels = _positive_int(in_channels, "in_channels", owner)
+        self.gate_channels = _positive_int(gate_channels, "gate_channels", owner)
+        _odd_kernel(kernel_size, "kernel_size", owner)
+        self.forget_bias = float(forget_bias)
+        both = 2 * in_channels
+        self.gate_depthwise = nn.Conv2d(both, both, kernel_size, padding=kernel_size // 2,
+                                        groups=both, bias=False)
+        self.gate_pointwise = nn.Conv2d(both, gate_channels, 1)
+        self.gates = nn.Conv2d(gate_channels, 4 * in_channels, 1)
+        self.norms = nn.ModuleDict({name: TFLayerNorm(in_channels) for name in
+                                    ("input", "transform", "forget", "output", "state")})
+        for conv in (self.gate_depthwise, self.gate_pointwise, self.gates):
+            nn.init.xavier_uniform_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+
+    def init_state(self, x: torch.Tensor) -> OriginalLSTMState:
+        zeros = x.new_zeros(x.shape[0], self.in_channels, *x.shape[2:])
+        return OriginalLSTMState(zeros, zeros)
+
+    def _check(self, x: torch.Tensor, state: Optional[OriginalLSTMState],
+               flow: Optional[torch.Tensor]) -> None:
+        owner = type(self).__name__
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ConfigError(
+                f"The input of {owner} must be a (batch, {self.in_channels}, height, width) "
+                f"tensor. Got {tuple(x.shape)} instead."
+            )
+        if state is not None:
+            want = tuple(x.shape)
+            if tuple(state.c.shape) != want or tuple(state.h.shape) != want:
+                raise ConfigError(
+                    f"The state of {owner} must hold c and h of shape {want}. Got "
+                    f"{tuple(state.c.shape)} and {tuple(state.h.shape)} instead."
+                )
+        if flow is not None:
+            raise ConfigError(f"The 'flow' argument of {owner}.forward must be None (the cell "
+                              f"takes no optical flow). Got a {type(flow).__name__} instead.")
+
+    def align(self, x: torch.Tensor, state: OriginalLSTMState) -> OriginalLSTMState:
+        """The previous state as the gates see it (the identity for the ConvLSTM)."""
+        return state
+
+    def forward(self, x: torch.Tensor, state: Optional[OriginalLSTMState] = None, *,
+                flow: Optional[torch.Tensor] = None
+                ) -> Tuple[torch.Tensor, OriginalLSTMState]:
+        self._check(x, state, flow)
+        if state is None:
+            # warping a zero state gives zeros: the first step needs no alignment
+            c_prev, h_prev = self.init_state(x)
+        else:
+            c_prev, h_prev = self.align(x, state)
+        z = self.gates(self.gate_pointwise(self.gate_depthwise(torch.cat((x, h_prev), 1))))
+        i, j, f, o = z.chunk(4, 1)
+        i = self.norms["input"](i)
+        j = self.norms["transform"](j)
+        f = self.norms["forget"](f)
+        o = self.norms["output"](o)
+        c = torch.sigmoid(f + self.forget_bias) * c_prev + torch.sigmoid(i) * torch.tanh(j)
+        c = self.norms["state"](c)
+        out = torch.tanh(c) * torch.sigmoid(o) + x
+        return out, OriginalLSTMState(c, out)
+
+
+class OriginalWarpLSTM(OriginalConvLSTM):
+    """The authors' warp LSTM (conv_lstm_cell.py:78-140 at the warp_c head).
+
+    Before the gates, the displacements are a separable 1x1 convolution (depthwise, no bias;
+    pointwise to 2 channels with bias; Xavier-uniform, no activation) of the raw
+    ``concat([x, h])`` at stride ``control_stride`` (lines 80-83), read at
+    :func:`warp_control_points` (channel 0 the row, channel 1 the column displacement; lines
+    85-93); ``h`` and ``c`` are both warped by :func:`relocbench.ops.sparse_image_warp`
+    moving each control point ``p`` to ``p + d(p)``, polyharmonic order
+    ``interpolation_order`` (2), no regularisation, ``num_boundary_points=4`` (16 zero-flow
+    border points; lines 94-103). The rest is :class:`OriginalConvLSTM`.
+    """
+
+    def __init__(self, *, in_channels: int, gate_channels: int = 128, kernel_size: int = 3,
+                 forget_bias: float = 1.0, control_stride: int = 5, num_boundary_points: int = 4,
+                 interpolation_order: int = 2) -> None:
+        super().__init__(in_channels=in_channels, gate_channels=gate_channels,
+                         kernel_size=kernel_size, forget_bias=forget_bias)
+        owner = type(self).__name__
+        self.control_stride = _positive_int(control_stride, "control_stride", owner)
+        if isinstance(num_boundary_points, bool) or not isinstance(num_boundary_points, int) \
+                or num_boundary_points < 0:
+            raise ConfigError(
+                f"The 'num_boundary_points' parameter of {owner} must be an int >= 0. "
+                f"Got {num_boundary_points!r} instead."
+            )
+        self.num_boundary_points = num_boundary_points
+        self.interpolation_order = _positive_int(interpolation_order, "interpolation_order",
+                                                 owner)
+        both = 2 * in_channels
+        self.displacement_depthwise = nn.Conv2d(both, both, 1, groups=both, bias=False)
+        self.displacement_pointwise = nn.Conv2d(both, 2, 1)
+        nn.init.xavier_uniform_(self.displacement_depthwise.weight)
+        nn.init.xavier_uniform_(self.displacement_pointwise.weight)
+        nn.init.zeros_(self.displacement_pointwise.bias)
+
+    def displacements(self, x: torch.Tensor, h: torch.Tensor
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Control points ``(B, N, 2)`` and their ``(dy, dx)`` displacements ``(B, N, 2)``."""
+        b, _, height, width = h.shape
+        s = self.control_stride
+        src = warp_control_points(height, width, s, dtype=h.dtype, device=h.device)
+        rows = len(range(s, height - 1, s))
+        cols = len(range(s, width - 1, s))
+        if rows == 0 or cols == 0:
+            raise ConfigError(
+                f"{type(self).__name__} with control_stride={s} needs feature maps larger than "
+                f"{s + 1}x{s + 1} (control points inside the border). Got {height}x{width} "
+                "instead."
+            )
+        sampled = torch.cat((x, h), 1)[:, :, s::s, s::s][:, :, :rows, :cols]
+        field = self.displacement_pointwise(self.displacement_depthwise(sampled))
+        disp = field.reshape(b, 2, rows * cols).transpose(1, 2)
+        return src.unsqueeze(0).expand(b, -1, -1), disp
+
+    def align(self, x: torch.Tensor, state: OriginalLSTMState) -> OriginalLSTMState:
+        src, disp = self.displacements(x, state.h)
+        both, _ = sparse_image_warp(torch.cat((state.h, state.c), 1), src, src + disp,
+                                    interpolation_order=self.interpolation_order,
+                                    regularization_weight=0.0,
+                                    num_boundary_points=self.num_boundary_points)
+        h_w, c_w = both.split(self.in_channels, 1)
+        return OriginalLSTMState(c_w, h_w)
+
+
+#: The authors' counterpart of each registered cell name (``create_cell(..., recipe="original")``).
+_ORIGINAL_CELLS: Dict[str, Type[nn.Module]] = {
+    "none": ClipCell,
+    "convlstm": OriginalConvLSTM,
+    "warp": OriginalWarpLSTM,
+}
 
 
 def run_sequence(cell: nn.Module, features: torch.Tensor,
