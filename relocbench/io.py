@@ -67,7 +67,22 @@ def _umask_mode(mode: int) -> int:
     return mode & ~current
 
 
+def _refuse_special(p: Path) -> None:
+    """An existing output that is a FIFO, socket or device is never replaced, ``--force`` or
+    not: renaming a file over ``/dev/null`` (as root) would destroy the device."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    raise ConfigError(f"is {kind}, not a file: an output is never written over it (choose another path; "
+                      "--force does not allow this)", file=p)
+
+
 def _refuse_existing(p: Path, force: bool) -> None:
+    _refuse_special(p)
     if not force and (p.exists() or p.is_symlink()):
         raise OutputExistsError("exists already; pass --force to overwrite it", file=p)
 
@@ -206,6 +221,7 @@ def _commit(tmp: Path, p: Path, force: bool) -> None:
                 return
             except OutputExistsError:
                 continue
+        _refuse_special(p)  # a device or FIFO that appeared meanwhile is never moved aside
         old = p.with_name(f".{p.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             os.replace(p, old)

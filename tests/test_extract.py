@@ -139,7 +139,7 @@ def test_farneback_flow_option(clips):
 
 
 def test_config_validation():
-    with pytest.raises(ConfigError, match="'step_frames' parameter must be an int >= 1. Got 0"):
+    with pytest.raises(ConfigError, match=r"'step_frames' parameter must be an int in \[1, 2147483647\]. Got 0"):
         ExtractConfig(step_frames=0)
     with pytest.raises(ConfigError, match="'device' parameter"):
         ExtractConfig(device="tpu")

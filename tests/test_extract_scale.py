@@ -87,7 +87,7 @@ def test_merge_refuses_other_settings_and_conflicting_duplicates(videos, referen
     extract_videos({"v0": videos[1]}, ExtractConfig(), out=renamed)
     with pytest.raises(FeatureError, match=r"clash\.h5: v0: is also in .*with different contents"):
         merge_features(tmp_path / "m2.h5", [reference, renamed])
-    with pytest.raises(ConfigError, match="also one of the shards"):
+    with pytest.raises(ConfigError, match="--out is the input .*--force does not allow this"):
         merge_features(reference, [reference], force=True)
 
 

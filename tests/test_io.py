@@ -326,3 +326,32 @@ class TestOutputAmongInputs:
         with pytest.raises(ConfigError, match="folder that holds the input"):
             refuse_output_among_inputs(tmp_path / "videos", [clip])
         refuse_output_among_inputs(tmp_path / "out.h5", [clip, None])  # a different path passes
+
+
+class TestSpecialOutputs:
+    """A FIFO, socket or device given as an output is never replaced, --force or not."""
+
+    def test_fifo_output_is_refused_with_force(self, tmp_path):
+        from relocbench.io import atomic_write_text, check_output
+        fifo = tmp_path / "pipe"
+        os.mkfifo(fifo)
+        with pytest.raises(ConfigError, match="is a FIFO .*, not a file: an output is never written over it"):
+            check_output(fifo, True)
+        with pytest.raises(ConfigError, match="FIFO"):
+            atomic_write_text(fifo, "x", force=True)
+        assert fifo.is_fifo()
+        assert [p.name for p in tmp_path.iterdir()] == ["pipe"]  # no temporary file left
+
+    def test_character_device_output_is_refused_with_force(self, tmp_path):
+        from relocbench.io import atomic_dir, check_output
+        dev = tmp_path / "null"
+        try:
+            os.mknod(dev, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+        with pytest.raises(ConfigError, match="is a character device, not a file"):
+            check_output(dev, True)
+        with pytest.raises(ConfigError, match="character device"):
+            with atomic_dir(dev, force=True):
+                pass
+        assert dev.is_char_device()

@@ -63,7 +63,8 @@ def _options(values):
 @click.option("--slurm-gpus", type=int, default=0, show_default=True, help="With --slurm: GPUs per task.")
 @click.option("--slurm-cpus", type=int, default=4, show_default=True, help="With --slurm: CPUs per task.")
 @click.option("--slurm-cluster", type=click.Choice(["auto", "slurm", "local", "debug"]), default="auto",
-              show_default=True, help="submitit executor (local: the same path as subprocesses here).")
+              show_default=True, help="submitit executor: auto or slurm (sbatch must be on PATH), local (the same "
+                                      "path as subprocesses here) or debug (in this process).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def extract_features(videos, out, glob, list_file, manifest, videos_root, splits, backbone, weights, step_frames,
                      device, batch_size, workers, options, pca_components, pca_fit, pca_from, layout, shard, resume,

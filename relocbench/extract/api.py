@@ -11,16 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 from ..datasets.common import Report
-from ..errors import ConfigError, InputError, OutputExistsError
-from ..io import check_writable, sha256_file
+from ..errors import ConfigError, InputError, OutputExistsError, RelocbenchError
+from ..io import check_writable, refuse_output_among_inputs, sha256_file
 from .backbones import make_backbone
 from .backbones.base import Backbone
 from .config import ExtractConfig, VideoFeatures
-from .decode import VideoReader, frame_range, prefetch
+from .decode import VideoReader, frame_range, prefetch, require_video
 from .pca import FeaturePCA, fit_pca, load_pca
 from .shard import parse_shard, select_shard
-from .writer import Entry, FeaturesFile, Journal, write_features_file
+from .writer import (LAYOUTS, Entry, FeaturesFile, Journal, OutputLock, _c3d_repeat, refuse_special_output,
+                     write_features_file)
 
 __all__ = ["extract_video", "extract_videos", "ExtractSummary", "video_ids", "settings_for"]
 
@@ -30,6 +33,9 @@ Videos = Union[Sequence[PathLike], Mapping[str, PathLike]]
 #: Report key of a manifest video whose decoded frame count is off by more than 1%.
 FRAME_MISMATCH = "decoded frame count differs from the manifest's n_frames by over 1% (steps would not line up)"
 FAILED = "failed to decode (unreadable, truncated or zero-frame)"
+#: What the output read back by ``--resume`` should be (the end of a message about it).
+RESUMED_FILE = ("the features file of an earlier extraction, which --resume continues (pass --force instead of "
+                "--resume to start over)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -77,6 +83,7 @@ def _raw_features(path: Path, video: str, backbone: Backbone, cfg: ExtractConfig
     """Decode ``path`` and run the backbone; rows before PCA."""
     if start_s is not None and end_s is not None and not end_s > start_s:
         raise ConfigError(f"end_s must be after start_s; got start_s={start_s}, end_s={end_s}")
+    require_video(path)  # a FIFO or device is refused before it is hashed or opened
     digest = sha256 or _sha256(path)
     with VideoReader(path) as reader:
         start, end = frame_range(reader.fps, start_s, end_s)
@@ -129,6 +136,7 @@ def extract_video(path: PathLike, cfg: Optional[ExtractConfig] = None, *, start_
     cfg = cfg or ExtractConfig()
     bb = backbone or make_backbone(cfg)
     pca = _resolve_pca(cfg)
+    _check_pca_width(pca, None, settings_for(bb, cfg), bb)
     p = Path(path)
     e = _raw_features(p, video or p.stem, bb, cfg, start_s=start_s, end_s=end_s)
     settings = settings_for(bb, cfg)
@@ -218,6 +226,7 @@ def extract_videos(
     missing: Sequence[str] = (),
     quiet: bool = True,
     backbone: Optional[Backbone] = None,
+    inputs: Sequence[PathLike] = (),
 ) -> ExtractSummary:
     """Extract every video of ``paths`` into the HDF5 file ``out`` (see :mod:`relocbench.extract.writer`).
 
@@ -237,12 +246,30 @@ def extract_videos(
       of those videos and apply it to every video (stored in the file). ``cfg.pca`` reuses one.
     * ``expected_frames``: ``{id: n_frames}`` (a manifest's); a decoded count off by more than
       1% is reported. ``missing``: ids that had no file (counted in the report).
+    * ``inputs``: other files the run reads (the ``--list`` file), refused as ``out`` like the
+      videos, the ``pca_fit`` videos and the ``--pca-from`` file.
+
+    Every argument is checked before anything is written; ``out`` is refused (``force`` or
+    not) when it is, or resolves to, one of the inputs; while it runs, the extraction holds
+    a lock on ``out`` (a second one into the same file stops with "another extraction is
+    writing OUT (pid N)").
     """
     t0 = time.perf_counter()
     cfg = cfg or ExtractConfig()
     out = Path(out)
-    if workers < 0:
+    # ---- every argument is checked before anything is created (no journal, lock or .tmp is left
+    # behind by a refused argument)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"The 'workers' parameter must be an int >= 0. Got {workers!r} instead.")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"The 'layout' parameter must be one of {list(LAYOUTS)}. Got {layout!r} instead.")
+    if layout == "c3d":
+        _c3d_repeat(cfg.step_frames)
+    if pca_components is not None:
+        if isinstance(pca_components, bool) or not isinstance(pca_components, (int, np.integer)) \
+                or pca_components < 1:
+            raise ConfigError(f"The 'pca' parameter (--pca N) must be an int >= 1. Got {pca_components!r} instead.")
+        pca_components = int(pca_components)
     if pca_components is not None and cfg.pca is not None:
         raise ConfigError("give either a PCA to fit (pca_components / --pca N) or one to reuse (--pca-from), not both")
     if pca_components is not None and not pca_fit:
@@ -256,9 +283,42 @@ def extract_videos(
     bb = backbone or make_backbone(cfg)
     settings = settings_for(bb, cfg)
     pca = _resolve_pca(cfg)
-
-    # ---- what is there already
+    _check_pca_width(pca, pca_components, settings, bb)
+    fit_ids = _fit_ids(pca_fit, all_ids) if pca_components is not None else {}
+    for vid, p in fit_ids.items():
+        if vid not in all_ids or all_ids[vid] != p:
+            try:
+                require_video(p)
+            except InputError as exc:
+                raise InputError(f"{exc.message} (a --pca-fit video)", file=p) from None
+    sources = list(all_ids.values()) + list(fit_ids.values()) + list(inputs)
+    if isinstance(cfg.pca, (str, os.PathLike)):
+        sources.append(cfg.pca)
+    refuse_output_among_inputs(out, sources, option="--out")
+    refuse_special_output(out)
     check_writable(out)  # an output under a file or /proc is refused before any decoding
+
+    # ---- one extraction at a time writes `out`
+    with OutputLock(out):
+        return _extract_locked(t0, out, all_ids, ids, shard_kn, bb, cfg, settings, pca, pca_components, fit_ids,
+                               resume=resume, force=force, strict=strict, workers=workers, layout=layout,
+                               expected_frames=expected_frames, missing=missing, quiet=quiet)
+
+
+def _check_pca_width(pca: Optional[FeaturePCA], pca_components: Optional[int], settings: Mapping[str, Any],
+                     bb: Backbone) -> None:
+    raw = int(settings["raw_dim"])
+    if pca is not None and pca.input_dim != raw:
+        raise ConfigError(f"its PCA takes rows of {pca.input_dim} values, the backbone {bb.name!r} gives {raw}; "
+                          "expected a --pca-from file extracted with the same backbone", file=pca.source)
+    if pca_components is not None and pca_components > raw:
+        raise ConfigError(f"--pca {pca_components}: the backbone {bb.name!r} gives rows of {raw} values; expected "
+                          f"--pca at most {raw}")
+
+
+def _extract_locked(t0, out, all_ids, ids, shard_kn, bb, cfg, settings, pca, pca_components, fit_ids, *, resume,
+                    force, strict, workers, layout, expected_frames, missing, quiet) -> ExtractSummary:
+    """The work of :func:`extract_videos` once its arguments are checked and ``out`` is locked."""
     journal = Journal(out)
     kept: Dict[str, str] = {}           # video -> source sha256, in the previous output
     old_pca: Optional[FeaturePCA] = None
@@ -273,13 +333,15 @@ def extract_videos(
         journal.remove()
     if resume:
         if out.exists():
-            with FeaturesFile(out) as ff:
+            with FeaturesFile(out, RESUMED_FILE) as ff:
                 if ff.settings != settings:
                     if not force:
                         raise ConfigError(_diff_message(ff.settings, settings, out))
                 else:
                     old_pca = ff.pca
                     kept = ff.index()
+                    for v in kept:  # every kept video is read (and checked) now, not after hours of work
+                        ff.load(v)
         js = journal.settings()
         if js is not None and js != settings:
             if not force:
@@ -314,7 +376,7 @@ def extract_videos(
             todo.append((vid, path, None))
             continue
         try:
-            digest = _sha256(path)
+            digest = _sha256(require_video(path))
         except InputError:
             digest = None
         if digest == prev:
@@ -355,12 +417,12 @@ def extract_videos(
 
         # ---- PCA and the file (rows read back one video at a time: memory stays small)
         if pca_components is not None:
-            pca = _fit(_fit_ids(pca_fit, all_ids), done, journal, all_ids, bb, cfg, pca_components, report)
+            pca = _fit(fit_ids, done, journal, all_ids, bb, cfg, pca_components, report)
         summary.report = report.to_dict()
         summary.report["failed"] = [{"source": s, "error": m} for s, m in summary.failed]
         n_written = len(done) + len(kept)
         with contextlib.ExitStack() as stack:
-            old = stack.enter_context(FeaturesFile(out)) if kept else None
+            old = stack.enter_context(FeaturesFile(out, RESUMED_FILE)) if kept else None
 
             def final():
                 for v in sorted(set(done) | set(kept)):
@@ -378,7 +440,8 @@ def extract_videos(
 
 @contextlib.contextmanager
 def _resume_hint(journal: Journal):
-    """On Ctrl-C or SIGTERM, tell the CLI's message that the finished videos stay for --resume."""
+    """On Ctrl-C or SIGTERM, tell the CLI's message that the finished videos stay for --resume;
+    on an error after videos finished (a PCA that cannot be fitted), say where they are kept."""
     try:
         yield
     except KeyboardInterrupt as exc:
@@ -386,6 +449,12 @@ def _resume_hint(journal: Journal):
         if n:
             exc.resume_hint = f"{n} finished video(s) kept in {journal.dir}: rerun with --resume to continue"
         raise
+    except RelocbenchError as exc:
+        n = journal.count() if journal.exists() else 0
+        if not n or (exc.file and Path(exc.file).parent == journal.dir):  # not when the journal is the problem
+            raise
+        raise type(exc)(f"{exc.message} ({n} finished video(s) kept in {journal.dir}: rerun with --resume to "
+                        "keep them)", file=exc.file, item=exc.item) from None
 
 
 def _diff_message(old: Mapping[str, Any], new: Mapping[str, Any], where: Path) -> str:
@@ -395,7 +464,10 @@ def _diff_message(old: Mapping[str, Any], new: Mapping[str, Any], where: Path) -
 
 
 def _file_attrs(settings: Mapping[str, Any], pca: Optional[FeaturePCA]) -> Dict[str, Any]:
-    attrs = {k: v for k, v in settings.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    # plain values only (an int beyond 64 bits would become an object-dtype attribute HDF5 cannot
+    # store); every setting is in the JSON ``settings`` attribute anyway
+    attrs = {k: v for k, v in settings.items() if isinstance(v, (str, float)) or (
+        isinstance(v, int) and not isinstance(v, bool) and -2 ** 63 <= v < 2 ** 63)}
     attrs["settings"] = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))
     attrs["dim"] = int(pca.n_components if pca is not None else settings["raw_dim"])
     attrs["pca"] = pca.describe() if pca is not None else "none"
@@ -430,7 +502,7 @@ def _fit(fit_ids, done, journal, all_ids, bb, cfg, n, report) -> FeaturePCA:
     from .pca import MAX_FIT_ROWS, even_rows
 
     per_video = max(1, MAX_FIT_ROWS // max(1, len(fit_ids)))
-    rows = []
+    rows, failed = [], []
     for vid in sorted(fit_ids):
         path = fit_ids[vid]
         if vid in done and all_ids.get(vid) == path:
@@ -438,6 +510,10 @@ def _fit(fit_ids, done, journal, all_ids, bb, cfg, n, report) -> FeaturePCA:
             continue
         try:
             rows.append(even_rows(_raw_features(path, vid, bb, cfg).features, per_video))
-        except InputError:
+        except InputError as exc:
             report.add("PCA fitting video failed to decode", vid)
+            failed.append(f"{path} ({exc.message if exc.file else exc})")
+    if not rows:
+        shown = "; ".join(failed[:3]) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise ConfigError(f"no rows to fit the PCA on: all {len(fit_ids)} --pca-fit video(s) failed: {shown}")
     return fit_pca(rows, n)

@@ -11,10 +11,14 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["ExtractConfig", "VideoFeatures", "FORMAT_VERSION", "resolve_device"]
+__all__ = ["ExtractConfig", "VideoFeatures", "FORMAT_VERSION", "MAX_STEP_FRAMES", "resolve_device"]
 
 #: Value of the ``relocbench_features`` file attribute (format version of the HDF5 output).
 FORMAT_VERSION = 1
+
+#: Largest ``step_frames``: far beyond any video's frame count (a day at 24,000 fps), and an
+#: int32, so the file attribute stays a plain integer.
+MAX_STEP_FRAMES = 2 ** 31 - 1
 
 PathLike = Union[str, os.PathLike]
 
@@ -58,9 +62,10 @@ class ExtractConfig:
                 f"The 'weights' parameter must be 'auto', 'none' or a file path. Got {self.weights!r} instead."
             )
         if isinstance(self.step_frames, bool) or not isinstance(self.step_frames, (int, np.integer)) \
-                or self.step_frames < 1:
+                or not 1 <= self.step_frames <= MAX_STEP_FRAMES:
             raise ConfigError(
-                f"The 'step_frames' parameter must be an int >= 1. Got {self.step_frames!r} instead."
+                f"The 'step_frames' parameter must be an int in [1, {MAX_STEP_FRAMES}]. Got {self.step_frames!r} "
+                "instead."
             )
         self.step_frames = int(self.step_frames)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \

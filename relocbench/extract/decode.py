@@ -14,24 +14,33 @@ What the decoder notices is kept in :attr:`VideoReader.warnings` (each ``categor
 * rotation metadata (phone videos): FFmpeg applies it, frames come out upright;
 * a decoded frame count that differs from the container's.
 
-Errors (:class:`relocbench.errors.InputError`, naming the file): a file that cannot be
-opened, one with no decodable frame, and a truncated one (far fewer frames decoded than
-the container declares).
+Errors (:class:`relocbench.errors.InputError`, naming the file): a path that is not a
+regular file (missing, a folder, a FIFO, a socket, a device such as ``/dev/null``: refused
+by :func:`require_video` before anything opens it, since opening a FIFO blocks until a
+writer appears), a file that cannot be opened, one with no decodable frame, and a
+truncated one (far fewer frames decoded than the container declares).
+
+OpenCV's own log line for a file it cannot open (``[ WARN:0@...] global cap.cpp:...``) and
+FFmpeg's lines about a damaged stream say nothing the one-line error does not: both are
+silenced while a file is opened, unless the user sets ``OPENCV_LOG_LEVEL`` /
+``OPENCV_FFMPEG_LOGLEVEL``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
 import threading
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Type, Union
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, RelocbenchError
+from ..io import require_file
 
-__all__ = ["VideoReader", "frame_range", "prefetch", "VIDEO_EXTENSIONS"]
+__all__ = ["VideoReader", "frame_range", "prefetch", "require_video", "quiet_opencv", "VIDEO_EXTENSIONS"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -49,6 +58,53 @@ def _cv2():
     import cv2
 
     return cv2
+
+
+_LOG_LOCK = threading.Lock()
+_log_state = {"depth": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def quiet_opencv():
+    """OpenCV's log at errors only while the block runs (nested and thread-safe: the level in
+    force before the outermost block comes back after it). Nothing changes when the user set
+    ``OPENCV_LOG_LEVEL``."""
+    cv2 = _cv2()
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if "OPENCV_LOG_LEVEL" in os.environ or log is None or not hasattr(log, "setLogLevel"):
+        yield
+        return
+    with _LOG_LOCK:
+        if _log_state["depth"] == 0:
+            _log_state["saved"] = log.getLogLevel()
+            log.setLogLevel(min(_log_state["saved"], log.LOG_LEVEL_ERROR))
+        _log_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LOG_LOCK:
+            _log_state["depth"] -= 1
+            if _log_state["depth"] == 0:
+                log.setLogLevel(_log_state["saved"])
+
+
+def require_video(path: PathLike, error: Type[RelocbenchError] = InputError) -> Path:
+    """Check, without opening it, that ``path`` is a readable, non-empty regular file.
+
+    The one check every video goes through before it is hashed or decoded (extraction,
+    ``localize``): a FIFO would block the reader forever, a socket, a device (``/dev/null``)
+    or a folder cannot be a video. Raises :class:`InputError` naming the file and what was
+    found (``video file not found``, ``expected a regular file (video file), found a FIFO
+    (named pipe)``, ...).
+    """
+    p = require_file(path, "video file", error)
+    try:
+        size = os.stat(p).st_size
+    except OSError as exc:  # removed between the two calls
+        raise error(f"cannot read the video file ({exc.strerror})", file=p) from None
+    if size == 0:
+        raise error("unreadable video: the file is empty (0 bytes)", file=p)
+    return p
 
 
 def frame_range(fps: float, start_s: Optional[float], end_s: Optional[float]) -> tuple:
@@ -81,13 +137,9 @@ class VideoReader:
     # ------------------------------------------------------------------ opening
     def open(self) -> "VideoReader":
         cv2 = _cv2()
-        if not self.path.is_file():
-            raise InputError("video file not found", file=self.path)
-        if not os.access(self.path, os.R_OK):
-            raise InputError("video file is not readable (permissions)", file=self.path)
-        if self.path.stat().st_size == 0:
-            raise InputError("unreadable video: the file is empty (0 bytes)", file=self.path)
-        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        require_video(self.path)
+        with quiet_opencv():
+            cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
             raise InputError(

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -36,6 +36,7 @@ class FeaturePCA:
     explained_variance_ratio: np.ndarray  # [N]
     n_fit_rows: int
     n_fit_videos: int
+    source: Optional[str] = field(default=None, compare=False)  # the features file it was read from
 
     @property
     def n_components(self) -> int:
@@ -58,7 +59,8 @@ class FeaturePCA:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != self.input_dim:
-            raise FeatureError(f"PCA expects rows of {self.input_dim} values, got shape {tuple(x.shape)}")
+            raise FeatureError(f"PCA expects rows of {self.input_dim} values, got shape {tuple(x.shape)}",
+                               file=self.source)
         return ((x.astype(np.float64) - self.mean) @ self.components.T).astype(np.float32)
 
     def write(self, h5file) -> None:
@@ -70,27 +72,55 @@ class FeaturePCA:
         g.attrs["n_fit_videos"] = int(self.n_fit_videos)
 
     @classmethod
-    def read(cls, h5file, where: str) -> "FeaturePCA":
-        g = h5file.get(PCA_GROUP)
-        if g is None:
-            raise ConfigError(f"holds no fitted PCA (no '{PCA_GROUP}' group); expected a features file "
-                              "written with --pca", file=where)
-        return cls(mean=g["mean"][()], components=g["components"][()],
-                   explained_variance_ratio=g["explained_variance_ratio"][()],
-                   n_fit_rows=int(g.attrs["n_fit_rows"]), n_fit_videos=int(g.attrs["n_fit_videos"]))
+    def read(cls, h5file, where: str, what: str = "a features file written with --pca") -> "FeaturePCA":
+        """The PCA of an open features file, checked: the three arrays present, of matching
+        shapes, finite. Raises :class:`FeatureError` naming ``where`` (``ConfigError`` when the
+        file holds no PCA at all)."""
+        import h5py
+
+        from .h5io import h5_reading, read_attr
+
+        with h5_reading(where, what, PCA_GROUP):
+            g = h5file.get(PCA_GROUP)
+            if g is None:
+                raise ConfigError(f"holds no fitted PCA (no '{PCA_GROUP}' group); expected {what}", file=where)
+            if not isinstance(g, h5py.Group):
+                raise FeatureError(f"'{PCA_GROUP}' is not a group; expected {what}", file=where)
+            arrays = {}
+            for name, ndim in (("mean", 1), ("components", 2), ("explained_variance_ratio", 1)):
+                ds = g.get(name)
+                if not isinstance(ds, h5py.Dataset):
+                    raise FeatureError(f"the fitted PCA lacks the dataset {name!r}; expected {what}", file=where,
+                                       item=PCA_GROUP)
+                a = ds[()]
+                if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype.kind not in "fiu" or \
+                        not np.isfinite(a).all():
+                    raise FeatureError(f"the PCA's {name!r} is not a finite {ndim}-d numeric array (found "
+                                       f"{getattr(a, 'dtype', type(a).__name__)} shape {np.shape(a)}); expected "
+                                       f"{what}", file=where, item=PCA_GROUP)
+                arrays[name] = a.astype(np.float64)
+            n, d = arrays["components"].shape
+            if n < 1 or arrays["mean"].shape != (d,) or arrays["explained_variance_ratio"].shape != (n,):
+                raise FeatureError(f"the PCA's arrays disagree: components {n}x{d}, mean {arrays['mean'].shape}, "
+                                   f"explained_variance_ratio {arrays['explained_variance_ratio'].shape}; expected "
+                                   f"{what}", file=where, item=PCA_GROUP)
+            n_rows = read_attr(g.attrs, "n_fit_rows", "count", where, what, item=PCA_GROUP)
+            n_videos = read_attr(g.attrs, "n_fit_videos", "count", where, what, item=PCA_GROUP)
+        return cls(mean=arrays["mean"], components=arrays["components"],
+                   explained_variance_ratio=arrays["explained_variance_ratio"], n_fit_rows=n_rows,
+                   n_fit_videos=n_videos, source=str(where))
 
 
 def load_pca(path: PathLike) -> FeaturePCA:
-    """The PCA stored in a features file (``--pca-from``)."""
-    import h5py
+    """The PCA stored in a features file (``--pca-from``), checked (see :meth:`FeaturePCA.read`)."""
+    from .h5io import open_h5
 
+    what = "a features file written with --pca (--pca-from)"
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("PCA source not found; expected a features file written with --pca", file=p)
-    if not h5py.is_hdf5(str(p)):
-        raise ConfigError("not an HDF5 file; expected a features file written with --pca", file=p)
-    with h5py.File(p, "r") as f:
-        return FeaturePCA.read(f, str(p))
+    if not (p.exists() or p.is_symlink()):
+        raise ConfigError("PCA source not found; expected a features file written with --pca (--pca-from)", file=p)
+    with open_h5(p, what) as f:
+        return FeaturePCA.read(f, str(p), what)
 
 
 def even_rows(rows: np.ndarray, k: int) -> np.ndarray:

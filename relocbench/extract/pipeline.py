@@ -65,7 +65,7 @@ def run_extract(videos: Sequence[os.PathLike], cfg, *, out, glob=None, list_file
         paths = video_ids(collect_videos(videos, glob=glob, list_file=list_file))
     fit = _pca_fit_set(pca_fit, manifest, videos_root, glob) if pca_fit else None
     kwargs = dict(strict=strict, workers=workers, layout=layout, expected_frames=expected, missing=missing,
-                  quiet=quiet)
+                  quiet=quiet, inputs=[list_file] if list_file is not None else [])
     res = RunResult()
     if slurm is not None:
         if shard is not None:

@@ -15,7 +15,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import ConfigError, FeatureError
 from ..io import check_output
-from .writer import FeaturesFile, write_features_file
+from .writer import LAYOUTS, FeaturesFile, refuse_special_output, write_features_file
+
+#: What a ``merge-features`` input should be (the end of a message about one).
+SHARD_FILE = "a features file (shard) written by relocbench extract-features"
 
 __all__ = ["parse_shard", "select_shard", "shard_path", "merge_features", "MergeSummary", "extract_distributed",
            "distributed_env"]
@@ -78,12 +81,19 @@ def merge_features(out: PathLike, shards: Sequence[PathLike], *, force: bool = F
     out = Path(out)
     if not shards:
         raise ConfigError("merge-features needs at least one shard file")
-    check_output(out, force)
+    if layout is not None and layout not in LAYOUTS:
+        raise ConfigError(f"The 'layout' parameter must be one of {list(LAYOUTS)}. Got {layout!r} instead.")
     paths = [Path(s) for s in shards]
-    if out.resolve() in {p.resolve() for p in paths if p.exists()}:
-        raise ConfigError(f"the output {out} is also one of the shards; write the merge to another file")
+    check_output(out, force, inputs=paths, option="--out")  # a shard as the output is refused, --force or not
+    refuse_special_output(out)
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(FeaturesFile(p)) for p in paths]
+        files = [stack.enter_context(FeaturesFile(p, SHARD_FILE)) for p in paths]
+        for f in files:  # every shard's PCA is read and must be the one its 'pca' attribute names
+            fp = f.pca
+            held = fp.describe() if fp is not None else "none"
+            if f.attrs.get("pca", "none") != held:
+                raise FeatureError(f"its 'pca' attribute says {f.attrs.get('pca')!r} but the file holds "
+                                   f"{held!r}; expected {SHARD_FILE}", file=f.path)
         first = files[0]
         ref_pca = first.attrs.get("pca")
         for f in files[1:]:
@@ -144,6 +154,20 @@ def _merge_reports(reports: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     return out
 
 
+def _inputs_of(paths, cfg, kwargs: Mapping[str, Any]) -> List[Any]:
+    """The files an extraction reads (videos, --pca-fit paths, --pca-from, --list): refused as outputs."""
+    items: List[Any] = list(paths.values()) if isinstance(paths, Mapping) else (
+        [paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+    fit = kwargs.get("pca_fit") or ()
+    items += list(fit.values()) if isinstance(fit, Mapping) else ([fit] if isinstance(fit, (str, os.PathLike))
+                                                                  else [f for f in fit if Path(f).exists()])
+    pca = getattr(cfg, "pca", None)
+    if isinstance(pca, (str, os.PathLike)):
+        items.append(pca)
+    items += list(kwargs.get("inputs") or ())
+    return items
+
+
 # --------------------------------------------------------------------------- torchrun
 def distributed_env(environ: Optional[Mapping[str, str]] = None) -> Optional[Tuple[int, int]]:
     """``(RANK, WORLD_SIZE)`` under torchrun (``WORLD_SIZE`` > 1), else ``None``."""
@@ -181,7 +205,9 @@ def extract_distributed(paths, cfg=None, *, out: PathLike = "features.h5", rank:
     mine = shard_path(out, rank, world_size)
     force = bool(kwargs.get("force"))
     if merge:  # every rank checks (a shared file system), so none waits for a rank that stopped
-        check_output(out, force or bool(kwargs.get("resume")))
+        check_output(out, force or bool(kwargs.get("resume")), inputs=_inputs_of(paths, cfg, kwargs),
+                     option="--out")
+        refuse_special_output(out)
     if rank != 0:
         kwargs["missing"] = ()  # counted once, by rank 0, not once per rank in the merged report
     group = merge and bool(os.environ.get("MASTER_ADDR"))

@@ -9,6 +9,7 @@ removes them. Job logs live in ``<out folder>/.<out name>.submitit/``.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -42,22 +43,44 @@ def submit_slurm(videos, cfg, *, out: PathLike, partition: Optional[str], array:
                  **kwargs) -> SlurmResult:
     """Submit ``array`` shard tasks, wait for them, merge into ``out``.
 
-    ``cluster``: ``None`` lets submitit pick (Slurm when ``sbatch`` is on the path, else the
-    local executor), ``"slurm"``, ``"local"`` (subprocesses on this machine: the same code
-    path, for tests and laptops) or ``"debug"`` (in this process).
+    ``cluster``: ``None`` or ``"slurm"`` (Slurm: ``sbatch`` and ``srun`` must be on the path,
+    otherwise a one-line error says so, rather than running somewhere else than asked),
+    ``"local"`` (subprocesses on this machine: the same code path, for tests and laptops) or
+    ``"debug"`` (in this process).
     """
-    import submitit
-
     from .api import video_ids
+    from .shard import _inputs_of
+    from .writer import refuse_special_output
 
     if isinstance(array, bool) or not isinstance(array, int) or array < 1:
         raise ConfigError(f"The 'slurm_array' parameter must be an int >= 1. Got {array!r} instead.")
+    for name, value, low in (("slurm_time", time_min, 1), ("slurm_gpus", gpus_per_task, 0),
+                             ("slurm_cpus", cpus_per_task, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1_000_000:
+            raise ConfigError(f"The '{name}' parameter must be an int in [{low}, 1000000]. Got {value!r} instead.")
     if kwargs.get("pca_components") is not None:
         raise ConfigError("a Slurm array cannot fit a PCA (each task would fit its own): fit it once with --pca N "
                           "--pca-fit on one machine and pass --pca-from")
+    if cluster not in (None, "slurm", "local", "debug"):
+        raise ConfigError(f"The 'cluster' parameter must be None, 'slurm', 'local' or 'debug'. Got {cluster!r} "
+                          "instead.")
+    if cluster in (None, "slurm"):
+        missing = [cmd for cmd in ("sbatch", "srun") if shutil.which(cmd) is None]
+        if missing:
+            raise ConfigError(f"--slurm {partition or ''}: {' and '.join(missing)} not found on PATH (no Slurm on "
+                              "this machine); run it on a Slurm login node, or pass --slurm-cluster local to run "
+                              "the array tasks as processes here")
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--slurm needs the submitit package (pip install submitit)") from None
     out = Path(out)
-    check_output(out, force)
+    check_output(out, force, inputs=_inputs_of(videos, cfg, kwargs), option="--out")
+    refuse_special_output(out)
     ids = video_ids(videos)
+    if array > len(ids):
+        raise ConfigError(f"--slurm-array {array} asks for more array tasks than there are videos ({len(ids)}); "
+                          f"expected at most {len(ids)}")
     folder = out.parent / f".{out.name}.submitit"
     ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params: Dict[str, Any] = {"timeout_min": int(time_min), "cpus_per_task": int(cpus_per_task),

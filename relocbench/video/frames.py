@@ -146,9 +146,11 @@ class VideoFile:
     def _decode(self) -> None:
         import cv2
 
-        if not self.path.is_file():
-            raise FeatureError("video file not found", file=self.path)
-        cap = cv2.VideoCapture(str(self.path))
+        from ..extract.decode import quiet_opencv, require_video
+
+        require_video(self.path, FeatureError)  # missing, a FIFO, a device, ...: refused before opening
+        with quiet_opencv():
+            cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise FeatureError("OpenCV cannot open this video file", file=self.path)
         try:
@@ -274,7 +276,7 @@ class FrameSource:
         if self.layout == "videos":
             for ext in VIDEO_EXTENSIONS:
                 p = self.root / f"{video}{ext}"
-                if p.is_file():
+                if (p.exists() or p.is_symlink()) and not p.is_dir():  # a FIFO is found, then refused by name
                     return p
             return None
         p = self.root / video
