@@ -23,6 +23,14 @@ activitynet-proposal 5,000 videos x 100 proposals at least 20x faster than a per
     python benchmarks/bench_evaluate.py                       # everything, full sizes
     python benchmarks/bench_evaluate.py --sizes 10000,100000 --no-kernels
     python benchmarks/bench_evaluate.py --no-end-to-end --scale 0.1
+    python benchmarks/bench_evaluate.py --breakdown --repeat 5 [--against /tmp/head]   # import/read/score/print
+
+``--breakdown``: the ActivityNet detection call of 1,500 videos x 4 predictions (200
+classes) as a whole (fresh process, stdout a pipe; target < 0.4 s) and its phases in one
+fresh process: import (the command, the API and the protocol's module), read (both files),
+score, print (the tables as the command prints them), and whether pandas was imported.
+``--against DIR`` times another source tree the same way, alternated (``git archive HEAD
+relocbench | tar -x -C DIR`` gives the last commit's).
 """
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -569,6 +578,91 @@ def end_to_end_table(sizes, protocols, repeat: int = 1) -> None:
                   f"{wall / floor:>6.2f} {rss / 2**20:>9.0f} {wall / n * 1e6:>9.1f} {load:>5.1f}", flush=True)
 
 
+# ----------------------------------------------------------------------------- where the time goes
+
+#: Runs ``relocbench evaluate`` (argv after the tree) from the source tree ``argv[1]`` (or the
+#: installed package where it is "-"): the whole call as a user makes it, stdout a pipe.
+WHOLE = r"""
+import runpy, sys
+tree = sys.argv[1]
+if tree != "-":
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+    sys.path.insert(0, tree)
+sys.argv = ["relocbench"] + sys.argv[2:]
+runpy.run_module("relocbench", run_name="__main__", alter_sys=True)
+"""
+
+#: The phases of the same call in one fresh process: import, read, score, print.
+PHASES = r"""
+import contextlib, io, json, sys, time
+t0 = time.perf_counter()
+tree, gt, pred = sys.argv[1:4]
+if tree != "-":
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+    sys.path.insert(0, tree)
+from relocbench.cli import cli  # noqa: F401
+from relocbench.metrics import api
+from relocbench.metrics.activitynet import activitynet_detection, ground_truth_arrays, read_activitynet_arrays
+t1 = time.perf_counter()
+ground_truth_arrays(gt)
+read_activitynet_arrays(pred)
+t2 = time.perf_counter()
+result = activitynet_detection(gt, pred)  # reads again, then scores
+t3 = time.perf_counter()
+try:
+    from relocbench.cli.evaluate import print_result
+except ImportError:  # an older tree: every table in full
+    from relocbench.cli._common import print_table
+
+    def print_result(result):
+        for table in api.summary_tables(result):
+            print_table(*table)
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    print_result(result)
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "read": t2 - t1, "read+score": t3 - t2, "print": t4 - t3,
+                  "lines": buf.getvalue().count("\n"), "pandas": "pandas" in sys.modules}))
+"""
+
+
+def breakdown_table(n_videos: int, k: int, repeat: int, against: Optional[str]) -> None:
+    """The ActivityNet detection call on ``n_videos`` x ``k`` predictions (200 classes): whole
+    call (fresh process, stdout a pipe) and its phases, best of ``repeat`` alternated runs,
+    for this tree and optionally another source tree (``against``: e.g. an export of the
+    last commit) in the same run."""
+    import json
+
+    trees = [("this tree", "-")] + ([(f"{against}", against)] if against else [])
+    with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp:
+        gt, f = _anet_files(n_videos, Path(tmp), True, k=k)
+        n_pred = n_videos * k
+        best = {name: {} for name, _ in trees}
+        for _ in range(repeat):
+            for name, tree in trees:
+                w = timed_child([sys.executable, "-c", WHOLE, tree, "evaluate", str(f), "--protocol",
+                                 "activitynet-detection", "--ground-truth", str(gt)])[0]
+                ph = json.loads(timed_child([sys.executable, "-c", PHASES, tree, str(gt), str(f)])[2])
+                ph["whole"] = w
+                for key, v in ph.items():
+                    if isinstance(v, float):
+                        best[name][key] = min(best[name].get(key, float("inf")), v)
+                    else:
+                        best[name][key] = v
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"activitynet-detection, {n_videos:,} videos x {k} = {n_pred:,} predictions, 200 classes "
+          f"(best of {repeat}, measured on {time.strftime('%Y-%m-%d')}; target: whole < 0.4 s; "
+          f"1-minute load average after: {load:.1f})")
+    print("(phases in one process: import; read = both files; read+score = activitynet_detection from the files; "
+          "print = the tables as the command prints them, stdout not a terminal)")
+    print(f"{'tree':<24} {'whole s':>8} {'import':>7} {'read':>7} {'read+score':>10} {'print':>7} {'lines':>6} "
+          f"{'pandas':>7}")
+    for name, _ in trees:
+        b = best[name]
+        print(f"{name[-24:]:<24} {b['whole']:>8.3f} {b['import']:>7.3f} {b['read']:>7.3f} {b['read+score']:>10.3f} "
+              f"{b['print']:>7.3f} {b['lines']:>6} {str(b['pandas']):>7}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every size of the kernel table by this")
@@ -579,7 +673,15 @@ def main():
                     help="end to end: run floor and whole call this many times, alternated, and keep the best of each")
     ap.add_argument("--no-kernels", action="store_true", help="skip the table of the scorers from arrays")
     ap.add_argument("--no-end-to-end", action="store_true", help="skip the table of whole calls from files")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="only: where the time of one ActivityNet detection call goes (import, read, score, print)")
+    ap.add_argument("--breakdown-size", default="1500x4", help="videos x predictions per video for --breakdown")
+    ap.add_argument("--against", help="--breakdown: also time this source tree (a folder holding relocbench/)")
     args = ap.parse_args()
+    if args.breakdown:
+        nv, k = (int(x) for x in args.breakdown_size.split("x"))
+        breakdown_table(nv, k, max(1, args.repeat), args.against)
+        return
     if not args.no_end_to_end:
         end_to_end_table([int(x) for x in args.sizes.split(",") if x], [p for p in args.protocols.split(",") if p],
                          max(1, args.repeat))

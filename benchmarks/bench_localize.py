@@ -14,14 +14,29 @@ Three tables:
    0.5 s grid, random 521-d features, 10 s query): ``window`` and ``framedp`` against one
    matrix product of the same shapes (the least work any matcher does).
 
-    python benchmarks/bench_localize.py [--workdir DIR] [--seeds 4] [--skip-long]
+4. **Score floor** (``--mode floor``): the best score of queries cut from unrelated scenes
+   against that of found queries (each kind of degradation), per matcher.
+5. **Refinement** (``--mode refine``): boundary error in reference frames and top-1 tIoU of the
+   coarse answer and of the frame-level refinement with each per-frame descriptor, on queries
+   degraded in each way of :data:`relocbench.localize.degrade.KINDS`, and what it costs.
+6. **Methods by degradation** (``--mode degrade``): mean top-1 tIoU of each method with and
+   without refinement per kind of degradation: the measurement behind ``auto``.
+7. **Collection search** (``--mode collection``): 1,000 generated one-minute references (30
+   with ``--quick``) indexed once, 20 queries cut from them: seconds per query, recall of the
+   right reference in the top 1 and top 5, the index's size on disk. ``--mode
+   collection-scale``: the time per query at 1,000 references without rendering them (the 30 of
+   ``--quick`` plus 970 entries of shuffled, noisy rows).
+
+    python benchmarks/bench_localize.py [--workdir DIR] [--seeds 4] [--skip-long] [--mode MODE] [--per-kind 3]
 
 Set ``OMP_NUM_THREADS=1`` on a shared CPU.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +45,7 @@ import numpy as np
 
 from relocbench.localize import localize
 from relocbench.localize.cache import FeatureCache
+from relocbench.localize.floor import DEFAULT_MIN_SCORE
 from relocbench.localize.matching import match, normalise
 from relocbench.localize.synthetic import recode, write_scene_video
 
@@ -120,6 +136,8 @@ def ten_minutes(work: Path) -> None:
          f"{(f['extract_s'] - decode_s) / decode_s:.2f}", "colour, gradient and flow histograms"],
         ["first query: hashing for the cache", f"{f['hash_s']:.2f}", f"{f['hash_s'] / decode_s:.2f}", ""],
         ["first query: matching", f"{f['match_s']:.3f}", f"{f['match_s'] / decode_s:.3f}", "window, 0.5 s grid"],
+        ["first query: frame refinement", f"{f.get('refine_s', 0.0):.3f}", f"{f.get('refine_s', 0.0) / decode_s:.3f}",
+         f"{100 * f.get('refine_s', 0.0) / first_s:.1f} % of the first query; top-1 to the frame"],
         ["first query: total", f"{first_s:.2f}", f"{first_s / decode_s:.2f}",
          f"top-1 tIoU {tiou((first.segments[0].start, first.segments[0].end), (312.0, 322.0)):.2f}; "
          f"target < 60 s: {'met' if first_s < 60 else 'MISSED'}"],
@@ -158,19 +176,283 @@ def growth() -> None:
           ["reference", "cells", "plain r@q.T", "window", "x plain", "framedp", "x plain"], rows)
 
 
+# --------------------------------------------------------------------------- 4-6. floor, refine, degrade
+def _references(work: Path, n: int, seed: int, fps: float = 25.0):
+    """``n`` references of nine distinct scenes each (5 to 9 s), 96x72 at ``fps``."""
+    rng = np.random.default_rng(seed)
+    refs = []
+    for k in range(n):
+        durs = rng.choice([5.0, 6.0, 7.0, 8.0, 9.0], size=9)
+        p = work / f"ref-s{seed}-{k}.mp4"
+        if not p.exists():
+            write_scene_video(p, [(100 * k + i, float(d)) for i, d in enumerate(durs)], fps=fps, size=(96, 72),
+                              seed=seed)
+        refs.append(p)
+    return refs
+
+
+def _degraded_queries(work: Path, refs, per_kind: int, seed: int, kinds=None):
+    """``(kind, path, reference, start_frame, end_frame)``: ``per_kind`` copies per kind of
+    degradation of random 2.4 to 10 s parts of the references, each also at another size and
+    frame rate (:data:`relocbench.localize.degrade.KINDS`)."""
+    from relocbench.extract.decode import VideoReader
+    from relocbench.localize.degrade import KINDS, degrade
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind, d in KINDS.items():
+        if kinds and kind not in kinds:
+            continue
+        for j in range(per_kind):
+            r_i = int(rng.integers(len(refs)))
+            ref = refs[r_i]
+            with VideoReader(ref) as r:
+                fps, n = r.fps, r.declared_frames
+            length = int(rng.integers(int(2.4 * fps), int(10 * fps)))
+            a = int(rng.integers(0, n - length - 1))
+            ext = ".avi" if d.codec == "MJPG" else ".mp4"
+            p = work / f"deg-s{seed}-{kind.replace('/', '-').replace(' ', '')}-{j}-r{r_i}-{a}-{length}{ext}"
+            dd = d.with_(fps=d.fps or float(rng.choice([15, 24, 30])),
+                         size=d.size or [(64, 48), (128, 96), (160, 120)][j % 3])
+            if not p.exists():
+                degrade(ref, p, a, a + length, dd)
+            out.append((kind, p, ref, a, a + length))
+    return out
+
+
+def _frame_errors(seg, ref, a, b):
+    """``(start error, end error, tIoU)`` in reference frames (a wrong reference: None, None, 0)."""
+    if seg is None or seg.reference != str(ref):
+        return None, None, 0.0
+    return abs(seg.start_frame - a), abs(seg.end_frame - b), tiou((seg.start_frame, seg.end_frame), (a, b))
+
+
+def floor(work: Path, seeds: int) -> None:
+    """Best score of unrelated queries (other scenes and seeds, re-encoded) vs found ones."""
+    from relocbench.localize.degrade import Degradation, degrade
+
+    cache = FeatureCache(work / "cache-floor")
+    rows = []
+    for m in ("window", "framedp"):
+        unrelated, related = [], []
+        for seed in range(seeds):
+            refs = _references(work, 3, seed)
+            rng = np.random.default_rng(1000 + seed)
+            for j in range(6):
+                src = work / f"unrelated-s{seed}-{j}.mp4"
+                if not src.exists():
+                    write_scene_video(src, [(5000 + 10 * j + i, 4.0) for i in range(3)], fps=30, size=(96, 72),
+                                      seed=77 + seed)
+                q = work / f"unrelated-s{seed}-{j}-q.mp4"
+                n = int(rng.integers(60, 300))
+                if not q.exists():
+                    degrade(src, q, 10, 10 + n, Degradation(fps=float(rng.choice([15, 24, 30])), size=(128, 96),
+                                                            brightness=float(rng.uniform(0.8, 1.2))))
+                res = localize(q, refs, method=m, device="cpu", cache=cache, top_k=1, refine=False,
+                               min_score=float("-inf"))
+                unrelated.append(res.segments[0].score)
+            for kind, q, ref, a, b in _degraded_queries(work, refs, 1, seed):
+                res = localize(q, refs, method=m, device="cpu", cache=cache, top_k=1, refine=False,
+                               min_score=float("-inf"))
+                if res.segments[0].reference == str(ref):
+                    related.append((kind, res.segments[0].score))
+        u = np.array(unrelated)
+        r = np.array([s for _, s in related])
+        worst = min(related, key=lambda x: x[1])
+        rows.append([m, len(u), f"{u.max():.3f}", f"{np.percentile(u, 90):.3f}", len(r), f"{r.min():.3f} ({worst[0]})",
+                     f"{np.percentile(r, 10):.3f}", f"{DEFAULT_MIN_SCORE[m]:.2f}",
+                     f"{(r >= DEFAULT_MIN_SCORE[m]).mean():.2f}"])
+    table(f"Score floor: best score of unrelated queries vs found queries (own reference ranked first), "
+          f"{seeds} seed(s)", ["matcher", "unrelated", "max", "p90", "found", "min", "p10", "default floor",
+                              "found above floor"], rows)
+
+
+def refine_table(work: Path, seeds: int, per_kind: int) -> None:
+    """Boundary error in reference frames and tIoU, coarse vs refined with each descriptor."""
+    from relocbench.localize.refine import DESCRIPTORS, refine_segments
+
+    cache = FeatureCache(work / "cache-refine")
+    acc = {name: {"es": [], "ee": [], "tiou": [], "ms": []} for name in ["coarse (window)"] + list(DESCRIPTORS)}
+    for seed in range(seeds):
+        refs = _references(work, 3, seed)
+        for kind, q, ref, a, b in _degraded_queries(work, refs, per_kind, seed):
+            coarse = localize(q, refs, device="cpu", cache=cache, top_k=1, refine=False, min_score=float("-inf"))
+            qi = coarse.query
+            from relocbench.extract.decode import VideoReader
+
+            with VideoReader(q) as r:
+                qfps, qn = r.fps, r.declared_frames
+            fps_of = {i.path: i.fps for i in coarse.references}
+            for name in acc:
+                if name.startswith("coarse"):
+                    seg, ms = coarse.segments[0], 0.0
+                else:
+                    t0 = time.perf_counter()
+                    segs, _ = refine_segments(coarse.segments, q, int(round(qi["start"] * qfps)), qn, qfps, fps_of,
+                                              0.5, descriptor=name)
+                    seg, ms = segs[0], 1000 * (time.perf_counter() - t0)
+                es, ee, t = _frame_errors(seg, ref, a, b)
+                acc[name]["tiou"].append(t)
+                acc[name]["ms"].append(ms)
+                if es is not None:
+                    acc[name]["es"].append(es)
+                    acc[name]["ee"].append(ee)
+    rows = []
+    for name, r in acc.items():
+        e = np.array(r["es"] + r["ee"], dtype=np.float64)
+        rows.append([name, len(r["tiou"]), f"{np.median(e):.1f}", f"{np.percentile(e, 90):.1f}", f"{e.max():.0f}",
+                     f"{np.mean(r['tiou']):.3f}", f"{np.mean(r['ms']):.0f}"])
+    table(f"Refinement: {len(acc['grey']['tiou'])} degraded queries ({per_kind} per kind, {seeds} seed(s)); boundary "
+          "error in reference frames over both boundaries of top-1 answers in the right reference",
+          ["boundaries", "queries", "median err", "p90 err", "max err", "mean top-1 tIoU", "refine ms / query"], rows)
+
+
+def degrade_table(work: Path, seeds: int, per_kind: int) -> None:
+    """Mean top-1 tIoU (0 when the wrong reference ranks first) per kind of degradation and method."""
+    cache = FeatureCache(work / "cache-degrade")
+    methods = [("window", False), ("framedp", False), ("window", True), ("framedp", True), ("auto", True)]
+    acc: dict = {}
+    for seed in range(seeds):
+        refs = _references(work, 3, seed)
+        for kind, q, ref, a, b in _degraded_queries(work, refs, per_kind, seed):
+            for m, ref_on in methods:
+                res = localize(q, refs, method=m, device="cpu", cache=cache, top_k=1, refine=ref_on,
+                               min_score=float("-inf"))
+                acc.setdefault(kind, {}).setdefault((m, ref_on), []).append(
+                    _frame_errors(res.segments[0], ref, a, b)[2])
+    rows = []
+    for kind, per in acc.items():
+        means = {k: float(np.mean(v)) for k, v in per.items()}
+        best = max(means[k] for k in methods if k[0] != "auto")
+        rows.append([kind, len(per[methods[0]])] + [f"{means[k]:.3f}" for k in methods]
+                    + ["yes" if means[("auto", True)] >= best - 1e-9 else "NO"])
+    table(f"Methods by kind of degradation: mean top-1 tIoU over 3 references ({per_kind} per kind, {seeds} seed(s))",
+          ["degradation", "queries", "window", "framedp", "window + refine", "framedp + refine", "auto (default)",
+           "auto >= best"], rows)
+
+
+# --------------------------------------------------------------------------- 7. collection search
+def collection(work: Path, n_refs: int, n_queries: int = 20) -> None:
+    """``n_refs`` generated one-minute references indexed once, ``n_queries`` degraded queries cut
+    from them: seconds per query after indexing, recall of the right reference, index size."""
+    from relocbench.localize.degrade import Degradation, degrade
+    from relocbench.localize.index import build_index, search_index
+
+    folder = work / f"collection-{n_refs}"
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    refs = []
+    for k in range(n_refs):
+        p = folder / f"ref{k:04d}.mp4"
+        if not p.exists():
+            write_scene_video(p, [(1000 + 6 * k + i, 10.0) for i in range(6)], fps=25, size=(96, 72), seed=42)
+        refs.append(p)
+    render_s = time.perf_counter() - t0
+    index = work / f"collection-{n_refs}.h5"
+    t0 = time.perf_counter()
+    build_index([folder], index, device="cpu", resume=index.exists())
+    index_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    per_query, top1, top5, seg_ok = [], [], [], []
+    for j in range(n_queries):
+        k = int(rng.integers(n_refs))
+        length = int(rng.integers(100, 300))
+        a = int(rng.integers(0, 1500 - length - 1))
+        q = work / f"collection-{n_refs}-q{j}-{k}-{a}-{length}.mp4"
+        if not q.exists():
+            degrade(refs[k], q, a, a + length, Degradation(fps=float(rng.choice([15, 24, 30])), size=(128, 96),
+                                                           brightness=float(rng.uniform(0.8, 1.2))))
+        t0 = time.perf_counter()
+        res = search_index(q, index, device="cpu")
+        per_query.append(time.perf_counter() - t0)
+        first = [r["reference"] for r in res.features["first_stage"]]
+        top1.append(bool(res.segments) and res.segments[0].reference == str(refs[k]))
+        top5.append(str(refs[k]) in first[:5])
+        seg_ok.append(bool(res.segments) and res.segments[0].reference == str(refs[k])
+                      and tiou((res.segments[0].start_frame, res.segments[0].end_frame), (a, a + length)) >= 0.9)
+        last = res.timings
+    size = index.stat().st_size
+    rows = [[n_refs, n_queries, f"{np.median(per_query):.2f}", f"{max(per_query):.2f}", f"{np.mean(top1):.2f}",
+             f"{np.mean(top5):.2f}", f"{np.mean(seg_ok):.2f}", f"{size / 2**20:.1f}", f"{index_s:.0f}",
+             f"{render_s:.0f}"]]
+    table(f"Collection search: {n_refs} one-minute 96x72 references (generated), {n_queries} queries cut from them "
+          "(4 to 12 s, other frame rate, size and brightness), seconds",
+          ["references", "queries", "s/query (median)", "s/query (max)", "top-1 recall", "top-5 recall (1st stage)",
+           "top-1 tIoU>=0.9", "index MiB", "indexing s", "rendering s"], rows)
+    print("last query's timings: " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
+
+
+def collection_scale(work: Path, n_refs: int = 1000, n_queries: int = 20) -> None:
+    """Time per query at ``n_refs`` references without rendering them: the 30 indexed videos of
+    ``--quick`` plus ``n_refs - 30`` entries whose rows are those videos' rows shuffled in time
+    and mixed with noise (other content to the matcher, as many rows as one-minute videos).
+    Measures time and size, not recall (recall: :func:`collection`)."""
+    from relocbench.extract.writer import FeaturesFile, write_features_file
+    from relocbench.localize.index import search_index
+
+    small = work / "collection-30.h5"
+    if not small.exists():
+        collection(work, 30, 0)
+    big = work / f"collection-scale-{n_refs}.h5"
+    with FeaturesFile(small) as ff:
+        attrs, entries = dict(ff.attrs), list(ff.entries())
+    rng = np.random.default_rng(0)
+    out = list(entries)
+    for k in range(n_refs - len(entries)):
+        e = entries[k % len(entries)]
+        rows = e.features[rng.permutation(e.features.shape[0])]
+        rows = (rows * rng.uniform(0.7, 1.3, rows.shape[1]) + 0.05 * rng.standard_normal(rows.shape)).astype(np.float32)
+        out.append(dataclasses.replace(e, video=f"extra{k:04d}", features=rows, sha256=f"{k:064x}"))
+    if not big.exists():
+        write_features_file(big, out, {k: v for k, v in attrs.items() if k != "report"})
+    queries = sorted(work.glob("collection-30-q*.mp4"))[:n_queries]
+    times, timings = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        res = search_index(q, big, device="cpu")
+        times.append(time.perf_counter() - t0)
+        timings.append(res.timings)
+    parts = {k: np.median([t.get(k, 0.0) for t in timings]) for k in timings[0]}
+    table(f"Collection search at {n_refs} references (30 rendered + {n_refs - 30} feature-only), seconds",
+          ["references", "queries", "s/query (median)", "s/query (max)", "index MiB", "median parts"],
+          [[n_refs, len(times), f"{np.median(times):.2f}", f"{max(times):.2f}", f"{big.stat().st_size / 2**20:.0f}",
+            ", ".join(f"{k} {v:.2f}" for k, v in parts.items())]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=None, help="Folder for the generated videos (default: a temp dir).")
     ap.add_argument("--seeds", type=int, default=4, help="Seeds of the matcher comparison.")
     ap.add_argument("--skip-long", action="store_true", help="Skip the 10-minute reference.")
+    ap.add_argument("--mode", default="all", choices=["all", "matchers", "growth", "ten-minutes", "floor", "refine",
+                                                      "degrade", "collection", "collection-scale"],
+                    help="One table only (default: all of them).")
+    ap.add_argument("--quick", action="store_true", help="Collection search over 30 references instead of 1,000.")
+    ap.add_argument("--per-kind", type=int, default=3,
+                    help="Degraded queries per kind and seed (floor/refine/degrade).")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-localize-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"measured on {time.strftime('%Y-%m-%d', time.gmtime())}; videos in {work}")
-    matchers(work, args.seeds)
-    growth()
-    if not args.skip_long:
+    print(f"measured on {time.strftime('%Y-%m-%d', time.gmtime())}; load average {os.getloadavg()[0]:.2f} "
+          f"(1 min) on {os.cpu_count()} CPUs; videos in {work}")
+    mode = args.mode
+    if mode in ("all", "matchers"):
+        matchers(work, args.seeds)
+    if mode in ("all", "growth"):
+        growth()
+    if mode in ("all", "floor"):
+        floor(work, args.seeds)
+    if mode in ("all", "refine"):
+        refine_table(work, args.seeds, args.per_kind)
+    if mode in ("all", "degrade"):
+        degrade_table(work, args.seeds, args.per_kind)
+    if mode in ("all", "ten-minutes") and not args.skip_long:
         ten_minutes(work)
+    if mode in ("all", "collection"):
+        collection(work, 30 if args.quick else 1000)
+    if mode == "collection-scale":
+        collection_scale(work)
+    print(f"load average at the end {os.getloadavg()[0]:.2f} (1 min)")
 
 
 if __name__ == "__main__":

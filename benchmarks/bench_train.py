@@ -14,6 +14,13 @@ features:
 * inference on the validation pairs (the run selects its checkpoint on them every
   ``eval_every`` = 100 steps: 10 passes) and pairs per second on the test split.
 
+For the cgbm family, the ``paper`` and ``original`` recipes' training steps are timed side by
+side (``--only-recipes`` times just these): both models train on the very same batches
+(same shapes), one step of each in turn (which goes first alternates), so that a change of
+machine load hits both alike; the load average is printed before and after. The recipes
+differ in the loss pooling and the initialisation (a step's arithmetic is the same), so
+their step times should be equal.
+
 The timed steps start after ``--skip`` steps (the first batches are not typical: the sampler
 shuffles the batch order, so any window of steps is an unbiased sample of batch lengths).
 """
@@ -34,6 +41,8 @@ def main(argv=None) -> None:
     ap.add_argument("--budget", type=int, default=1000, help="Steps of the extrapolated run (paper budget).")
     ap.add_argument("--batch-size", type=int, default=128, help="Global batch (paper: 128).")
     ap.add_argument("--no-plain", action="store_true", help="Skip the plain reference rows (unbucketed, uncached).")
+    ap.add_argument("--only-recipes", action="store_true",
+                    help="Only the paper vs original recipe step times (cgbm family).")
     args = ap.parse_args(argv)
 
     import torch
@@ -56,6 +65,9 @@ def main(argv=None) -> None:
         return RunContext(dataset="activitynet", manifest=man, features=store, device=torch.device("cpu"))
 
     ctx = context()
+    if args.only_recipes:
+        _print_rows(args, kept, time_recipes(args, cls, ctx))
+        return
     train_videos = sorted(set(man.table("segments", "train")["video"]))
     t0 = time.perf_counter()
     for v in train_videos:
@@ -137,6 +149,78 @@ def main(argv=None) -> None:
     total = t_render + args.budget * t_b + evals * t_val
     rows.append([f"{args.budget:,}-step run ({args.baseline}, estimate)", "", "", f"{total / 60:.1f} min",
                  "render + steps + validations (target < 30 min)"])
+    if getattr(cls, "recipes", None):
+        rows += time_recipes(args, cls, ctx)
+    _print_rows(args, kept, rows)
+
+
+def time_recipes(args, cls, ctx):
+    """Rows: the training step time of each recipe of ``cls``, on the same batches, alternated."""
+    import os
+
+    import torch
+
+    from relocbench.engine import _make_optimizer, resolve_config
+
+    names = sorted(getattr(cls, "recipes", {}) or {}, key=lambda r: (r != "paper", r))
+    if not names:
+        return [["recipes", "", "", "", f"{args.baseline} has no recipes"]]
+    runs = {}
+    for r in names:
+        _, cfg = resolve_config(args.baseline, overrides={"recipe": r, "batch_size": args.batch_size})
+        torch.manual_seed(0)
+        model = cls.create_model(cfg)
+        base = cls(cfg, ctx)
+        opt, _ = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+        model.train()
+        runs[r] = (cfg, model, base, opt)
+    # the same batches for every recipe: the first recipe's pipeline (shapes identical for all)
+    feeder = cls(runs[names[0]][0], ctx)
+    feeder.prepare(None)
+    batches = [feeder.batch(step) for step in range(args.skip + args.steps)]
+
+    def one_step(r, b):
+        cfg, model, base, opt = runs[r]
+        t0 = time.perf_counter()
+        loss, _ = base.loss(model, b)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        opt.step()
+        return time.perf_counter() - t0
+
+    for b in batches[:args.skip]:  # warm-up (untimed)
+        for r in names:
+            one_step(r, b)
+    load0 = os.getloadavg()
+    times = {r: [] for r in names}
+    for i, b in enumerate(batches[args.skip:]):
+        for r in (names if i % 2 == 0 else names[::-1]):
+            times[r].append(one_step(r, b))
+    load1 = os.getloadavg()
+    rows = []
+    ref = float(np.mean(times[names[0]]))
+    for r in names:
+        dt = float(np.mean(times[r]))
+        rows.append([f"train step (recipe {r})", f"batch {args.batch_size}", f"{1 / dt:.3f} steps/s",
+                     f"{dt * args.budget / 60:.1f} min",
+                     f"median {1000 * float(np.median(times[r])):.0f} ms; {dt / ref:.3f}x {names[0]}'s time; "
+                     f"load average {load0[0]:.2f} -> {load1[0]:.2f}"])
+    # each recipe's own input pipeline: how full its padded batches are (what sets its shapes)
+    for r in names:
+        cfg, _, base, _ = runs[r]
+        base.prepare(None)
+        fill = []
+        for step in range(50):
+            w = base._batches.rows(step)
+            w = (w["ref_end_step"] - w["ref_start_step"]).to_numpy()
+            fill.append(w.mean() / w.max())
+        rows.append([f"input pipeline (recipe {r}: {cfg.input_pipeline})", f"batch {args.batch_size}", "", "",
+                     f"{100 * float(np.mean(fill)):.0f}% of padded reference steps valid (50 batches)"])
+    return rows
+
+
+def _print_rows(args, kept, rows):
     cols = ["row", "input", "speed", f"per {args.budget:,} steps", "note"]
     widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
     print(f"Temporal baselines: speed on this machine ({args.threads} threads, {args.steps} timed steps"

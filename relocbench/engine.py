@@ -313,7 +313,9 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
     import torch
 
     cfg = baseline.config
-    opt, sched = _make_optimizer(cfg, model.parameters())
+    # parameters with requires_grad off are constants of the model (the original cgbm
+    # recipe's forget-gate bias): the optimiser never holds them
+    opt, sched = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
     step, best, best_step = 0, -float("inf"), -1
     last = run_dir / "checkpoint-last.pt"
     if resume and last.is_file():
@@ -362,8 +364,11 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
                                                 task.predictable(baseline.ctx, val_pairs),
                                                 desc=f"validate {baseline.name} at step {step}", quiet=quiet,
                                                 leave=False)
-                        metrics = task.score(baseline.ctx, val_pairs, results, split="val")
-                        score = task.headline(metrics)
+                        # a baseline may keep its checkpoint by its own validation score (the
+                        # original cgbm recipe: the released code's strict tIoU rule)
+                        own = getattr(baseline, "validation_score", None)
+                        score = (own(val_pairs, results) if own is not None
+                                 else task.headline(task.score(baseline.ctx, val_pairs, results, split="val")))
                         improved = score > best
                         last_val = 100.0 * score
                     else:
@@ -416,15 +421,41 @@ def _cli_origins(overrides: Mapping[str, Any]) -> Dict[str, str]:
     return {k: "--" + k.replace("_", "-") for k in overrides}
 
 
+def baselines_with_recipes() -> list:
+    """Names of the registered baselines that declare recipes (a ``recipes`` mapping of
+    recipe name to config values on the baseline class)."""
+    from .registry import list_baselines
+
+    return [c.name for c in list_baselines() if getattr(c, "recipes", None)]
+
+
+def _recipe_values(cls: type, name: str, recipe: Any, origin: str,
+                   file: Optional[Path] = None) -> Dict[str, Any]:
+    """The config values of ``recipe`` for baseline ``cls`` (an unknown recipe name is left
+    to the config's own check of its ``recipe`` field)."""
+    recipes = getattr(cls, "recipes", None)
+    if not recipes:
+        raise ConfigError(f"{origin} {recipe}: baseline {name!r} has no recipes; recipes exist for "
+                          f"{', '.join(baselines_with_recipes()) or 'no baseline'}", file=file)
+    return dict(recipes.get(recipe, {})) if isinstance(recipe, str) else {}
+
+
 def resolve_config(name: str, *, config_file: Optional[Union[str, Path]] = None,
                    overrides: Optional[Mapping[str, Any]] = None):
-    """The baseline class and its checked config: defaults, then ``config_file``, then
-    ``overrides`` (command-line values, named ``--key`` in errors). Nothing heavy runs."""
+    """The baseline class and its checked config: defaults, then the values of the config's
+    ``recipe`` (for baselines that declare recipes), then ``config_file``, then ``overrides``
+    (command-line values, named ``--key`` in errors). Nothing heavy runs."""
     cls = get_baseline(name)
     file_over = load_config_file(config_file) if config_file is not None else {}
     cli_over = {k: v for k, v in dict(overrides or {}).items() if v is not None}
     origins = _cli_origins(cli_over)
-    cfg = cls.default_config({**file_over, **cli_over}, source=str(config_file or ""), origins=origins)
+    recipe_over: Dict[str, Any] = {}
+    if "recipe" in cli_over:
+        recipe_over = _recipe_values(cls, name, cli_over["recipe"], "--recipe")
+    elif "recipe" in file_over:
+        recipe_over = _recipe_values(cls, name, file_over["recipe"], "recipe:", file=Path(config_file))
+    cfg = cls.default_config({**recipe_over, **file_over, **cli_over}, source=str(config_file or ""),
+                             origins=origins)
     return cls, cfg
 
 
@@ -504,6 +535,8 @@ def run_baseline(
     skip_missing: bool = False,
     score_subset: bool = False,
     threads: Optional[int] = None,
+    feature_preset: Optional[str] = None,
+    feature_card: Optional[Union[str, Path]] = None,
 ) -> RunResult:
     """Train (when trainable), select on validation, predict ``split``, score and record.
 
@@ -518,6 +551,9 @@ def run_baseline(
     are scored, and metrics, ``result.json`` and :attr:`RunResult.coverage` say it is a
     subset (such a result is not a benchmark number: never publish it to a leaderboard).
 
+    ``feature_preset`` / ``feature_card``: the time axis of ``features`` (a preset name or a
+    card file; see :func:`relocbench.features.open_feature_store`).
+
     ``progress``: training, validation and prediction report through
     :class:`relocbench.progress.Progress` on stderr (a bar on a terminal, else a line at
     least every ``$RELOCBENCH_PROGRESS_INTERVAL`` seconds, 30 by default).
@@ -530,13 +566,17 @@ def run_baseline(
         raise ConfigError(f"--split must be a split name such as 'val' or 'test'. Got {split!r} instead.")
     cls, cfg = resolve_config(name, config_file=config_file, overrides=overrides)
     task = get_task(cls.task)
+    if (feature_preset is not None or feature_card is not None) and cls.task != "temporal":
+        raise ConfigError(f"--feature-preset / --feature-card describe temporal feature files; {name} is a "
+                          f"{cls.task} baseline")
     skip_missing = bool(skip_missing or score_subset)
     if out is not None:
         _check_run_dir(Path(out), resume, force)
     import torch
 
     if threads is not None:
-        # one thread per process avoids OpenMP spin-waiting when the CPU is shared
+        # the user's choice; the OpenMP wait policy (threads sleep at barriers, so a shared CPU
+        # does not stall them) was chosen by ``import relocbench`` before torch loaded (_openmp.py)
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -545,7 +585,9 @@ def run_baseline(
     run_dir: Optional[Path] = None
     created = existed_empty = False
     try:
-        ctx = task.open(dataset, features, device=dist.device, seed=cfg.seed, skip_missing=skip_missing)
+        declared = {k: v for k, v in (("feature_preset", feature_preset), ("feature_card", feature_card))
+                    if v is not None}  # only the temporal task reads declared feature files
+        ctx = task.open(dataset, features, device=dist.device, seed=cfg.seed, skip_missing=skip_missing, **declared)
         ctx.rank, ctx.world_size = dist.rank, dist.world_size
         run_dir = Path(out) if out is not None else Path("runs") / ctx.dataset / name
         if out is None:
@@ -615,6 +657,8 @@ def run_baseline(
                 result["coverage"] = coverage
             if score_subset:
                 result["subset"] = metrics["subset"]
+            if getattr(model, "weights_note", None) is not None:  # a backbone's weights: a file, or random
+                result["weights"] = {"id": getattr(model, "weights_id", None), "note": model.weights_note}
             atomic_write_json(run_dir / "result.json", result)
             logger.write(event="done", split=split, headline=task.headline(metrics), wall_time_s=round(wall, 2))
         dist.barrier()

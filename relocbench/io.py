@@ -36,6 +36,7 @@ __all__ = [
     "check_output",
     "check_writable",
     "refuse_output_among_inputs",
+    "refuse_special_output",
     "install_sigterm_handler",
     "Terminated",
     "read_json",
@@ -67,22 +68,24 @@ def _umask_mode(mode: int) -> int:
     return mode & ~current
 
 
-def _refuse_special(p: Path) -> None:
-    """An existing output that is a FIFO, socket or device is never replaced, ``--force`` or
-    not: renaming a file over ``/dev/null`` (as root) would destroy the device."""
+def refuse_special_output(path: PathLike, *, option: str = "output", allow_dir: bool = True) -> None:
+    """Refuse an existing output that is a FIFO, socket or device (or a folder, unless
+    ``allow_dir``), ``--force`` or not: renaming a file over ``/dev/null`` (as root) would
+    destroy the device."""
+    p = Path(path)
     try:
         mode = os.stat(p).st_mode
     except OSError:
-        return
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return  # absent (or a broken link): written normally
+    if stat.S_ISREG(mode) or (allow_dir and stat.S_ISDIR(mode)):
         return
     kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-    raise ConfigError(f"is {kind}, not a file: an output is never written over it (choose another path; "
+    raise ConfigError(f"{option} is {kind}, not a file: an output is never written over it (choose another path; "
                       "--force does not allow this)", file=p)
 
 
 def _refuse_existing(p: Path, force: bool) -> None:
-    _refuse_special(p)
+    refuse_special_output(p)
     if not force and (p.exists() or p.is_symlink()):
         raise OutputExistsError("exists already; pass --force to overwrite it", file=p)
 
@@ -147,6 +150,7 @@ def check_output(path: PathLike, force: bool, *, inputs: Iterable[PathLike] = ()
     (under a file, ``/proc``, a read-only folder) before the work starts."""
     p = Path(path)
     refuse_output_among_inputs(p, inputs, option=option)
+    refuse_special_output(p, option=option)
     _refuse_existing(p, force)
     return check_writable(p)
 
@@ -221,7 +225,7 @@ def _commit(tmp: Path, p: Path, force: bool) -> None:
                 return
             except OutputExistsError:
                 continue
-        _refuse_special(p)  # a device or FIFO that appeared meanwhile is never moved aside
+        refuse_special_output(p)  # a device or FIFO that appeared meanwhile is never moved aside
         old = p.with_name(f".{p.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             os.replace(p, old)

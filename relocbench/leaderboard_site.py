@@ -1,10 +1,13 @@
 """``relocbench leaderboard --html DIR``: the leaderboard as a static site.
 
 Everything a page needs is in DIR (no server, no network at view time: no CDN scripts or
-fonts): ``index.html`` with one section per board (tables sortable by clicking a header,
-mean ± std over seeds, the pooled 95% interval, the paired comparison with the table's full
-model, the papers' rows in a separate block), one page per result
-(``<board>/<baseline>.html``: per-seed runs, breakdowns, the threshold curve as SVG, the
+fonts): ``index.html`` with one section per board (its features named on a visible line;
+one set of tables per features, sortable by clicking a header, mean ± std over seeds, the
+pooled 95% interval, the paired comparison with the table's full model; the papers' rows in
+tables of their own, labelled ``paper, C3D``), one page per result
+(``<board>/<baseline>.html``, or ``<board>/<baseline>.<features>.html`` on a board with
+several features; names are slugs, distinct for distinct names, and a clash is refused,
+never overwritten: the features line, per-seed runs, breakdowns, the threshold curve as SVG, the
 qualitative examples, the exact config of each seed, manifest sha256 and the command that
 reproduces it), ``submit.html`` and two assets (``style.css``, ``sort.js``).
 
@@ -25,10 +28,11 @@ from typing import Any, Dict, List, Optional, Union
 
 from .errors import ManifestError
 from .io import atomic_dir, dumps_json
-from .leaderboard import (HEADLINE_COLUMN, board_stats, board_tables, fmt_ci, fmt_comparison,
-                          fmt_mean_std, group_runs, load_results)
+from .leaderboard import (HEADLINE_COLUMN, board_stats, board_tables, claim, feature_groups, features_summary,
+                          fmt_ci, fmt_comparison, fmt_count, fmt_mean_std, group_runs, load_results, paper_label,
+                          slug)
 
-__all__ = ["build_site"]
+__all__ = ["build_site", "render_site", "write_site"]
 
 _CSS = """\
 body { font-family: sans-serif; margin: 2em auto; max-width: 78em; padding: 0 1em; color: #222; }
@@ -43,6 +47,7 @@ tbody.paper tr:first-child td { border-top: 2px solid #888; }
 td.ns { color: #a05a00; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 nav a { margin-right: 1.2em; }
+p.features { background: #eef4fb; border-left: 4px solid #4477aa; padding: 0.4em 0.8em; }
 """
 
 _JS = """\
@@ -100,7 +105,7 @@ def _td(text: str, sort: Optional[float] = None, cls: str = "") -> str:
 
 
 def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return slug(name)
 
 
 def _svg_curve(task, runs: List[Dict[str, Any]], title: str) -> Optional[str]:
@@ -136,8 +141,8 @@ def _svg_lines(curves, title: str) -> str:
     return re.sub(r"\s*<metadata>.*?</metadata>", "", buf.getvalue(), count=1, flags=re.S)
 
 
-def _proposal_section(runs: List[Dict[str, Any]], name: str, board: str, sub: str,
-                      files: Dict[str, bytes]) -> List[str]:
+def _proposal_section(runs: List[Dict[str, Any]], name: str, board: str, sub: str, stem: str,
+                      files: "_Files") -> List[str]:
     """The official proposal metric of the runs' ranked predictions (``proposals`` of each
     record): AUC and AR@1/5/10 per seed with their mean, and the AR-AN curve."""
     have = [r for r in runs if isinstance(r.get("proposals"), dict)]
@@ -166,7 +171,7 @@ def _proposal_section(runs: List[Dict[str, Any]], name: str, board: str, sub: st
             _td(fmt_mean_std({"mean": statistics.mean(v) / 100, "std": statistics.stdev(v) / 100}) if len(v) > 1 else _td("–"))
             for v in cols.values()) + "<td></td></tr>")
     out.append("</tbody></table>")
-    fname = f"{_slug(name)}-proposals.svg"
+    fname = f"{stem}-proposals.svg"
     files[f"{sub}/{fname}"] = _svg_lines(
         [(f"seed {r.get('seed')}", r["proposals"]["average_nr_proposals"], r["proposals"]["average_recall"],
           "average number of proposals per pair", "average recall") for r in have],
@@ -176,21 +181,22 @@ def _proposal_section(runs: List[Dict[str, Any]], name: str, board: str, sub: st
     return out
 
 
-def _table_html(task, title: str, names: List[str], runs_by_name, stats, reference, board: str) -> List[str]:
+def _table_html(task, title: str, names: List[str], runs_by_name, stats, reference, features: str, tid: str,
+                pages: Dict[str, str]) -> List[str]:
     cols = [t for _, t in task.columns]
     head = ["baseline"] + cols + [f"95% CI ({HEADLINE_COLUMN.get(task.name, 'headline')})", "seeds"]
     if reference:
         head.append(f"vs {reference} (paired, 95% CI)")
     head += ["parameters", "wall time (s)", "hardware"]
-    tid = f"t-{_slug(board)}-{_slug(title.split(':')[0])}"
-    out = [f"<h3>{_e(title)}</h3>", f'<table class="sortable" id="{_e(tid)}">', "<thead><tr>"
+    out = [f"<h3>{_e(title)} — features: {_e(features)}</h3>", f'<table class="sortable" id="{_e(tid)}">',
+           f"<caption>Features: {_e(features)}</caption>", "<thead><tr>"
            + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
     for nm in names:
         st = stats.get(nm)
         if st is None:
             continue
         runs = runs_by_name[nm]
-        cells = [f'<td data-sort="{_e(nm)}"><a href="{_e(_slug(board))}/{_e(_slug(nm))}.html">{_e(nm)}</a></td>']
+        cells = [f'<td data-sort="{_e(nm)}"><a href="{_e(pages[nm])}">{_e(nm)}</a></td>']
         cells += [_td(fmt_mean_std(st["columns"][c]), 100 * st["columns"][c]["mean"]) for c in cols]
         ci = st["ci95"]
         cells.append(_td(fmt_ci(ci), None if ci is None else 100 * ci[0]))
@@ -203,20 +209,14 @@ def _table_html(task, title: str, names: List[str], runs_by_name, stats, referen
                 cells.append(_td(fmt_comparison(c), 100 * c["difference"], "" if c["significant"] else "ns"))
             else:
                 cells.append(_td(fmt_comparison(c)))
-        wall = sum(float(r.get("wall_time_s", 0)) for r in runs) / len(runs)
+        walls = [float(r["wall_time_s"]) for r in runs if r.get("wall_time_s") is not None]
+        wall = sum(walls) / len(walls) if walls else None
         hw = sorted({str((r.get("hardware") or {}).get("device", "?")) for r in runs})
-        cells += [_td(f"{int(runs[0].get('parameters', 0)):,}", int(runs[0].get("parameters", 0))),
-                  _td(f"{wall:.0f}", round(wall, 2)), _td(", ".join(hw))]
+        params = runs[0].get("parameters")
+        cells += [_td(fmt_count(params), None if params is None else int(params)),
+                  _td("–") if wall is None else _td(f"{wall:.0f}", round(wall, 2)), _td(", ".join(hw))]
         out.append(f'<tr data-baseline="{_e(nm)}">' + "".join(cells) + "</tr>")
     out.append("</tbody>")
-    paper = task.paper_rows.get(title)
-    if paper:
-        out.append('<tbody class="paper">')
-        for pn, vals in paper.items():
-            cells = [_td(f"paper: {pn}")] + [_td(f"{v:.1f}") for v in vals]
-            cells += [_td("") for _ in range(len(head) - 1 - len(vals))]
-            out.append("<tr>" + "".join(cells) + "</tr>")
-        out.append("</tbody>")
     out.append("</table>")
     if reference and reference in stats:
         comps = {n: stats[n]["comparison"] for n in names if n in stats and n != reference}
@@ -227,6 +227,20 @@ def _table_html(task, title: str, names: List[str], runs_by_name, stats, referen
                        f"seeds ({avail[0]['n_bootstrap']:,} resamples). Not significant (interval holds 0): "
                        + (", ".join(f"<code>{_e(n)}</code>" for n in ns) if ns else "none") + ".</p>")
     return out
+
+
+def _paper_table_html(task, title: str, tid: str) -> List[str]:
+    """The paper's own numbers of a table, in a table of their own labelled with its features."""
+    label = paper_label(task)
+    cols = [t for _, t in task.columns]
+    out = [f"<h3>{_e(title)} — {_e(label)}</h3>",
+           f'<p class="features">Features: <strong>{_e(label.split(", ", 1)[1])}</strong> (the paper\'s own; the '
+           "numbers as published, for reference, never ranked with the results of other features).</p>",
+           f'<table id="{_e(tid)}"><caption>{_e(label)}</caption><thead><tr>'
+           + "".join(f"<th>{_e(h)}</th>" for h in ["baseline"] + cols) + "</tr></thead>", '<tbody class="paper">']
+    for pn, vals in task.paper_rows[title].items():
+        out.append("<tr>" + _td(f"{label}: {pn}") + "".join(_td(f"{v:.1f}") for v in vals) + "</tr>")
+    return out + ["</tbody></table>"]
 
 
 def _bin_start(name: str) -> float:
@@ -283,22 +297,51 @@ def _breakdown_tables(task, runs) -> List[str]:
     return out
 
 
+class _Files(dict):
+    """``{relative path: bytes}`` of the site; a path given twice is an error, never an overwrite."""
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        if key in self:
+            raise ManifestError(f"two results of the leaderboard would both write the site file {key!r}; "
+                                "rename one of them")
+        super().__setitem__(key, value)
+
+
+def _external(rec: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    src = rec.get("source")
+    return src if isinstance(src, dict) and src.get("kind") == "predictions file" else None
+
+
 def _reproduce(rec: Dict[str, Any], board: str, config_name: str) -> str:
     name, seed = rec["baseline"], rec.get("seed", 0)
     dataset = rec.get("dataset", board)
+    src = _external(rec)
+    if src is not None:
+        cmd = (f"relocbench leaderboard --publish-predictions {src.get('file')} --name {name} --manifest {dataset} "
+               f"--split {rec.get('split', 'test')} --seed {seed} --board {board}")
+        feats = rec.get("features") or {}
+        if isinstance(feats, dict) and feats.get("kind") == "declared":
+            cmd += f" --features-name {json.dumps(feats.get('name'))}"
+        return cmd
     cmd = (f"relocbench run-baseline {name} --dataset {dataset} --config {config_name} --seed {seed} --threads 1 "
            f"--out runs/{board}/{name}/seed-{seed} --leaderboard leaderboard")
     if board != dataset:
         cmd += f" --board {board}"
     feats = rec.get("features")
-    if isinstance(feats, dict) and feats.get("kind") not in (None, "synthetic"):
+    if isinstance(feats, dict) and feats.get("kind") not in (None, "synthetic") and feats.get("source") != \
+            "synthetic-sprites":
         cmd += " --features PATH"
     return cmd
 
 
-def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes]) -> str:
+def _features_line(features: str, runs: List[Dict[str, Any]]) -> str:
+    return (f'<p class="features">Features: <strong>{_e(features)}</strong> — '
+            f"<code>{_e(features_summary(runs).replace('`', ''))}</code></p>")
+
+
+def _result_page(task, board: str, name: str, features: str, runs, st, files: _Files, stem: str) -> str:
     sub = _slug(board)
-    body = [f"<h1>{_e(name)} on {_e(board)}</h1>"]
+    body = [f"<h1>{_e(name)} on {_e(board)}</h1>", _features_line(features, runs)]
     head = HEADLINE_COLUMN.get(task.name, "headline")
     body.append(f"<p>{_e(head)}: <strong>{_e(fmt_mean_std(st['headline']))}</strong> over "
                 f"{len(runs)} seed(s); 95% interval {_e(fmt_ci(st['ci95']))}"
@@ -306,6 +349,12 @@ def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes])
     if st["comparison"] is not None:
         body[-1] += f" Against <code>{_e(st['comparison']['reference'])}</code>: {_e(fmt_comparison(st['comparison']))}."
     body[-1] += "</p>"
+    ext = [(r, _external(r)) for r in runs if _external(r) is not None]
+    if ext:
+        body.append("<p>Published from a predictions file produced outside relocbench and scored by relocbench "
+                    "itself (no number of the file is used): " + "; ".join(
+                        f"seed {_e(r.get('seed'))}: <code>{_e(s.get('file'))}</code>, sha256 "
+                        f"<code>{_e(s.get('sha256'))}</code>" for r, s in ext) + ".</p>")
     cols = [t for _, t in task.columns]
     body += ["<h2>Runs</h2>", '<table class="sortable"><thead><tr>'
              + "".join(f"<th>{_e(h)}</th>" for h in ["seed"] + cols + ["95% CI (run)", "steps", "wall time (s)",
@@ -321,20 +370,23 @@ def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes])
             cells.append(_td(f"{100 * float(cur):.1f}", 100 * float(cur)))
         ci = m.get("ci95")
         hw = r.get("hardware") or {}
-        cells += [_td(fmt_ci(ci)), _td(str((r.get("config") or {}).get("steps", 0))),
-                  _td(f"{float(r.get('wall_time_s', 0)):.0f}", float(r.get("wall_time_s", 0))),
-                  _td(f"{hw.get('device', '?')} ({hw.get('cpu_count', '?')} CPUs, torch {hw.get('torch', '?')})"),
-                  _td(f"{int(r.get('parameters', 0)):,}")]
+        wall = r.get("wall_time_s")
+        steps = (r.get("config") or {}).get("steps")
+        cells += [_td(fmt_ci(ci)), _td("–" if steps is None else str(steps)),
+                  _td("–") if wall is None else _td(f"{float(wall):.0f}", float(wall)),
+                  _td(f"{hw.get('device', '?')} ({hw.get('cpu_count', '?')} CPUs, torch {hw.get('torch', '?')})"
+                      if hw else "–"),
+                  _td(fmt_count(r.get("parameters")))]
         body.append("<tr>" + "".join(cells) + "</tr>")
     body.append("</tbody></table>")
-    svg = _svg_curve(task, runs, f"{name} on {board}")
+    svg = _svg_curve(task, runs, f"{name} on {board} ({features})")
     if svg is not None:
-        fname = f"{_slug(name)}-thresholds.svg"
+        fname = f"{stem}-thresholds.svg"
         files[f"{sub}/{fname}"] = svg.encode("utf-8")
         body += ["<h2>Threshold curve</h2>", f'<img src="{_e(fname)}" alt="{_e(name)}: metric against the IoU '
                  f'threshold" width="500">']
     body += ["<h2>Breakdowns</h2>"] + (_breakdown_tables(task, runs) or ["<p>None recorded.</p>"])
-    body += _proposal_section(runs, name, board, sub, files)
+    body += _proposal_section(runs, name, board, sub, stem, files)
     ex = runs[0].get("examples") or []
     if ex:
         body += [f"<h2>Qualitative examples (seed {_e(runs[0].get('seed'))})</h2>", "<table><thead><tr>"
@@ -350,7 +402,7 @@ def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes])
     body.append("<h2>Reproduce</h2>")
     for r in runs:
         seed = r.get("seed")
-        cfg_name = f"{_slug(name)}-seed-{seed}-config.json"
+        cfg_name = f"{stem}-seed-{seed}-config.json"
         files[f"{sub}/{cfg_name}"] = dumps_json(r.get("config") or {}).encode("utf-8")
         body += [f"<h3>seed {_e(seed)}</h3>",
                  f"<p>Manifest sha256 <code>{_e(r.get('manifest_sha256', '?'))}</code>, relocbench "
@@ -358,8 +410,9 @@ def _result_page(task, board: str, name: str, runs, st, files: Dict[str, bytes])
                  f"<code>{_e(r.get('_file', ''))}</code>. Config: <a href=\"{_e(cfg_name)}\">{_e(cfg_name)}</a>.</p>",
                  f"<pre>{_e(_reproduce(r, board, cfg_name))}</pre>",
                  f"<details><summary>exact config</summary><pre>{_e(dumps_json(r.get('config') or {}))}</pre></details>",
-                 f"<details><summary>features</summary><pre>{_e(dumps_json(r.get('features')))}</pre></details>"]
-    return _page(f"{name} on {board} - relocbench", body, depth=1)
+                 f"<details><summary>features (all settings)</summary><pre>{_e(dumps_json(r.get('features')))}</pre>"
+                 "</details>"]
+    return _page(f"{name} on {board} ({features}) - relocbench", body, depth=1)
 
 
 def _submit_page() -> str:
@@ -381,44 +434,82 @@ def _submit_page() -> str:
             "<pre>relocbench run-baseline NAME --seeds 0,1,2 --out runs/NAME --leaderboard leaderboard\n"
             "relocbench leaderboard --publish runs/NAME/seed-0 --publish runs/NAME/seed-1 --dir leaderboard\n"
             "relocbench leaderboard --dir leaderboard --html site</pre>",
+            "<p>4. Predictions made outside relocbench go to the leaderboard as they are: relocbench scores them "
+            "itself (any number in the file is ignored) and records the file's sha256 and the features you name:</p>",
+            "<pre>relocbench leaderboard --publish-predictions predictions.json --name my-model --manifest activitynet "
+            "--features-name tsp --dir leaderboard --html site</pre>",
             "<p>The official ActivityNet protocols are available too: <code>relocbench evaluate PRED.json "
             "--protocol activitynet-detection --ground-truth GT.json</code> and <code>--protocol "
             "activitynet-proposal</code> (AR@AN and AUC).</p>"]
     return _page("Submit your method - relocbench", body)
 
 
-def build_site(directory: Union[str, Path], out: Union[str, Path], *, force: bool = False) -> Path:
-    """Write the site of the leaderboard folder ``directory`` into ``out`` (atomically)."""
+
+def render_site(results: Dict[str, List[Dict[str, Any]]]) -> Dict[str, bytes]:
+    """``{relative path: bytes}`` of the site of ``results`` (:func:`relocbench.leaderboard.load_results`).
+
+    Page, asset and anchor names are slugs (:func:`relocbench.leaderboard.slug`), distinct
+    for distinct names; a board with several features gives each result the page
+    ``<board>/<baseline>.<features>.html``. Any name met twice is an error, never an overwrite.
+    """
     from .tasks import get_task
 
-    results = load_results(directory)
     if not results:
-        raise ManifestError("no results to show: expected results/<board>/<baseline>/seed-<k>.json files",
-                            file=Path(directory) / "results")
-    files: Dict[str, bytes] = {"style.css": _CSS.encode("utf-8"), "sort.js": _JS.encode("utf-8")}
+        raise ManifestError("no results to show: expected results/<board>/<baseline>/seed-<k>.json files")
+    files = _Files({"style.css": _CSS.encode("utf-8"), "sort.js": _JS.encode("utf-8")})
+    anchors: Dict[str, str] = {}
+    toc = []
+    for b in results:
+        claim(anchors, _slug(b), f"board {b!r}", "anchor")
+        toc.append(f'<li><a href="#{_e(_slug(b))}">{_e(b)}</a> — features: '
+                   + ", ".join(_e(f) for f in feature_groups(results[b])) + "</li>")
     body = ["<h1>relocbench leaderboard</h1>",
             "<p>Numbers are percentages: mean ± standard deviation over seeds, the bootstrap 95% interval over "
             "test pairs (per-pair scores averaged over seeds), and the paired difference from each table's full "
             "model; differences marked <em>not significant</em> have an interval that holds 0. Click a column "
-            "header to sort. Each baseline links to its page.</p>",
-            "<ul>" + "".join(f'<li><a href="#{_e(_slug(b))}">{_e(b)}</a></li>' for b in results) + "</ul>"]
+            "header to sort. Each baseline links to its page. Every table names the features that produced its "
+            "numbers: results on different features are never ranked in one table, and the papers' own numbers "
+            "are in tables of their own.</p>",
+            "<ul>" + "".join(toc) + "</ul>"]
     for board, recs in results.items():
         task = get_task(recs[0]["task"])
-        by_name = group_runs(recs)
-        body.append(f'<section id="{_e(_slug(board))}"><h2>{_e(board)}</h2>')
-        all_stats: Dict[str, Any] = {}
-        for title, names, ref in board_tables(task, recs):
-            stats = board_stats(task, {n: by_name[n] for n in names if n in by_name}, ref)
-            body += _table_html(task, title, names, by_name, stats, ref, board)
-            for n, s in stats.items():
-                if n not in all_stats or (s["comparison"] is not None and all_stats[n]["comparison"] is None):
-                    all_stats[n] = s
+        groups = feature_groups(recs)
+        bslug = _slug(board)
+        body.append(f'<section id="{_e(bslug)}"><h2>{_e(board)}</h2>')
+        body.append('<p class="features">Features: ' + "; ".join(f"<strong>{_e(f)}</strong>" for f in groups)
+                    + (" (each in tables of its own, never ranked together)" if len(groups) > 1 else "") + "</p>")
+        paper_titles: List[str] = []
+        for fname, grecs in groups.items():
+            by_name = group_runs(grecs)
+            stem_of = {nm: _slug(nm) if len(groups) == 1 else f"{_slug(nm)}.{_slug(fname)}" for nm in by_name}
+            pages = {nm: f"{bslug}/{stem}.html" for nm, stem in stem_of.items()}
+            if len(groups) > 1:
+                body.append(_features_line(fname, grecs))
+            all_stats: Dict[str, Any] = {}
+            for k, (title, names, ref) in enumerate(board_tables(task, grecs), start=1):
+                stats = board_stats(task, {n: by_name[n] for n in names if n in by_name}, ref)
+                tid = f"t-{bslug}-{k}" if len(groups) == 1 else f"t-{bslug}.{_slug(fname)}-{k}"
+                claim(anchors, tid, f"board {board!r} ({fname}) table {k}", "anchor")
+                body += _table_html(task, title, names, by_name, stats, ref, fname, tid, pages)
+                if task.paper_rows.get(title) and title not in paper_titles:
+                    paper_titles.append(title)
+                for n, s in stats.items():
+                    if n not in all_stats or (s["comparison"] is not None and all_stats[n]["comparison"] is None):
+                        all_stats[n] = s
+            for nm, runs in by_name.items():
+                files[pages[nm]] = _result_page(task, board, nm, fname, runs, all_stats[nm], files,
+                                                stem_of[nm]).encode("utf-8")
+        for k, title in enumerate(paper_titles, start=1):
+            tid = claim(anchors, f"p-{bslug}-{k}", f"board {board!r} paper table {k}", "anchor")
+            body += _paper_table_html(task, title, tid)
         body.append("</section>")
-        for nm, runs in by_name.items():
-            files[f"{_slug(board)}/{_slug(nm)}.html"] = _result_page(task, board, nm, runs, all_stats[nm],
-                                                                    files).encode("utf-8")
     files["index.html"] = _page("relocbench leaderboard", body).encode("utf-8")
     files["submit.html"] = _submit_page().encode("utf-8")
+    return dict(files)
+
+
+def write_site(files: Dict[str, bytes], out: Union[str, Path], *, force: bool = False) -> Path:
+    """Write the files of :func:`render_site` into the folder ``out``, atomically."""
     out = Path(out)
     with atomic_dir(out, force=force) as tmp:
         for rel in sorted(files):
@@ -426,3 +517,16 @@ def build_site(directory: Union[str, Path], out: Union[str, Path], *, force: boo
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(files[rel])
     return out
+
+
+def build_site(directory: Union[str, Path], out: Union[str, Path], *, force: bool = False) -> Path:
+    """Write the site of the leaderboard folder ``directory`` into ``out`` (atomically; ``out``
+    may be neither ``directory`` nor a folder holding it)."""
+    from .leaderboard import check_site_output
+
+    check_site_output(out, directory, force=force)
+    results = load_results(directory)
+    if not results:
+        raise ManifestError("no results to show: expected results/<board>/<baseline>/seed-<k>.json files",
+                            file=Path(directory) / "results")
+    return write_site(render_site(results), out, force=force)

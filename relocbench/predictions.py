@@ -16,7 +16,11 @@ Spatio-temporal re-localization (``task: "spatiotemporal"``)::
      "results": {pair_id: [{"time": t, "box": [x1, y1, x2, y2], "score": s}, ...]}}
 
 Boxes are normalised ``xyxy`` in [0, 1]; ``time`` is a reference keyframe (seconds for AVA,
-frame index for UCF101-24), in the same unit as the manifest's ``targets.time`` column.
+frame index for UCF101-24), in the same unit as the manifest's ``targets.time`` column. An
+entry may also carry ``"clip": c`` (an integer 0, 1 or 2): which of the keyframe's three
+8-frame clips it was detected on, for the original clip scoring of ``reloc-spatiotemporal``
+(``clip_scoring="original"``, which requires it on every entry; the default keyframe scoring
+refuses it). It is read into ``clip`` (-1 where an entry has none; None when none has one).
 
 Both are read into flat numpy arrays (one row per prediction, rows of a pair contiguous,
 ``offsets`` delimiting the pairs) so that the evaluators never loop over predictions.
@@ -27,12 +31,11 @@ from __future__ import annotations
 import os
 from array import array
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 
 from .errors import PredictionError
 from .io import JsonMapping, Typed, trim_heap
@@ -169,19 +172,21 @@ def typed_decode(decoder, text: bytes):
         return None
 
 
-def typed_decoder(fields: Mapping[str, int], strings: Sequence[str] = ()):
+def typed_decoder(fields: Mapping[str, int], strings: Sequence[str] = (), ints: Sequence[str] = ()):
     """A decoder of ``{id: [entry, ...]}`` text whose entries hold exactly ``fields`` (numbers,
     or lists of that many numbers) and ``strings``, for
     :meth:`relocbench.io.JsonMapping.map_chunks`: ``decode(text)`` returns (mapping of entry
     structs, number of keys, entries per id) or None where the text is anything else (another layout, a
     boolean, null, NaN, a number no float holds, an escaped surrogate: the checked reader
-    then reads it and names the problem). None without msgspec."""
+    then reads it and names the problem). ``ints`` are fields that hold JSON integers.
+    None without msgspec."""
     try:
         import msgspec
     except ImportError:  # pragma: no cover - a dependency; the checked reader serves without it
         return None
     spec = [(name, Tuple[(float,) * size] if size else float) for name, size in fields.items()]
     spec += [(name, str) for name in strings]
+    spec += [(name, int) for name in ints]
     entry = msgspec.defstruct("Entry", spec, gc=False)  # fields hold no containers: no cycles to collect
     decoder = msgspec.json.Decoder(Dict[str, List[entry]])
     per_entry = len(spec)
@@ -358,6 +363,7 @@ class SpatiotemporalPredictions(_Flat):
 
     time: np.ndarray = field(default_factory=lambda: np.zeros(0))
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    clip: Optional[np.ndarray] = None  # int64 clip index 0..2 per row, -1 where absent; None: no row has one
 
     task = "spatiotemporal"
 
@@ -381,17 +387,96 @@ class SpatiotemporalPredictions(_Flat):
             raise PredictionError(
                 f"box {b[i].tolist()} ends before it starts (expected x1 <= x2 and y1 <= y2, "
                 f"normalised xyxy; {int(bad.sum())} such box(es))", file=self.source, item=self.item(i))
+        if self.clip is not None:
+            c = self.clip
+            if c.shape != (n,) or c.dtype.kind not in "iu":
+                raise PredictionError(f"expected {n} integer clip indices, found shape {c.shape} and dtype "
+                                      f"{c.dtype}", file=self.source)
+            bad = (c < -1) | (c > CLIPS_PER_KEYFRAME - 1)
+            if bad.any():
+                i = _first_bad(bad)
+                raise PredictionError(
+                    f"'clip' must be an integer 0, 1 or 2 (the keyframe's clip), found {int(c[i])!r} "
+                    f"({int(bad.sum())} such prediction(s))", file=self.source, item=self.item(i))
 
     @classmethod
     def from_arrays(cls, pair_ids: Sequence[str], counts, time, boxes, score, *,
                     manifest: Optional[str] = None, split: Optional[str] = None,
-                    source: Optional[str] = None) -> "SpatiotemporalPredictions":
+                    source: Optional[str] = None, clip=None) -> "SpatiotemporalPredictions":
         counts = np.asarray(counts, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return cls(pair_ids=np.asarray(pair_ids, dtype=object), offsets=offsets,
                    score=np.asarray(score, dtype=np.float64), time=np.asarray(time, dtype=np.float64),
                    boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4), manifest=manifest,
-                   split=split, source=source)
+                   split=split, source=source, clip=None if clip is None else np.asarray(clip, dtype=np.int64))
+
+
+#: Clips a keyframe is cut into for the original clip scoring (the ``clip`` field: 0, 1, 2).
+CLIPS_PER_KEYFRAME = 3
+_CLIP = "clip"
+_ABSENT = -1
+_NO_CLIP = object()  # an entry without the key
+
+
+def _clip_item(ids, counts: np.ndarray, row: int) -> str:
+    k = int(np.searchsorted(np.cumsum(counts), row, side="right"))
+    return f"pair {ids[k]!r}: prediction {row - int(np.sum(counts[:k]))}"
+
+
+def _clip_values(vals: list, ids, counts: np.ndarray, source) -> Optional[np.ndarray]:
+    """The ``clip`` column of a slice from its values (``_NO_CLIP`` where an entry has none):
+    None when no entry has one, else int64 with -1 where absent; anything but an integer 0..2
+    named in one line."""
+    if not vals or vals.count(_NO_CLIP) == len(vals):
+        return None
+    given = [v for v in vals if v is not _NO_CLIP] if _NO_CLIP in vals else vals
+    if set(map(type, given)) != {int} or min(given) < 0 or max(given) >= CLIPS_PER_KEYFRAME:
+        i = next(k for k, v in enumerate(vals)
+                 if v is not _NO_CLIP and (type(v) is not int or not 0 <= v < CLIPS_PER_KEYFRAME))
+        raise PredictionError(f"'clip' must be an integer 0, 1 or 2 (the keyframe's clip), found {found(vals[i])}",
+                              file=source, item=_clip_item(ids, counts, i))
+    if given is not vals:
+        vals = [_ABSENT if v is _NO_CLIP else v for v in vals]
+    return np.fromiter(vals, dtype=np.int64, count=len(vals))
+
+
+def _st_reader(source: Optional[str]):
+    """The column reader of spatio-temporal predictions (see :func:`column_reader`): the
+    pieces carry the slice's ``clip`` column (or None) as their string-field entry ``"clip"``.
+    Returns ``(piece, typed)``."""
+    need = _NEED["spatiotemporal"]
+    plain = column_reader(_ST_FIELDS, need=need, source=source)
+    typed_plain = typed_decoder(_ST_FIELDS)
+    typed_clip = typed_decoder(_ST_FIELDS, ints=(_CLIP,))
+
+    def typed(text: bytes):
+        if b'"clip"' in text:  # the layout with a clip (where that is not it, the checked reader decides)
+            got = typed_clip(text)
+            if got is not None:
+                return got[0], got[1], ("clip", got[2])
+        return typed_plain(text)
+
+    def piece(chunk: Mapping, bools=True):
+        if isinstance(bools, Typed) and isinstance(bools.info, tuple):  # decoded with a clip on every entry
+            counts = bools.info[1]
+            ids, counts, cols, text = _struct_columns(chunk, _ST_FIELDS, (), counts)
+            vals = list(map(attrgetter(_CLIP), chain.from_iterable(chunk.values())))
+            return ids, counts, cols, {_CLIP: _clip_values(vals, ids, counts, source)}
+        ids, counts, cols, text = plain(chunk, bools)
+        if isinstance(bools, Typed):  # decoded without a clip: no entry has one
+            return ids, counts, cols, {_CLIP: None}
+        vals = list(map(dict.get, chain.from_iterable(chunk.values()), repeat(_CLIP), repeat(_NO_CLIP)))
+        return ids, counts, cols, {_CLIP: _clip_values(vals, ids, counts, source)}
+
+    return piece, (typed if typed_plain is not None and typed_clip is not None else None)
+
+
+def _join_clips(pieces: list) -> Optional[np.ndarray]:
+    """The ``clip`` columns of the pieces of :func:`_st_reader` (taken out of them), joined."""
+    parts = [(p[3].pop(_CLIP, None), int(np.sum(p[1]))) for p in pieces]
+    if all(c is None for c, _ in parts):
+        return None
+    return np.concatenate([np.full(n, _ABSENT, np.int64) if c is None else c for c, n in parts])
 
 
 _TEMPORAL_FIELDS = {"segment": 2, "score": 0}
@@ -425,19 +510,24 @@ def _check_header(doc: Any, src: Optional[str], task: Optional[str]) -> str:
 def _from_columns(doc, found_task: str, src: Optional[str]):
     """Flat predictions of ``doc``: a parsed document, or a :class:`JsonMapping` of a file."""
     fields = _TEMPORAL_FIELDS if found_task == "temporal" else _ST_FIELDS
-    piece = column_reader(fields, need=_NEED[found_task], source=src)
+    if found_task == "temporal":
+        piece, typed = column_reader(fields, need=_NEED[found_task], source=src), typed_decoder(fields)
+    else:
+        piece, typed = _st_reader(src)
     if isinstance(doc, JsonMapping):
-        pieces = doc.map_chunks(piece, typed=typed_decoder(fields))
+        pieces = doc.map_chunks(piece, typed=typed)
         doc = doc.header
     else:
         pieces = [piece(doc["results"])]
+    clip = _join_clips(pieces) if found_task == "spatiotemporal" else None
     ids, counts, cols, _ = join_columns(pieces, fields)
     meta = dict(manifest=doc.get("manifest"), split=doc.get("split"), source=src)
     if found_task == "temporal":
         seg = cols["segment"]
         return TemporalPredictions.from_arrays(ids, counts, seg[:, 0], seg[:, 1], cols["score"],
                                                unit=doc["unit"], **meta)
-    return SpatiotemporalPredictions.from_arrays(ids, counts, cols["time"], cols["box"], cols["score"], **meta)
+    return SpatiotemporalPredictions.from_arrays(ids, counts, cols["time"], cols["box"], cols["score"], clip=clip,
+                                                 **meta)
 
 
 def predictions_from_dict(doc: Mapping, *, source: Optional[PathLike] = None,
@@ -481,6 +571,8 @@ def match_pair_ids(pred_ids: np.ndarray, gt_ids, *, source: Optional[str] = None
     Unknown and repeated pair ids are errors. Predictions listed in the ground truth's
     order (the usual case) are recognised without hashing.
     """
+    import pandas as pd  # here, not at the top: the official protocols read predictions without pandas
+
     pred_ids = np.asarray(pred_ids, dtype=object)
     gt_arr = gt_ids.to_numpy(object) if isinstance(gt_ids, pd.Series) else np.asarray(gt_ids, dtype=object)
     if pred_ids.shape == gt_arr.shape and bool(np.all(pred_ids == gt_arr)):

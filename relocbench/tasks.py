@@ -153,14 +153,15 @@ class TemporalTask(Task):
         keys = sorted(metrics["map_at_iou"], key=float)
         return [float(k) for k in keys], [metrics["map_at_iou"][k] for k in keys], "tIoU threshold", "mAP@1"
 
-    def open(self, dataset, features, *, device, seed, skip_missing):
+    def open(self, dataset, features, *, device, seed, skip_missing, feature_preset=None, feature_card=None):
         from .features import open_feature_store
         from .manifest import open_manifest
 
         man = open_manifest(dataset)
         if man.task != "temporal":
             raise ConfigError(f"dataset {dataset!r} is a {man.task} manifest; this baseline needs a temporal one")
-        store = open_feature_store(features, manifest=man, seed=seed, skip_missing=skip_missing)
+        store = open_feature_store(features, manifest=man, seed=seed, skip_missing=skip_missing,
+                                   preset=feature_preset, card=feature_card)
         extras = {"skip_missing": bool(skip_missing)}
         # leaderboard/run name: the built-in name, or the manifest folder's name
         return RunContext(dataset=Path(str(dataset)).name, manifest=man, features=store, device=device,

@@ -166,12 +166,12 @@ def test_an_output_that_is_a_device_a_fifo_or_a_folder_is_refused_even_with_forc
     specials[fifo] = "a FIFO (named pipe)"
     try:
         os.mknod(tmp_path / "null.h5", 0o666 | stat.S_IFCHR, os.makedev(1, 3))   # a copy of /dev/null's node
-        specials[tmp_path / "null.h5"] = "a device"
+        specials[tmp_path / "null.h5"] = "a character device"
     except (PermissionError, OSError):
         pass  # not allowed to make device nodes here: the FIFO stands for them
     for out, kind in specials.items():
         _one_line_error(_run(["extract-features", str(w["a"]), "--out", str(out), "--force", "--quiet"]),
-                        f"{out}: --out is {kind}; expected a features file path")
+                        f"{out}: --out is {kind}, not a file: an output is never written over it")
         _one_line_error(_run(["merge-features", "--out", str(out), "--force", str(w["s0"])]), f"--out is {kind}")
         assert not out.is_file() and not stat.S_ISREG(os.lstat(out).st_mode)
     # (click refuses a folder as --out; the library functions do too)

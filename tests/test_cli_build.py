@@ -44,7 +44,7 @@ def test_bad_input_one_line_no_traceback_and_debug_shows_it(tmp_path):
     assert "Traceback" not in res.output
     assert res.output.startswith(f"Error: {bad}: malformed JSON at line 1")
     res = CliRunner().invoke(cli, ["--debug", *args])
-    assert res.exit_code != 0 and res.exc_info is not None and res.exc_info[0].__name__ == "InputError"
+    assert res.exit_code == 2 and "Traceback" in res.output and "InputError" in res.output
 
 
 def test_export_option(tiny_activitynet, tmp_path):

@@ -31,7 +31,7 @@ def temporal(tmp_path):
 
 
 def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner(env={"COLUMNS": "80"}).invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_temporal_table_json_and_plot(temporal):
@@ -40,8 +40,8 @@ def test_temporal_table_json_and_plot(temporal):
     r = invoke("evaluate", f, "--manifest", m, "--output-json", out, "--plot", png)
     assert r.exit_code == 0, r.output
     assert "Average" in r.output and "mAP@1 by class" in r.output
-    # an 80-column terminal: the wide summary comes in parts, no cell is cut short
-    assert "(part 1/2)" in r.output and "…" not in r.output
+    # an 80-column terminal: every table fits whole, no cell is cut short
+    assert "(part" not in r.output and "…" not in r.output
     assert max(len(line) for line in r.output.splitlines()) <= 80
     res = json.loads(out.read_text())
     assert res["protocol"] == "reloc-temporal" and res["manifest"] == "tiny" and res["n_pairs"] == 3
@@ -142,3 +142,142 @@ def test_split_columns_oracle():
 def test_help_has_an_example():
     r = invoke("evaluate", "--help")
     assert r.exit_code == 0 and "relocbench evaluate preds.json --manifest activitynet" in r.output
+
+
+# ----------------------------------------------------------------------------- newcomers, 80 columns, speed
+
+
+def long_anet(tmp_path, n_classes=30):
+    """ActivityNet files of ``n_classes`` classes with long names (one video each, one hit)."""
+    names = [f"Playing a rather long-named sport number {i:03d} outdoors" for i in range(n_classes)]
+    gt = {"database": {f"v{i}": {"subset": "validation", "annotations": [{"segment": [0, 20], "label": c}]}
+                       for i, c in enumerate(names)}}
+    pred = {"results": {f"v{i}": [{"label": c, "segment": [0, 20], "score": 0.5}] for i, c in enumerate(names)}}
+    g, p = tmp_path / "gt.json", tmp_path / "pred.json"
+    g.write_text(json.dumps(gt))
+    p.write_text(json.dumps(pred))
+    return g, p, names
+
+
+def test_long_per_class_table_is_cut_with_a_count_unless_per_class(tmp_path):
+    from relocbench.cli.evaluate import MAX_ROWS
+
+    g, p, names = long_anet(tmp_path)
+    r = invoke("evaluate", "--protocol", "activitynet-detection", "--ground-truth", g, p)
+    assert r.exit_code == 0, r.output
+    shown = [n for n in names if n.split(" number ")[1][:3] in r.output]
+    assert len(shown) == MAX_ROWS and f"... and {30 - MAX_ROWS} more rows (--per-class prints them" in r.output
+    r = invoke("evaluate", "--protocol", "activitynet-detection", "--ground-truth", g, p, "--per-class")
+    assert r.exit_code == 0 and "more rows" not in r.output
+    assert all(f"number {i:03d}" in r.output for i in range(30))
+    # every table fits 80 columns whole: class names are wrapped, numbers never cut
+    assert "(part" not in r.output and max(len(line) for line in r.output.splitlines()) <= 80
+    assert "100.0" in r.output and "…" not in r.output
+
+
+@pytest.mark.parametrize("args", [["list-baselines"], ["run-baseline", "cgbm", "--show-config"],
+                                  ["run-baseline", "stvr-warp", "--show-config", "--steps", "5", "--lr", "0.01"]])
+def test_tables_fit_80_columns(args):
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    table = [line for line in r.output.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and "(part" not in r.output
+    assert max(len(line) for line in table) <= 80, max(table, key=len)
+
+
+def test_fit_columns_shortens_paths_and_wraps_text_but_never_numbers():
+    from relocbench.cli._common import fit_columns, render_table, shorten_path, split_columns
+
+    cols = ["name", "path", "note", "value"]
+    rows = [["a", "/very/long/folder/of/someone/runs/cgbm-seed-0/predictions-test.json",
+             "a long remark that can be wrapped over several lines", "1234567890.5"]]
+    # natural widths + 3: name 7, path 71, note 55, value 15 (149 with the rule); at 70 the
+    # widest goes first down to its floor (last component + "…/" + 3 = 26), then the note to 21
+    c, r = fit_columns(cols, rows, 70)
+    assert r[0][1] == "…/predictions-test.json" and r[0][3] == "1234567890.5" and r[0][0] == "a"
+    assert r[0][2] == "a long remark that\ncan be wrapped\nover several lines"
+    assert split_columns(c, r, 70) == [[0, 1, 2, 3]]
+    lines = render_table("t", c, r).splitlines()
+    assert max(map(len, lines)) <= 70 and lines[1].startswith("┏") and lines[-1].startswith("└")
+    assert shorten_path("/a/bb/ccc.json", 13) == "…/bb/ccc.json" and shorten_path("/a/bb/ccc.json", 12) == "…/ccc.json"
+    assert shorten_path("/a/b.json", 40) == "/a/b.json"
+    assert fit_columns(["n", "kept"], [["a", "123456/654321"]], 10)[1] == [["a", "123456/654321"]]  # a count
+    # what cannot fit (single words) is left whole for split_columns to split
+    c, r = fit_columns(["x", "y"], [["aaaaaaaaaa", "bbbbbbbbbbbb"]], 10)
+    assert r == [["aaaaaaaaaa", "bbbbbbbbbbbb"]]
+
+
+def test_plain_renderer_matches_rich_layout():
+    """render_table draws what rich draws for the same (plain) cells."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from relocbench.cli._common import render_table
+
+    cols, rows = ["class", "AP", "note"], [["run", "12.5", "two words\nwrapped"], ["jump", "100.0", "x"]]
+    table = Table(title="t")
+    table.add_column(cols[0], justify="left")
+    table.add_column(cols[1], justify="right")
+    table.add_column(cols[2], justify="left")
+    for r in rows:
+        table.add_row(*r)
+    buf = io.StringIO()
+    Console(file=buf, width=80, color_system=None, legacy_windows=False).print(table)
+    rich_lines = [ln.rstrip() for ln in buf.getvalue().splitlines()]
+    assert render_table("t", cols, rows).splitlines()[1:] == rich_lines[1:]
+
+
+def test_empty_prediction_lists_are_counted(temporal):
+    m, f, tmp = temporal
+    doc = json.loads(f.read_text())
+    doc["results"]["p2"] = []
+    doc["results"]["p3"] = []
+    f.write_text(json.dumps(doc))
+    out = tmp / "s.json"
+    r = invoke("evaluate", f, "--manifest", m, "--output-json", out)
+    assert r.exit_code == 0, r.output
+    assert "2 pairs have an empty prediction list (scored as misses)" in r.output
+    res = json.loads(out.read_text())
+    assert res["n_empty"] == 2 and res["recall_at_k"]["1"] == pytest.approx(1 / 3)
+    doc["results"]["p3"] = [{"segment": [12, 30], "score": 0.5}]
+    f.write_text(json.dumps(doc))
+    r = invoke("evaluate", f, "--manifest", m, "--output-json", out, "--force")
+    assert "1 pair has an empty prediction list (scored as misses)" in r.output
+    assert json.loads(out.read_text())["n_empty"] == 1
+
+
+def test_the_manifest_named_by_the_predictions_file_is_used_and_said(temporal, monkeypatch):
+    m, f, tmp = temporal
+    roots = tmp / "roots"
+    roots.mkdir()
+    import shutil
+
+    shutil.copytree(m, roots / "tiny")
+    monkeypatch.setenv("RELOCBENCH_MANIFESTS", str(roots))
+    out = tmp / "s.json"
+    r = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["evaluate", str(f), "--output-json", str(out)])
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"Using the manifest 'tiny' named by {f}" in r.stderr and "Using" not in r.stdout
+    assert json.loads(out.read_text())["manifest"] == "tiny"
+    # a name no manifest has: the usual request for --protocol or --manifest
+    doc = json.loads(f.read_text())
+    doc["manifest"] = "no-such-manifest"
+    f.write_text(json.dumps(doc))
+    r = invoke("evaluate", f)
+    assert r.exit_code == 2 and "give --protocol" in r.output and "names no built-in manifest" in r.output
+
+
+def test_activitynet_detection_imports_no_pandas(tmp_path):
+    import subprocess
+    import sys
+
+    g, p, _ = long_anet(tmp_path, 3)
+    code = ("import sys\nfrom relocbench.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('PANDAS', 'pandas' in sys.modules, 'pyarrow' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, "evaluate", str(p), "--protocol", "activitynet-detection",
+                        "--ground-truth", str(g)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "PANDAS False False", r.stdout
+    assert "average" in r.stdout

@@ -28,3 +28,18 @@ def test_debug_shows_click_usage_error_unchanged():
     res = CliRunner().invoke(cli, ["--debug", "nope"], prog_name="relocbench")
     assert res.exit_code == 2
     assert "Usage:" in res.output  # --debug leaves Click's own report (with usage) in place
+
+
+def test_debug_after_a_bad_input_shows_the_traceback_and_exits_2(tmp_path):
+    bad = tmp_path / "preds.json"
+    bad.write_text("{not json")
+    plain = CliRunner().invoke(cli, ["evaluate", str(bad), "--protocol", "activitynet-detection",
+                                     "--ground-truth", str(bad)], prog_name="relocbench")
+    debug = CliRunner().invoke(cli, ["--debug", "evaluate", str(bad), "--protocol", "activitynet-detection",
+                                     "--ground-truth", str(bad)], prog_name="relocbench")
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+    assert debug.exit_code == 2, debug.output
+    assert "Traceback (most recent call last)" in debug.output and "relocbench/" in debug.output
+    # the same one-line error closes both
+    assert debug.output.strip().splitlines()[-1] == plain.output.strip().splitlines()[-1]
+    assert plain.output.strip().splitlines()[-1].startswith("Error: ")

@@ -119,7 +119,7 @@ def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
     res = runner.invoke(cli, ["leaderboard", "--dir", str(tmp_path / "lb")])
     assert res.exit_code == 0, res.output
     readme = (tmp_path / "lb" / "README.md").read_text()
-    assert "| chance |" in readme and "*paper: Chance*" in readme and "| frame-dp | –" in readme
+    assert "| chance |" in readme and "*paper, C3D: Chance*" in readme and "| frame-dp | –" in readme
     assert (tmp_path / "lb" / "figures" / "manifest-thresholds.png").is_file()
     assert (tmp_path / "lb" / "figures" / "manifest-examples.png").is_file()
     # a finished run published into its own board (section), then refused twice without --force
@@ -129,7 +129,7 @@ def test_cli_run_baseline_and_leaderboard(small_manifest, tmp_path):
     rec = json.loads((tmp_path / "lb" / "results" / "manifest-b" / "chance" / "seed-1.json").read_text())
     assert rec["board"] == "manifest-b" and rec["dataset"] == "manifest" and rec["seed"] == 1
     readme = (tmp_path / "lb" / "README.md").read_text()
-    assert readme.index("## manifest\n") < readme.index("## manifest-b\n")
+    assert readme.index("## manifest — features: ") < readme.index("## manifest-b — features: ")
     assert runner.invoke(cli, pub).exit_code == 2
     res = runner.invoke(cli, pub[:-2] + ["--board", "../up"])
     assert res.exit_code == 2 and "plain folder name" in res.output

@@ -131,7 +131,7 @@ def test_bad_per_pair_record_is_named(tmp_path):
     rec["per_pair"]["hits"] = "1"
     write(tmp_path, rec)
     write(tmp_path, temporal_record("b", 0, [1, 2]))
-    with pytest.raises(ManifestError, match=r"seed-0.json: per_pair of 'cgbm' seed 0: expected 2 digits, found 1"):
+    with pytest.raises(ManifestError, match=r"seed-0.json: per_pair of 'cgbm' seed 0: expected 2 digits 0-5, found 1 characters"):
         write_leaderboard(tmp_path)
 
 
@@ -180,7 +180,10 @@ def test_readme_marks_differences_that_are_not_significant(tmp_path):
     assert "significant for `chance`." in text                         # Table 1 (frame-dp has no per-pair scores)
     assert "pooled over seeds, 10,000 resamples): no difference is significant." in text   # Table 2: cgbm-base
     assert "No paired comparison for `frame-dp`" in text
-    assert "*paper: Chance*" in text
+    # the paper's rows: a table of their own, labelled with the paper's features
+    assert "### Table 1: baselines (ECCV 2018 Table 1 layout) — paper, C3D" in text
+    assert "| *paper, C3D: Chance* | *16.2* |" in text and "paper: Chance" not in text
+    assert "### Table 1: baselines (ECCV 2018 Table 1 layout) — features: features not recorded" in text
     # regenerating gives the same bytes
     before = {p.name: p.read_bytes() for p in (tmp_path / "figures").iterdir()}
     assert write_leaderboard(tmp_path).read_text() == text

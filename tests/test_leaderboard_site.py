@@ -104,12 +104,18 @@ def test_site_pages_hold_the_numbers(board, tmp_path):
     task = get_task("temporal")
     stats = board_stats(task, {n: r for n, r in group_runs(recs).items() if n in ("cgbm-base", "cgbm")}, "cgbm")
     assert fmt_comparison(stats["cgbm-base"]["comparison"]) in index
-    assert '<tbody class="paper">' in index and "paper: Chance" in index
+    assert '<tbody class="paper">' in index and "paper, C3D: Chance" in index and "paper: Chance" not in index
     page = (d / "tiny" / "cgbm-base.html").read_text()
     assert fmt_mean_std(stats["cgbm-base"]["headline"]) in page and fmt_ci(stats["cgbm-base"]["ci95"]) in page
     assert "cd" * 32 in page and "relocbench run-baseline cgbm-base --dataset tiny --config " \
            "cgbm-base-seed-1-config.json --seed 1" in page
     assert "mAP@1 by class" in page and "Qualitative examples" in page
+    # the features of the numbers, on the index (board line, every table) and on every result page
+    assert '<p class="features">Features: <strong>features not recorded</strong>' in page
+    assert index.count("<caption>Features: features not recorded</caption>") == 2   # two temporal
+    # spatio-temporal tables also name the scoring rule (records without one were scored per keyframe)
+    assert index.count("<caption>Features: features not recorded, scoring: keyframe</caption>") == 1
+    assert all('<p class="features">Features: ' in f.read_text() for f in d.glob("*/*.html"))
     st = (d / "sprites" / "stvr-traj.html").read_text()
     assert "AP per combined label" in st and "25.0" in st
     sprites = load_results(board)["sprites"]
@@ -181,7 +187,7 @@ def test_browser(board, tmp_path):
                 assert cells[1:1 + len(cols)] == [fmt_mean_std(st["columns"][c]) for c in cols]
                 assert cells[1 + len(cols)] == fmt_ci(st["ci95"])
         # sorting: click "Average" (descending, then ascending) on Table 1 of the temporal board
-        table = drv.find_element(By.ID, "t-tiny-Table_1")
+        table = drv.find_element(By.ID, "t-tiny-1")
         heads = table.find_elements(By.CSS_SELECTOR, "thead th")
         col = [h.text for h in heads].index("Average")
 
@@ -198,8 +204,14 @@ def test_browser(board, tmp_path):
         assert order() == sorted(before, key=lambda n: means[n])
         heads[0].click()
         assert order() == sorted(before, reverse=True)
-        # the paper rows stay in their own block, below
-        assert table.find_elements(By.CSS_SELECTOR, "tbody.paper tr")
+        # the paper's rows are a table of their own, labelled with the paper's features
+        assert not table.find_elements(By.CSS_SELECTOR, "tbody.paper tr")
+        paper = drv.find_element(By.ID, "p-tiny-1").find_elements(By.CSS_SELECTOR, "tbody.paper tr")
+        assert paper and paper[0].find_elements(By.TAG_NAME, "td")[0].text == "paper, C3D: Chance"
+        # the features of every table are on the page, visible without opening anything
+        line = drv.find_element(By.CSS_SELECTOR, "section#tiny p.features")
+        assert line.is_displayed() and line.text == "Features: features not recorded"
+        assert table.find_element(By.TAG_NAME, "caption").is_displayed()
         # no page requests anything outside the folder; no script errors
         pages = ["index.html", "submit.html"] + sorted(p.relative_to(d).as_posix() for p in d.glob("*/*.html"))
         seen = _requests(drv)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from relocbench.errors import ConfigError
 from relocbench.localize.cache import FeatureCache, default_cache_dir, settings_key
 from relocbench.localize.matching import (
-    Candidates, WindowConfig, grid_size, match, match_framedp, match_window, nms, normalise, resample_to_grid,
-    resolve_matcher, step_centres_s, stretch, window_scores,
+    Candidates, WindowConfig, grid_size, match, match_bytes, match_framedp, match_window, nms, normalise,
+    resample_to_grid, resolve_matcher, step_centres_s, stretch, window_scores,
 )
 from relocbench.localize.runs import check_feature_settings, window_plan
 from relocbench.localize.timecodes import format_hms, format_srt_time, parse_query_range, parse_time, srt_text
@@ -306,3 +306,14 @@ def test_cache_key_depends_on_content_settings_and_range(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if default_cache_dir().parent == tmp_path / "xdg":  # Linux layout
         assert default_cache_dir() == tmp_path / "xdg" / "relocbench"
+
+
+def test_match_bytes_hand_computed():
+    # features: 3 float32 copies of (10 + 100) cells x 8 = 10560 bytes; window: the longest window is
+    # round(10 x 2) = 20 cells, a [100, 20] float32 table and its sums (2 x 4 x 100 x 20 = 16000);
+    # framedp: five [10, 100] float64 tables (40 x 10 x 100 = 40000)
+    assert match_bytes("window", 10, 100, 8) == 10560 + 16000
+    assert match_bytes("auto", 10, 100, 8) == 10560 + 16000
+    assert match_bytes("framedp", 10, 100, 8) == 10560 + 40000
+    assert match_bytes("window", 10, 15, 8) == 3 * 4 * 25 * 8 + 2 * 4 * 15 * 15  # windows end at the reference
+    assert match_bytes("window", 10, 0, 8) == 3 * 4 * 10 * 8  # the query alone

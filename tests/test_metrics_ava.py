@@ -124,6 +124,57 @@ def test_csv_errors(files, tmp_path):
         read_label_map(bad)
 
 
+@pytest.mark.parametrize("content, message", [
+    (b'item {\n  name: "st\xe9nd"\n  id: 1\n}\n', r"labels\.pbtxt: expected UTF-8 text, found the undecodable byte "
+                                                 r"0xe9 at line 2"),
+    (bytes(range(256)) * 4, r"labels\.pbtxt: expected UTF-8 text, found the undecodable byte 0x80 at line 2"),
+    (b'item {\n  name: "a"\n  id: 1\n}\nitem {\n  name: "b"\n  id: 99999999999999999999999\n}\n',
+     r"labels\.pbtxt: line 7: id must be a 64-bit integer, found one of 23 digits"),
+    (b'item {\n  name: "a"\n  id: -9223372036854775809\n}\n', r"labels\.pbtxt: line 3: id must be a 64-bit integer"),
+    (b'item {\n  name: "a"\n  id: 2\n}\nitem {\n  name: "b"\n  id: 2\n}\n',
+     r"labels\.pbtxt: line 7: class id 2 appears more than once \(first at line 3\)"),
+])
+def test_label_map_errors_name_the_file_and_line(files, tmp_path, content, message):
+    f = files([("v", 1, *BOX, 1)], [("v", 1, *BOX, 1, 0.3)])
+    f["label_map"].write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        run(f)
+
+
+def test_label_map_ids_at_the_64_bit_limits_are_read(tmp_path):
+    p = tmp_path / "lm.pbtxt"
+    p.write_text('item { name: "lo" id: -9223372036854775808 }\nitem { name: "hi" id: 9223372036854775807 }\n')
+    assert read_label_map(p) == [(-2 ** 63, "lo"), (2 ** 63 - 1, "hi")]
+
+
+@pytest.mark.parametrize("which, error, row", [
+    ("ground_truth", InputError, ("v", 99999999999999999999999, *BOX, 1)),
+    ("detections", PredictionError, ("v", 99999999999999999999999, *BOX, 1, 0.3)),
+    ("detections", PredictionError, ("v", 1, *BOX, 18446744073709551616, 0.3)),
+])
+def test_timestamps_and_ids_beyond_64_bits_are_one_line_errors(files, which, error, row):
+    gt, det = [("v", 1, *BOX, 1)], [("v", 1, *BOX, 1, 0.3)]
+    (gt if which == "ground_truth" else det).append(row)
+    f = files(gt, det)
+    name = "timestamp" if row[1] != 1 else "action_id"
+    with pytest.raises(error, match=rf"{'gt' if which == 'ground_truth' else 'det'}\.csv: line 2: {name} must be a "
+                                    r"64-bit integer, found '\d+'"):
+        run(f)
+
+
+def test_exclusion_timestamp_beyond_64_bits(files, tmp_path):
+    f = files([("v", 1, *BOX, 1)], [("v", 1, *BOX, 1, 0.3)], exclusions=[("v", 1), ("v", 10 ** 30)])
+    with pytest.raises(InputError, match=r"line 2: timestamp must be a 64-bit integer"):
+        run(f)
+
+
+def test_far_apart_timestamps_within_64_bits_score_as_near_ones(files):
+    near = run(files([("v", 1, *BOX, 1), ("w", 2, *BOX, 3)], [("v", 1, *BOX, 1, 0.3), ("w", 2, *BOX, 3, 0.2)]))
+    far = run(files([("v", -2 ** 62, *BOX, 1), ("w", 2 ** 62, *BOX, 3)],
+                    [("v", -2 ** 62, *BOX, 1, 0.3), ("w", 2 ** 62, *BOX, 3, 0.2)]))
+    assert far["mAP"] == near["mAP"] == 1.0 and far["n_detections"] == 2
+
+
 def test_reads_the_real_label_map():
     p = shared_file("ava", "ava_action_list_v2.1_for_activitynet_2018.pbtxt")
     lm = read_label_map(p)

@@ -325,6 +325,8 @@ def _features(tmp_path, videos, steps=120):
     d.mkdir()
     for v in videos:
         np.save(d / f"{v}.npy", np.zeros((steps, 500), np.float32))
+    # the time axis, declared as the command line requires: one row per 16 frames
+    (d / "features.card.yaml").write_text("name: zeros\nlayout: folder\ntime_axis: {kind: clips}\n")
     return d
 
 

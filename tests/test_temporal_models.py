@@ -253,6 +253,9 @@ def test_cgbm_config_errors():
         CGBMConfig(keep_matching=0.0)
     with pytest.raises(ConfigError, match="'hidden' parameter"):
         CGBMConfig(hidden=0)
+    with pytest.raises(ConfigError, match=r"'init' parameter of CGBMConfig must be one of \('pytorch', "
+                                          r"'tensorflow'\)\. Got 'keras' instead"):
+        CGBMConfig(init="keras")
     model = CrossGatedBilinearMatching(tiny())
     with pytest.raises(ConfigError, match="expected query"):
         model(torch.zeros(1, 2, D + 1), torch.tensor([2]), torch.zeros(1, 3, D), torch.tensor([3]))

@@ -1,7 +1,10 @@
 """Spatio-temporal video re-localization baselines (CVPR 2019 paper, Table 1).
 
 One model with an injected reference-propagation cell; the cells live in
-:mod:`relocbench_baselines.stvr.cells` and are found by name through its registry.
+:mod:`relocbench_baselines.stvr.cells` and are found by name through its registry. The
+``original`` recipe (the authors' model: their cells, Inception-I3D, their heads and
+training) is :mod:`relocbench_baselines.stvr.original_model`, chosen by the ``recipe`` field
+of the baselines' config (:data:`relocbench_baselines.stvr.zoo.STVR_RECIPES`).
 """
 from .cells import (
     Alignment,

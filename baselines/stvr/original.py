@@ -12,19 +12,22 @@ github.com/fengyang0317/tf_models, branch warp_c (head ee24960d), ``research/obj
 * :func:`second_clips`: the three contiguous 8-frame clips of each 1-second, 24 fps file, each
   labelled with that second's box.
 * :func:`count_ground_truth`, :func:`clip_true_positives`, :func:`original_mean_ap`: the AVA
-  scoring rule, where every second counts once for each of its three clips.
+  scoring rule, where every second counts once for each of its three clips. They live in
+  :mod:`relocbench.metrics.frame_ap` (the metrics never import the zoo) and are re-exported
+  here; ``relocbench evaluate --clip-scoring original`` scores a predictions file by that rule.
 
 Boxes are ``xyxy``: in pixels of the 320x320 network input for the anchors, in any one
 consistent unit elsewhere (IoU does not depend on it).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Sequence
 
 import numpy as np
 
 from relocbench.errors import ConfigError
-from relocbench.metrics.geometry import pairwise_box_iou, voc_ap
+from relocbench.metrics.frame_ap import clip_true_positives, count_ground_truth, original_mean_ap
+from relocbench.metrics.geometry import pairwise_box_iou
 
 __all__ = [
     "ANCHOR_SCALES",
@@ -210,95 +213,3 @@ def second_clips(second: int, *, fps: int = FPS, clip_frames: int = CLIP_FRAMES)
     start = int(second) * fps
     return [Clip(int(second), j, start + j * clip_frames, start + (j + 1) * clip_frames)
             for j in range(fps // clip_frames)]
-
-
-# --------------------------------------------------------------------------- scoring
-def count_ground_truth(boxes_per_second: Iterable, *, clips_per_second: int = CLIPS_PER_SECOND
-                       ) -> int:
-    """Ground-truth instances of one query/reference pair: each second's boxes counted once
-    per clip (``num_gt_instances[label] += gt_boxes.shape[0] * 3``, STVR/compute_ap.py:69-74).
-    """
-    total = 0
-    for i, boxes in enumerate(boxes_per_second):
-        total += _boxes(boxes, f"boxes_per_second[{i}]", "count_ground_truth").shape[0]
-    return total * clips_per_second
-
-
-def clip_true_positives(det_boxes, det_scores, gt_boxes, *, iou_threshold: float
-                        ) -> Tuple[np.ndarray, np.ndarray]:
-    """``(scores, is_tp)`` of one clip's matching-actor detections, highest score first.
-
-    As STVR/compute_ap.py:83-97: detections sorted by score (descending; ``np.argsort`` order
-    reversed, as the AVA evaluator's ``sort_by_field``); each takes the ground-truth box of
-    highest IoU; it is a true positive when that IoU is ``>= iou_threshold`` and the box was
-    not taken by a higher-scored detection (a detection whose best box is taken is a false
-    positive, even when another box would fit).
-    """
-    owner = "clip_true_positives"
-    d = _boxes(det_boxes, "det_boxes", owner)
-    s = np.asarray(det_scores, dtype=np.float64).reshape(-1)
-    g = _boxes(gt_boxes, "gt_boxes", owner)
-    if s.shape[0] != d.shape[0]:
-        raise ConfigError(f"The 'det_scores' parameter of {owner} must have one score per box "
-                          f"({d.shape[0]}). Got {s.shape[0]} instead.")
-    order = np.argsort(s)[::-1]
-    d, s = d[order], s[order]
-    tp = np.zeros(s.shape[0], dtype=bool)
-    if d.shape[0] and g.shape[0]:
-        iou = pairwise_box_iou(d, g)
-        best = np.argmax(iou, axis=1)
-        taken = np.zeros(g.shape[0], dtype=bool)
-        for k in range(d.shape[0]):
-            j = best[k]
-            if iou[k, j] >= iou_threshold and not taken[j]:
-                tp[k] = True
-                taken[j] = True
-    return s, tp
-
-
-def original_mean_ap(pairs: Iterable[Mapping], *, iou_threshold: float = 0.5
-                     ) -> Dict[str, object]:
-    """Mean over query labels of the AP of the matching-actor detections (STVR/compute_ap.py).
-
-    Each pair is a mapping with ``label`` (hashable: the query's action label set),
-    ``gt`` (one ``(n, 4)`` box array per reference second) and ``detections`` (one
-    ``(boxes, scores)`` per clip, ``3 * len(gt)`` of them, second-major, already restricted
-    to the "matching actor" class). Ground truth is counted by :func:`count_ground_truth`;
-    each clip is matched by :func:`clip_true_positives`; per label, precision/recall over
-    every clip of its pairs and :func:`relocbench.metrics.geometry.voc_ap`. Returns
-    ``{"mean_ap", "ap_per_label", "labels_without_ground_truth"}``: a label whose pairs hold no
-    box is left out of the mean and counted there.
-    """
-    scores: Dict[object, list] = {}
-    tps: Dict[object, list] = {}
-    npos: Dict[object, int] = {}
-    for n, pair in enumerate(pairs):
-        label = pair["label"]
-        gt = list(pair["gt"])
-        dets = list(pair["detections"])
-        if len(dets) != CLIPS_PER_SECOND * len(gt):
-            raise ConfigError(f"pair {n} (label {label!r}) must have {CLIPS_PER_SECOND} clips of "
-                              f"detections per reference second ({CLIPS_PER_SECOND * len(gt)}). "
-                              f"Got {len(dets)} instead.")
-        npos[label] = npos.get(label, 0) + count_ground_truth(gt)
-        for idx, (boxes, sc) in enumerate(dets):
-            s, tp = clip_true_positives(boxes, sc, gt[idx // CLIPS_PER_SECOND],
-                                        iou_threshold=iou_threshold)
-            scores.setdefault(label, []).append(s)
-            tps.setdefault(label, []).append(tp)
-    aps: Dict[object, float] = {}
-    empty = 0
-    for label, total in npos.items():
-        if total == 0:
-            empty += 1
-            continue
-        s = np.concatenate(scores.get(label, [np.zeros(0)]))
-        tp = np.concatenate(tps.get(label, [np.zeros(0, dtype=bool)]))
-        order = np.argsort(s)[::-1]
-        tp_cum = np.cumsum(tp[order])
-        fp_cum = np.cumsum(~tp[order])
-        precision = tp_cum / np.maximum(tp_cum + fp_cum, 1)
-        recall = tp_cum / total
-        aps[label] = voc_ap(precision, recall)
-    mean = float(np.mean(list(aps.values()))) if aps else float("nan")
-    return {"mean_ap": mean, "ap_per_label": aps, "labels_without_ground_truth": empty}

@@ -10,12 +10,35 @@ paper's training settings are in ``baselines/stvr/configs/paper.yaml``::
     relocbench run-baseline stvr-warp --dataset ucf24 --features data/ucf24 \\
         --config baselines/stvr/configs/paper.yaml
 
+Two recipes (``--recipe NAME`` or ``recipe: NAME`` in a config file; :data:`STVR_RECIPES`):
+``compact`` (the default) is relocbench's CPU-sized design above; ``original`` is the model as
+the authors built it (:mod:`relocbench_baselines.stvr.original_model`: Inception-I3D to
+``Mixed_4c``, their ConvLSTM / warp LSTM cells, their RPN, ``block4`` second stage with a 3-way
+softmax, and their training schedule), for ``stvr-clip``, ``stvr-convlstm`` and ``stvr-warp``.
+``stvr-flow`` and ``stvr-traj`` have no counterpart in the authors' code and refuse it::
+
+    relocbench run-baseline stvr-warp --recipe original --dataset ava --frames data/ava \\
+        --weights rgb_imagenet.pt       # Inception-I3D, pytorch-i3d layout; without: random
+    relocbench run-baseline stvr-warp --recipe original --dataset synthetic-sprites \\
+        --config baselines/stvr/configs/original-tiny.yaml --steps 2   # tiny, on a CPU
+
 Training batches: for each item, a training label, a query tubelet of it and a reference
 tubelet of the same label (in another video when there is one); the query is up to
 ``query_clips`` consecutive keyframes of its tubelet (a random run), the reference a crop of
 ``ref_clips`` keyframes around a random keyframe of the reference tubelet, padded with zero
 clips outside the video (the paper's "randomly cropping or padding zeros"). Everything is
 drawn from ``numpy.random.default_rng([seed, step])``, so a resumed run sees the same batches.
+
+Clip sampling (``clip_sampling``): ``keyframe`` (the compact recipe's) cuts one 8-frame clip
+centred on each keyframe; ``second`` (the original recipe's) cuts the three contiguous 8-frame
+clips of the second that starts at each keyframe, at 24 fps (STVR split_videos.py:33-36; frames
+``[8j, 8j + 8)`` after the keyframe for clip ``j``), each labelled with that keyframe's boxes
+(input_func.py:258-272). ``ref_clips`` and ``query_clips`` then count clips, three per
+keyframe (the recipe's 6 and 30: 2 s references, queries up to 10 s; input_func.py:25,
+62-64); the predictions name their clip (``"clip": j``) and the run is scored by the
+original's per-clip rule (``clip_scoring: original`` in its metrics; ``relocbench evaluate
+--clip-scoring original`` scores the file the same way). On a dataset with keyframes closer
+than a second (synthetic-sprites: every 8 frames) consecutive keyframes' clips overlap.
 """
 from __future__ import annotations
 
@@ -30,14 +53,44 @@ from relocbench.errors import ConfigError
 from relocbench.params import Bool, FloatSeq, Int, Options, Str
 from relocbench.registry import register_baseline
 
+from relocbench.metrics.frame_ap import CLIPS_PER_KEYFRAME
+
 from .model import STVRModel
 
-__all__ = ["STVRConfig", "STVR", "PairData"]
+__all__ = ["STVRConfig", "STVR", "PairData", "STVR_RECIPES", "original_milestones"]
+
+#: Length of the original schedule that the run's steps are scaled to: lr 0.03 for 10k steps,
+#: 0.003 to 20k, 0.0003 after (STVR data/faster_rcnn_resnet101_pets.config:89-100); 30k
+#: steps makes three equal stages (the original set no end: STVR main.py:46, max_steps 1M).
+ORIGINAL_SCHEDULE_STEPS = 30000
+ORIGINAL_MILESTONES = (10000, 20000)
+
+
+def original_milestones(steps: int) -> Tuple[int, ...]:
+    """The original's learning-rate milestones for a run of ``steps``: 10k and 20k as they are
+    from 30k steps on; below, scaled by ``steps / 30000`` (a third and two thirds of the run,
+    at least step 1, without repeats)."""
+    if steps >= ORIGINAL_SCHEDULE_STEPS:
+        return ORIGINAL_MILESTONES
+    out: List[int] = []
+    for m in ORIGINAL_MILESTONES:
+        v = max(1, int(round(m * steps / ORIGINAL_SCHEDULE_STEPS)))
+        if not out or v > out[-1]:
+            out.append(v)
+    return tuple(out)
 
 
 @dataclass
 class STVRConfig(TrainConfig):
-    """Training settings (CPU-sized defaults) and the model's hyperparameters."""
+    """Training settings (CPU-sized defaults) and the model's hyperparameters.
+
+    With ``recipe: original`` the model is :class:`~relocbench_baselines.stvr.original_model.
+    OriginalSTVRModel`, built from ``cell``, ``backbone`` (``i3d`` or ``tiny3d``), ``weights``,
+    ``width``, ``backbone_stride``, ``frame_size``, ``gate_channels``, ``rpn_depth``,
+    ``attention_dim`` and the ``block_*`` fields; its thresholds and counts are the original's
+    constants, so the compact model's fields (``hidden_channels``, ``roi_size``, anchors,
+    ``head_*``, proposal and detection counts, ``fusion``) do not apply to it.
+    """
 
     steps: int = 600
     batch_size: int = 4
@@ -46,7 +99,7 @@ class STVRConfig(TrainConfig):
     eval_every: int = 150
     clip_norm: float = 10.0
     cell: str = "warp"  # none | convlstm | flow | traj | warp
-    backbone: str = "tiny3d"  # tiny3d | s3d | r3d_18 | r2plus1d_18
+    backbone: str = "tiny3d"  # tiny3d | s3d | r3d_18 | r2plus1d_18 | i3d (original recipe)
     width: int = 16  # tiny3d channels of the first layer
     backbone_stride: int = 8  # tiny3d: 8 or 16 (torchvision backbones: 16)
     pretrained: bool = False  # Kinetics-400 weights of a torchvision backbone, from disk only
@@ -71,10 +124,20 @@ class STVRConfig(TrainConfig):
     test_proposals: int = 32
     detections: int = 5  # boxes kept per keyframe
     flow_method: str = "farneback"  # optical flow of the flow cell: farneback | dis
+    recipe: str = "compact"  # compact | original (see STVR_RECIPES)
+    weights: str = "none"  # original recipe, backbone i3d: none (random, marked so) or a state dict file
+    gate_channels: int = 128  # original cells: width of the separable gate convolution
+    rpn_depth: int = 512  # original RPN: 3x3 convolution depth
+    block_depth: int = 2048  # original second stage (ResNet-v1 block4): output channels
+    block_bottleneck: int = 512  # ... and bottleneck width
+    block_units: int = 3
+    flip: bool = False  # training: horizontal flips of query and reference, drawn independently
+    lr_schedule: str = "milestones"  # milestones (lr_milestones as given) | original (scaled to steps)
+    clip_sampling: str = "keyframe"  # keyframe (one clip centred on each) | second (3 clips of the second after it)
 
     parameter_constraints: ClassVar[Dict[str, Any]] = {
         "cell": Options("none", "convlstm", "flow", "traj", "warp"),
-        "backbone": Options("tiny3d", "s3d", "r3d_18", "r2plus1d_18"),
+        "backbone": Options("tiny3d", "s3d", "r3d_18", "r2plus1d_18", "i3d"),
         "width": Int(ge=4), "backbone_stride": Options(8, 16), "pretrained": Bool(), "pretrained_path": Str(),
         "frame_size": Int(ge=1), "ref_clips": Int(ge=1), "query_clips": Int(ge=1), "hidden_channels": Int(ge=1),
         "kernel_size": Int(ge=1, odd=True), "links": Int(ge=1), "grid_size": Int(ge=1),
@@ -83,7 +146,96 @@ class STVRConfig(TrainConfig):
         "attention_dim": Int(ge=1), "head_channels": Int(ge=1), "head_dim": Int(ge=1),
         "fusion": Options("concat", "concat-product"), "train_proposals": Int(ge=1), "test_proposals": Int(ge=1),
         "detections": Int(ge=1), "flow_method": Options("farneback", "dis"),
+        "recipe": Options("compact", "original"), "weights": Str(), "gate_channels": Int(ge=1),
+        "rpn_depth": Int(ge=1), "block_depth": Int(ge=1), "block_bottleneck": Int(ge=1), "block_units": Int(ge=1),
+        "flip": Bool(), "lr_schedule": Options("milestones", "original"),
+        "clip_sampling": Options("keyframe", "second"),
     }
+
+    def validate(self) -> None:
+        """Checks across fields; ``lr_schedule: original`` sets ``lr_milestones`` from ``steps``
+        (:func:`original_milestones`)."""
+        from .original_model import ORIGINAL_BACKBONES, ORIGINAL_CELLS
+
+        if self.recipe == "original":
+            if self.cell not in ORIGINAL_CELLS:
+                raise ConfigError(f"The 'original' recipe has no {self.cell!r} cell (the authors' code has "
+                                  f"{sorted(ORIGINAL_CELLS)} only: stvr-clip, stvr-convlstm, stvr-warp); "
+                                  f"use recipe compact for {self.cell!r}")
+            if self.backbone not in ORIGINAL_BACKBONES:
+                raise ConfigError(f"The 'backbone' parameter of the original recipe must be one of "
+                                  f"{list(ORIGINAL_BACKBONES)}. Got {self.backbone!r} instead.")
+            if self.pretrained or self.pretrained_path:
+                raise ConfigError("The 'pretrained' and 'pretrained_path' parameters are the compact recipe's "
+                                  "torchvision weights; the original recipe's I3D weights are 'weights' "
+                                  "(--weights FILE)")
+        else:
+            if self.backbone == "i3d":
+                raise ConfigError("The 'backbone' parameter i3d belongs to the original recipe (its input is "
+                                  "scaled to [-1, 1]); add recipe: original, or pick "
+                                  "tiny3d, s3d, r3d_18 or r2plus1d_18")
+        if self.weights != "none" and not (self.recipe == "original" and self.backbone == "i3d"):
+            raise ConfigError(f"The 'weights' parameter ({self.weights!r}) is the i3d backbone's state dict; "
+                              "it needs recipe original and backbone i3d (other backbones: pretrained_path)")
+        if self.clip_sampling == "second":
+            k = CLIPS_PER_KEYFRAME
+            for name in ("ref_clips", "query_clips"):
+                if getattr(self, name) % k:
+                    raise ConfigError(f"The '{name}' parameter must be a multiple of {k} with clip_sampling second "
+                                      f"({k} clips per keyframe). Got {getattr(self, name)!r} instead.")
+            if self.cell == "flow":
+                raise ConfigError("The 'clip_sampling' parameter second cannot be used with the flow cell (its "
+                                  "optical flows are computed between keyframes); use clip_sampling keyframe")
+        if self.flip and self.cell == "flow":
+            raise ConfigError("The 'flip' parameter cannot be used with the flow cell (its optical flows are "
+                              "computed from the unflipped frames)")
+        if self.lr_schedule == "original":
+            want = original_milestones(self.steps)
+            if self.lr_milestones and tuple(self.lr_milestones) != want:
+                raise ConfigError(f"lr_schedule original sets lr_milestones to {list(want)} for {self.steps} "
+                                  f"steps. Got lr_milestones {list(self.lr_milestones)} too; drop one of them")
+            self.lr_milestones = want
+
+
+#: The recipes of the spatio-temporal zoo: config values set together by ``--recipe NAME``
+#: (or ``recipe: NAME`` in a config file), under any value the config file or the options
+#: give. ``compact`` is relocbench's design (the defaults); ``original`` the authors' model
+#: and training, each value following the file and line named beside it (``config`` is
+#: STVR data/faster_rcnn_resnet101_pets.config).
+STVR_RECIPES: Dict[str, Dict[str, object]] = {
+    "compact": {},
+    "original": {
+        "backbone": "i3d",            # ava_i3d_feature_extractor.py:119-123 (Mixed_4c)
+        "frame_size": 320,            # config 10-15; STVR main.py:40
+        "backbone_stride": 16,        # config 18
+        "ref_clips": 6,               # input_func.py:25 (2 s) x 3 clips a second
+        "query_clips": 30,            # input_func.py:62-64 (10 s) x 3 clips a second
+        "gate_channels": 128,         # conv_lstm_cell.py:119-124
+        "attention_dim": 128,         # ava_meta_arch.py:727-728
+        "rpn_depth": 512,             # faster_rcnn.proto default, ava_meta_arch.py:957-963
+        "block_depth": 2048,          # ava_i3d_feature_extractor.py:203-208
+        "block_bottleneck": 512,
+        "block_units": 3,
+        "optimizer": "sgd",           # config 87-103: momentum optimizer
+        "momentum": 0.9,
+        "lr": 0.03,
+        "lr_schedule": "original",    # config 90-100, scaled to the run's steps
+        "lr_gamma": 0.1,
+        "weight_decay": 0.0,          # config 30-33, 55-58: l2 weight 0
+        "clip_norm": 10.0,            # config 106
+        "batch_size": 8,              # STVR README: main.py --batch_size 8
+        "flip": True,                 # config 115-118; input_func.py:283-300
+        "steps": 30000,
+        "eval_every": 5000,           # STVR main.py:50: a checkpoint every 5000 steps
+        "clip_sampling": "second",    # split_videos.py:33-36; input_func.py:258-272; compute_ap.py:69-77
+    },
+}
+
+
+def _original_kwargs(cfg: STVRConfig) -> Dict[str, Any]:
+    keys = ("cell", "backbone", "weights", "width", "backbone_stride", "frame_size", "gate_channels", "rpn_depth",
+            "attention_dim", "block_depth", "block_bottleneck", "block_units")
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def _model_kwargs(cfg: STVRConfig) -> Dict[str, Any]:
@@ -92,6 +244,13 @@ def _model_kwargs(cfg: STVRConfig) -> Dict[str, Any]:
             "roi_size", "anchor_scales", "anchor_ratios", "attention_dim", "head_channels", "head_dim", "fusion",
             "train_proposals", "test_proposals", "detections")
     return {k: getattr(cfg, k) for k in keys}
+
+
+def _flip_boxes(boxes: np.ndarray, size: float) -> np.ndarray:
+    """``xyxy`` pixel boxes of a ``size``-wide frame after a horizontal flip."""
+    out = boxes.copy()
+    out[:, 0], out[:, 2] = size - boxes[:, 2], size - boxes[:, 0]
+    return out
 
 
 class PairData:
@@ -165,9 +324,14 @@ class STVR(Baseline):
     task = "spatiotemporal"
     Config = STVRConfig
     trainable = True
+    recipes: ClassVar[Dict[str, Dict[str, object]]] = STVR_RECIPES
 
     @classmethod
     def create_model(cls, config):
+        if config.recipe == "original":
+            from .original_model import OriginalSTVRModel
+
+            return OriginalSTVRModel(**_original_kwargs(config))
         return STVRModel(**_model_kwargs(config))
 
     # ------------------------------------------------------------------ data
@@ -178,6 +342,9 @@ class STVR(Baseline):
         self.size = int(self.config.frame_size)
         self.map_size = self.size // (model.stride if model is not None else 8)
         self._train = None
+        self.per_keyframe = CLIPS_PER_KEYFRAME if self.config.clip_sampling == "second" else 1
+        # predictions of three clips per keyframe are scored by the original's per-clip rule
+        ctx.extras["clip_scoring"] = "original" if self.per_keyframe > 1 else "keyframe"
 
     def _train_index(self):
         if self._train is None:
@@ -204,6 +371,24 @@ class STVR(Baseline):
             return np.zeros((8, self.size, self.size, 3), np.uint8)
         return self.source.clip(video, t, size=self.size)
 
+    def _clip_times(self, t: float) -> np.ndarray:
+        """Centre times (manifest units) of the clips cut for keyframe ``t``: ``t`` itself, or
+        with ``clip_sampling: second`` the centres of its three 8-frame clips at 24 fps, frames
+        ``[8j, 8j + 8)`` from the keyframe on (``original.second_clips``)."""
+        if self.per_keyframe == 1:
+            return np.array([float(t)])
+        from .original import CLIP_FRAMES, FPS
+
+        units_per_s = 1.0 / (self.source.seconds(1.0) - self.source.seconds(0.0))  # manifest time is linear
+        offsets_s = (CLIP_FRAMES * np.arange(self.per_keyframe) + CLIP_FRAMES // 2) / FPS
+        return float(t) + offsets_s * units_per_s
+
+    def _keyframe_clips(self, video: str, times, valid=None) -> np.ndarray:
+        """``(len(times) * per_keyframe, 8, size, size, 3)``: each keyframe's clips in order
+        (zeros for a keyframe that is not ``valid``)."""
+        valid = np.ones(len(times), bool) if valid is None else valid
+        return np.stack([self._clip(video, c, ok) for t, ok in zip(times, valid) for c in self._clip_times(t)])
+
     def _flows(self, video: str, times, valid) -> np.ndarray:
         from .cells import sequence_flows
 
@@ -220,29 +405,44 @@ class STVR(Baseline):
         others = [i for i in range(len(rows)) if rows[i][1] != rows[qi][1]] or [i for i in range(len(rows)) if i != qi]
         ri = others[int(rng.integers(len(others)))]
         (qid, qvideo), (rid, rvideo) = rows[qi], rows[ri]
+        k = self.per_keyframe  # clips per keyframe: ref_clips and query_clips count clips
+        n_query, n_ref = cfg.query_clips // k, cfg.ref_clips // k
         qt, qb = self.data.keyframes(qid)
-        q0 = int(rng.integers(max(1, len(qt) - cfg.query_clips + 1)))
-        qt, qb = qt[q0:q0 + cfg.query_clips], qb[q0:q0 + cfg.query_clips]
+        q0 = int(rng.integers(max(1, len(qt) - n_query + 1)))
+        qt, qb = qt[q0:q0 + n_query], qb[q0:q0 + n_query]
         rt, _ = self.data.keyframes(rid)
         anchor = float(rt[int(rng.integers(len(rt)))])
-        j = int(rng.integers(cfg.ref_clips))
-        times = anchor + (np.arange(cfg.ref_clips) - j) * self.data.stride
+        j = int(rng.integers(n_ref))
+        times = anchor + (np.arange(n_ref) - j) * self.data.stride
         valid = np.array([self._valid(rvideo, t) for t in times])
         s = float(self.size)
-        gt_all, gt_match = [], []
+        gt_all, gt_match, gt_matching = [], [], []
         for t, ok in zip(times, valid):
             found = self.data.boxes_at(rvideo, t) if ok else []
-            gt_all.append(np.array([b for _, b in found], np.float32).reshape(-1, 4) * s)
-            gt_match.append(np.array([b for lb, b in found if lb == lab], np.float32).reshape(-1, 4) * s)
+            for _ in range(k):  # each clip of the keyframe carries its boxes
+                gt_all.append(np.array([b for _, b in found], np.float32).reshape(-1, 4) * s)
+                gt_match.append(np.array([b for lb, b in found if lb == lab], np.float32).reshape(-1, 4) * s)
+                gt_matching.append(np.array([lb == lab for lb, _ in found], bool))
         item = {
-            "ref": np.stack([self._clip(rvideo, t, ok) for t, ok in zip(times, valid)]),
-            "ref_valid": valid,
-            "query": np.stack([self._clip(qvideo, t) for t in qt]),
-            "query_boxes": (qb * s).astype(np.float32),
-            "gt_all": gt_all, "gt_match": gt_match,
+            "ref": self._keyframe_clips(rvideo, times, valid),
+            "ref_valid": np.repeat(valid, k),
+            "query": self._keyframe_clips(qvideo, qt),
+            "query_boxes": np.repeat(qb * s, k, axis=0).astype(np.float32),
+            "gt_all": gt_all, "gt_match": gt_match, "gt_matching": gt_matching,
         }
         if self.config.cell == "flow":
             item["flows"] = self._flows(rvideo, times, valid)
+        if cfg.flip:
+            # the query and the reference each flipped with probability 1/2, drawn independently
+            # (input_func.py:283-300: two random_horizontal_flip calls)
+            flip_query, flip_ref = rng.random() < 0.5, rng.random() < 0.5
+            if flip_query:
+                item["query"] = item["query"][:, :, :, ::-1].copy()
+                item["query_boxes"] = _flip_boxes(item["query_boxes"], s)
+            if flip_ref:
+                item["ref"] = item["ref"][:, :, :, ::-1].copy()
+                item["gt_all"] = [_flip_boxes(g, s) for g in gt_all]
+                item["gt_match"] = [_flip_boxes(g, s) for g in gt_match]
         return item
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> List[Dict[str, Any]]:
@@ -277,6 +477,8 @@ class STVR(Baseline):
         }
         if "flows" in items[0]:
             out["flows"] = torch.from_numpy(np.stack([it["flows"] for it in items])).to(dev)
+        if self.config.recipe == "original":
+            out["gt_matching"] = [torch.from_numpy(g).to(dev) for it in items for g in it["gt_matching"]]
         return out
 
     def loss(self, model, batch):
@@ -286,7 +488,10 @@ class STVR(Baseline):
         gradients equals the gradient of one process holding the whole batch (the sampling
         streams are per item too: see ``STVRModel.forward``)."""
         sums = model(**self._collate(batch), reduction="sum")
-        n_images, n_rois = self.ctx.global_sum(sums["n_images"], sums["n_rois"])
+        # the original recipe divides its second-stage sums by every reference image of the
+        # batch (n_head, ava_meta_arch.py:1835-1838), the compact one by the RoIs
+        head_key = "n_head" if "n_head" in sums else "n_rois"
+        n_images, n_rois = self.ctx.global_sum(sums["n_images"], sums[head_key])
         w = float(self.ctx.world_size)
         rpn = (sums["rpn_cls"] + sums["rpn_box"]) * (w / max(1.0, n_images))
         head = (sums["cls"] + sums["box"]) * (w / max(1.0, n_rois))
@@ -303,18 +508,20 @@ class STVR(Baseline):
 
     def pair_inputs(self, row) -> Dict[str, Any]:
         """Model inputs of one manifest pair (``row`` a pairs-table namedtuple)."""
+        k = self.per_keyframe
         qt, qb = self.data.keyframes(row.query_tubelet_id)
-        n = self.config.query_clips
+        n = self.config.query_clips // k
         if len(qt) > n:
             pick = np.unique(np.round(np.linspace(0, len(qt) - 1, n)).astype(int))
             qt, qb = qt[pick], qb[pick]
         times = self._ref_times(row)
         valid = np.ones(len(times), bool)
         out = {
-            "times": times,
-            "ref": np.stack([self._clip(row.ref_video, t) for t in times]),
-            "query": np.stack([self._clip(row.query_video, t) for t in qt]),
-            "query_boxes": (qb * self.size).astype(np.float32),
+            "times": np.repeat(times, k),  # the keyframe of each reference clip
+            "clips": np.tile(np.arange(k), len(times)) if k > 1 else None,  # its clip index (second sampling)
+            "ref": self._keyframe_clips(row.ref_video, times),
+            "query": self._keyframe_clips(row.query_video, qt),
+            "query_boxes": np.repeat(qb * self.size, k, axis=0).astype(np.float32),
             "flows": self._flows(row.ref_video, times, valid) if self.config.cell == "flow" else None,
         }
         return out
@@ -329,11 +536,13 @@ class STVR(Baseline):
             dets = model.detect(torch.from_numpy(x["ref"]).to(dev), torch.from_numpy(x["query"]).to(dev),
                                 torch.from_numpy(x["query_boxes"]).to(dev), flows)
             preds = []
-            for t, (boxes, scores) in zip(x["times"], dets):
+            clips = x["clips"] if x["clips"] is not None else [None] * len(x["times"])
+            for t, c, (boxes, scores) in zip(x["times"], clips, dets):
+                clip = {} if c is None else {"clip": int(c)}
                 for b, sc in zip(boxes.cpu().numpy().astype(float), scores.cpu().numpy().astype(float)):
                     box = np.clip(b / s, 0.0, 1.0)
                     preds.append({"time": float(t), "box": [round(float(v), 6) for v in box],
-                                  "score": round(float(sc), 6)})
+                                  "score": round(float(sc), 6), **clip})
             preds.sort(key=lambda p: -p["score"])
             out[str(row.pair_id)] = preds
         return out

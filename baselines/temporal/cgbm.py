@@ -26,11 +26,19 @@ Built as the original code built it (reference-algorithms.md Sec. 2):
   the answer.
 
 Every LSTM has hidden size ``l`` and its forget-gate bias initialised to ``forget_bias``.
+
+Initialisation (``init``): ``"pytorch"`` keeps PyTorch's default draws (uniform
+``1/sqrt(fan)`` bounds, biases included) with a trainable forget bias starting at
+``forget_bias``; ``"tensorflow"`` is the original code's (:func:`tensorflow_init_`):
+Glorot-uniform kernels and zero biases everywhere, and ``forget_bias`` added to the forget
+gate as a constant that is never trained (TF's ``BasicLSTMCell``).
 ``cgbm`` (gating and bilinear), ``cgbm-base`` (neither: concatenation), ``cgbm-gating``
 and ``cgbm-bilinear`` (Table 2) are configurations of this one class: :data:`VARIANTS`.
 
 Parameter count at paper settings: 999,429 for ``cgbm`` (PyTorch LSTMs carry two bias
-vectors where TensorFlow's carry one: 4 x 512 of those are the difference).
+vectors where TensorFlow's carry one: 4 x 512 of those are the difference). With
+``init="tensorflow"`` one of the two is the constant forget bias, not trained: 997,381
+trainable, TensorFlow's count.
 
 Padded batches: query and reference carry lengths. The forward LSTMs are causal, so
 padding after a sequence cannot change its valid outputs; the backward matching direction
@@ -53,7 +61,13 @@ from relocbench.temporal.decode import FORMS, MAX_SPAN_STEPS, DecodedSpans, deco
 from ._common import count_parameters, length_mask, reverse_padded, set_forget_bias
 
 __all__ = ["CGBMConfig", "VARIANTS", "cgbm_config", "CrossGatedBilinearMatching", "cgbm_loss",
-           "cgbm_parameter_count", "DualLSTMCell", "top_spans"]
+           "cgbm_parameter_count", "DualLSTMCell", "top_spans", "INITS", "POOLINGS", "glorot_bound",
+           "tensorflow_init_", "set_tf_lstm_kernel_"]
+
+#: ``init`` of :class:`CGBMConfig`: PyTorch's default draws, or the original code's TensorFlow ones.
+INITS = ("pytorch", "tensorflow")
+#: ``pooling`` of :func:`cgbm_loss`: mean per pair then over pairs, or over all valid steps of the batch.
+POOLINGS = ("pair", "step")
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class CGBMConfig:
     keep_matching: float = 0.8     # dropout keep probability on the matching outputs
     forget_bias: float = 1.0
     loss_weight: float = 10.0      # c_w: weight of start and end steps in the loss
+    init: str = "pytorch"          # "pytorch" | "tensorflow" (module docstring)
 
     def __post_init__(self) -> None:
         for name in ("feature_dim", "hidden", "rank"):
@@ -84,6 +99,9 @@ class CGBMConfig:
                 raise ConfigError(f"The {name!r} parameter of CGBMConfig must be a bool. Got {getattr(self, name)!r}.")
         if not (isinstance(self.loss_weight, (int, float)) and self.loss_weight > 0 and math.isfinite(self.loss_weight)):
             raise ConfigError(f"The 'loss_weight' parameter of CGBMConfig must be > 0. Got {self.loss_weight!r}.")
+        if self.init not in INITS:
+            raise ConfigError(f"The 'init' parameter of CGBMConfig must be one of {INITS}. "
+                              f"Got {self.init!r} instead.")
 
     def to_dict(self) -> Dict:
         return asdict(self)
@@ -165,6 +183,8 @@ class CrossGatedBilinearMatching(nn.Module):
         self.localization = nn.LSTM(2 * l, l, batch_first=True)
         set_forget_bias(self.localization, cfg.forget_bias)
         self.classifier = nn.Linear(l, 4)
+        if cfg.init == "tensorflow":
+            tensorflow_init_(self)
 
     def forward(self, query: torch.Tensor, query_len: torch.Tensor, ref: torch.Tensor,
                 ref_len: torch.Tensor) -> torch.Tensor:
@@ -291,15 +311,26 @@ def top_spans(log_probs, lengths, k: int, *, max_span: int = MAX_SPAN_STEPS, for
     return out
 
 
-def cgbm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Weighted cross-entropy (Eq. 11): per pair ``1/r sum_i w_i CE_i`` over its valid steps, batch mean.
+def cgbm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor,
+              pooling: str = "pair") -> torch.Tensor:
+    """Weighted cross-entropy ``w_i CE_i`` of every valid step, pooled over the batch.
+
+    ``pooling="pair"`` (the paper's Eq. 11): per pair ``1/r sum_i w_i CE_i`` over its ``r``
+    valid steps, then the mean over pairs. ``pooling="step"`` (the original code,
+    ``match.py`` lines 166-170: ``tf.boolean_mask`` by ``tf.sequence_mask(len_r)``, then
+    ``tf.reduce_mean``): the mean over all valid steps of the batch, so a long reference
+    weighs more than a short one. The two agree when every pair has the same length.
 
     ``labels [B, T, 4]`` and ``weights [B, T]`` from
     :func:`relocbench.temporal.labels.batch_labels` (weight 0 on padding); ``mask [B, T]``
     marks the valid steps.
     """
+    if pooling not in POOLINGS:
+        raise ConfigError(f"The 'pooling' parameter of cgbm_loss must be one of {POOLINGS}. Got {pooling!r} instead.")
     logp = F.log_softmax(logits, dim=-1)
     ce = -(labels * logp).sum(-1) * weights * mask
+    if pooling == "step":
+        return ce.sum() / mask.sum().clamp(min=1)
     return (ce.sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 
@@ -307,3 +338,98 @@ def cgbm_parameter_count(config="cgbm") -> int:
     """Trainable parameters of a variant name or a :class:`CGBMConfig`."""
     cfg = cgbm_config(config) if isinstance(config, str) else config
     return count_parameters(CrossGatedBilinearMatching(cfg))
+
+
+# --------------------------------------------------------------------------- the original initialisation
+
+
+def glorot_bound(fan_in: int, fan_out: int) -> float:
+    """``sqrt(6 / (fan_in + fan_out))``: the Glorot-uniform limit of a ``fan_in x fan_out`` kernel."""
+    return math.sqrt(6.0 / (fan_in + fan_out))
+
+
+#: TF's ``BasicLSTMCell`` orders its gate columns ``i, j, f, o`` (``j`` the candidate);
+#: PyTorch orders ``i, f, g, o``: PyTorch's block ``k`` is TF's block ``_TF_GATE[k]``.
+_TF_GATE = (0, 2, 1, 3)
+
+
+def _torch_gate_order(kernel: torch.Tensor) -> torch.Tensor:
+    """Columns of a TF LSTM kernel ``[..., 4 l]`` (``i, j, f, o``) in PyTorch's order (``i, f, g, o``)."""
+    blocks = kernel.chunk(4, dim=-1)
+    return torch.cat([blocks[k] for k in _TF_GATE], -1)
+
+
+@torch.no_grad()
+def set_tf_lstm_kernel_(lstm: nn.Module, kernel: torch.Tensor, forget_bias: float, *, direction: int = None) -> None:
+    """Load a TF ``BasicLSTMCell`` into a PyTorch LSTM: ``kernel [in + l, 4 l]`` (rows ``[x ; h]``,
+    columns ``i, j, f, o``), zero bias, and ``forget_bias`` as a constant.
+
+    ``lstm`` is a one-layer ``nn.LSTM`` or a :class:`DualLSTMCell` (then ``direction`` 0 or 1).
+    TF keeps one trainable bias and adds ``forget_bias`` to the forget gate at run time; here
+    ``bias_hh`` is that trainable bias (zero) and ``bias_ih`` holds the constant (``forget_bias``
+    on the forget slice, 0 elsewhere) with ``requires_grad`` off, so that the optimiser never
+    sees it: forward values and gradients equal TF's.
+    """
+    k = _torch_gate_order(kernel.to(torch.float32))
+    if isinstance(lstm, DualLSTMCell):
+        n_in = lstm.weight_ih.shape[1]
+        lstm.weight_ih[direction].copy_(k[:n_in])
+        lstm.weight_hh[direction].copy_(k[n_in:])
+        bias_ih, bias_hh = lstm.bias_ih, lstm.bias_hh
+    else:
+        n_in = lstm.weight_ih_l0.shape[1]
+        lstm.weight_ih_l0.copy_(k[:n_in].t())
+        lstm.weight_hh_l0.copy_(k[n_in:].t())
+        bias_ih, bias_hh = lstm.bias_ih_l0, lstm.bias_hh_l0
+    h = bias_hh.shape[-1] // 4
+    bias_hh.zero_()
+    bias_ih.zero_()
+    bias_ih[..., h:2 * h] = forget_bias
+    bias_ih.requires_grad_(False)
+
+
+def _glorot_(t: torch.Tensor, fan_in: int, fan_out: int) -> None:
+    bound = glorot_bound(fan_in, fan_out)
+    t.uniform_(-bound, bound)
+
+
+@torch.no_grad()
+def tensorflow_init_(model: "CrossGatedBilinearMatching") -> None:
+    """The original code's initialisation (TF 1.x defaults), drawn from torch's generator.
+
+    Every kernel is Glorot-uniform, ``U(-b, b)`` with ``b = sqrt(6 / (fan_in + fan_out))`` of the
+    kernel *as TF holds it*, and every bias is zero:
+
+    * LSTMs (``BasicLSTMCell``, ``match.py`` lines 66, 74, 76, 89): one kernel over ``[x ; h]``
+      of shape ``(in + l, 4 l)``, so ``b = sqrt(6 / (in + 5 l))`` for both PyTorch matrices
+      ``weight_ih`` and ``weight_hh`` (not separate bounds per matrix); the forget bias is a
+      constant added at run time, never trained (:func:`set_tf_lstm_kernel_`).
+    * fully connected layers (``slim.fully_connected``, Xavier uniform, zero bias): the
+      attention's ``fc_hq`` (``l x l``, no bias) and ``fc_g`` (``l x 1``), the gates
+      ``gate_q``/``gate_r`` (``l x l``), the bilinear ``bi/fc`` (``l x l k``) and the output
+      ``loc`` (``l x 4``) (``match_cell_wrapper.py`` lines 43-52, 68-71, 94-95; ``match.py``
+      line 93). ``fc_hp`` is one ``2 l x l`` kernel over ``[h^r ; h^m]`` (lines 47-49):
+      PyTorch's two halves (``att_ref``, ``att_match``) share its bound ``sqrt(6 / (3 l))``.
+    """
+    cfg = model.config
+    d, l = cfg.feature_dim, cfg.hidden
+    fb = float(cfg.forget_bias)
+    for lstm, n_in in ((model.aggregation, d), (model.localization, 2 * l)):
+        kernel = torch.empty(n_in + l, 4 * l)
+        _glorot_(kernel, n_in + l, 4 * l)
+        set_tf_lstm_kernel_(lstm, kernel, fb)
+    n_match = model.matching.weight_ih.shape[1]
+    for direction in (0, 1):
+        kernel = torch.empty(n_match + l, 4 * l)
+        _glorot_(kernel, n_match + l, 4 * l)
+        set_tf_lstm_kernel_(model.matching, kernel, fb, direction=direction)
+    for name in ("att_query", "att_score", "gate_query", "gate_ref", "bilinear", "classifier"):
+        lin = getattr(model, name, None)
+        if lin is not None:
+            _glorot_(lin.weight, lin.in_features, lin.out_features)
+            if lin.bias is not None:
+                lin.bias.zero_()
+    for lin in (model.att_ref, model.att_match):  # the two halves of fc_hp's [2 l, l] kernel
+        _glorot_(lin.weight, 2 * l, l)
+        if lin.bias is not None:
+            lin.bias.zero_()

@@ -172,7 +172,13 @@ class _PairTrained(TemporalBaseline):
 class CGBMRunConfig(PairTrainConfig):
     """Paper model settings (ECCV 2018 Sec. 5.2; reference-algorithms.md Sec. 2) with a CPU-sized
     budget: batch 32 and 500 steps (minutes on a laptop CPU). The paper's batch of 128 and a
-    1,000-step budget: ``--config baselines/temporal/configs/paper.yaml``."""
+    1,000-step budget: ``--config baselines/temporal/configs/paper.yaml``.
+
+    ``recipe`` names a set of values applied together (:data:`CGBM_RECIPES`): ``paper``
+    (these defaults) or ``original``, the released code's loss pooling (``loss_pooling``),
+    initialisation (``init``), decoding (``decode_form``), training stream
+    (``input_pipeline``, ``bucket_span``; :mod:`.original_pipeline`), budget and checkpoint
+    selection rule (``val_iou_rule``)."""
 
     clip_norm: float = 5.0
     hidden: int = 128
@@ -186,13 +192,54 @@ class CGBMRunConfig(PairTrainConfig):
     decode_form: str = "paper"
     max_span: int = 64
     eval_batch_size: int = 128
+    recipe: str = "paper"
+    loss_pooling: str = "pair"
+    init: str = "pytorch"
+    input_pipeline: str = "relocbench"
+    bucket_span: int = 30
+    val_iou_rule: str = "inclusive"
 
     parameter_constraints: ClassVar[dict] = {
         "hidden": Int(ge=1), "rank": Int(ge=1), "gating": Bool(), "bilinear": Bool(),
         "keep_aggregation": Float(gt=0, le=1), "keep_matching": Float(gt=0, le=1), "forget_bias": Float(),
         "loss_weight": Float(gt=0), "decode_form": Options("paper", "original"), "max_span": Int(ge=1),
-        "eval_batch_size": Int(ge=1),
+        "eval_batch_size": Int(ge=1), "recipe": Options("paper", "original"), "loss_pooling": Options("pair", "step"),
+        "init": Options("pytorch", "tensorflow"), "input_pipeline": Options("relocbench", "original"),
+        "bucket_span": Int(ge=1), "val_iou_rule": Options("inclusive", "strict"),
     }
+
+
+#: The recipes of the cgbm family: config values set together by ``--recipe NAME`` (or
+#: ``recipe: NAME`` in a config file), under any value the config file or the options give.
+#: ``paper`` is the paper's model and loss with relocbench's defaults; ``original`` is how the
+#: released code (github.com/fengyang0317/video_reloc) trained and decoded, each value
+#: following the line of that code named beside it.
+CGBM_RECIPES: Dict[str, Dict[str, object]] = {
+    "paper": {},
+    "original": {
+        "loss_pooling": "step",         # match.py 166-170: reduce_mean over every valid step of the batch
+        "init": "tensorflow",           # match.py 66-93, match_cell_wrapper.py 43-95: TF 1.x initialisers
+        "decode_form": "original",      # match.py 118-127: inside mean over s..e-1
+        "input_pipeline": "original",   # input_functions.py 31-55, 82-104 (original_pipeline.py)
+        "bucket_span": 30,              # match.py 39: FLAGS.bucket_span
+        "batch_size": 128,              # match.py 41
+        "steps": 1000,                  # match.py 43: max_steps
+        "lr": 1e-3,                     # match.py 47, 193: Adam
+        "optimizer": "adam",
+        "weight_decay": 0.0,            # match.py 45, 173
+        "clip_norm": 5.0,               # match.py 49, 177: global norm
+        "eval_every": 100,              # match.py 53, 253-254: a checkpoint (and a validation) every 100 steps
+        "val_iou_rule": "strict",       # utils.py 29-34: IoU/mean counts tIoU > t, t = 0.5 ... 0.9
+        "crop_prob": 0.9,               # input_functions.py 49-51
+        "keep_aggregation": 0.6,        # match.py 26, 70-71
+        "keep_matching": 0.8,           # match.py 86: keep_prob + 0.2
+        "hidden": 128,                  # match.py 28, 30: mem_dim = att_dim = 128
+        "rank": 8,                      # match_cell_wrapper.py 79: k = 8
+        "loss_weight": 10.0,            # match.py 163-164: weight 10 on start and end steps
+        "forget_bias": 1.0,             # BasicLSTMCell's default, added at run time
+        "max_span": 64,                 # match.py 110-111: spans under 1,024 frames
+    },
+}
 
 
 @register_baseline("cgbm-bilinear", gating=False, bilinear=True,
@@ -208,12 +255,34 @@ class CGBM(_PairTrained):
     """Cross gated bilinear matching (ECCV 2018); variants switch cross gating and bilinear matching."""
 
     Config = CGBMRunConfig
+    recipes: ClassVar[Dict[str, Dict[str, object]]] = CGBM_RECIPES
+
+    def prepare(self, model) -> None:
+        if self.config.input_pipeline == "relocbench":
+            super().prepare(model)
+            return
+        from .original_pipeline import OriginalTrainStream
+
+        self._batches = OriginalTrainStream(self.train_segments(), self.ctx.features,
+                                            batch_size=self.config.batch_size, seed=self.config.seed,
+                                            crop_prob=self.config.crop_prob, bucket_span=self.config.bucket_span)
 
     @classmethod
     def create_model(cls, config):
         from .cgbm import CGBMConfig, CrossGatedBilinearMatching
 
         return CrossGatedBilinearMatching(_model_config(CGBMConfig, config))
+
+    def validation_score(self, pairs, results) -> float:
+        """The validation Average the run keeps its best checkpoint by, with the config's tIoU
+        rule (``val_iou_rule``: ``>= t``, relocbench's, or ``> t``, the original code's)."""
+        from relocbench.metrics.temporal import evaluate_temporal
+        from relocbench.tasks import get_task
+
+        doc = get_task(self.task).predictions_doc(self.ctx, "val", results)
+        metrics = evaluate_temporal(pairs, doc, iou_rule=self.config.val_iou_rule,
+                                    allow_missing=bool(self.ctx.extras.get("skip_missing")))
+        return float(metrics["average"])
 
     def loss(self, model, batch):
         import torch
@@ -227,8 +296,15 @@ class CGBM(_PairTrained):
         labels, weights, mask = batch_labels(batch.ref_len, batch.gt_start, batch.gt_end, max_len=logits.shape[1],
                                              cw=self.config.loss_weight)
         dev = self.ctx.device
+        pooling = self.config.loss_pooling
         loss = cgbm_loss(logits, torch.from_numpy(labels).to(dev), torch.from_numpy(weights).to(dev),
-                         torch.from_numpy(mask).to(dev).to(logits.dtype))
+                         torch.from_numpy(mask).to(dev).to(logits.dtype), pooling=pooling)
+        if pooling == "step" and self.ctx.world_size > 1:
+            # the mean over the valid steps of the global batch: DDP averages the ranks'
+            # gradients, so each rank's share is rescaled by its steps over the mean rank's
+            local = float(mask.sum())
+            total, = self.ctx.global_sum(local)
+            loss = loss * (local * self.ctx.world_size / max(total, 1.0))
         return loss, {}
 
     def predict(self, model, pairs):

@@ -1,7 +1,11 @@
 """The ``relocbench`` command line. Each command is a thin wrapper over a library function.
 
 Errors of the ``RelocbenchError`` family print one line (``Error: file: item: message``)
-and exit with status 2; ``relocbench --debug ...`` shows the traceback instead.
+and exit with status 2; ``relocbench --debug ...`` shows the traceback before that line
+(exit status 2 as well).
+
+``import relocbench`` (the package, imported before anything here) chooses the OpenMP
+wait policy of PyTorch's CPU threads before torch is imported: see ``relocbench/_openmp.py``.
 
 Commands are listed in ``COMMANDS`` and imported only when they run or their own
 ``--help`` is asked, so ``relocbench --version`` and ``relocbench --help`` import neither
@@ -27,9 +31,11 @@ COMMANDS = {
     "list-baselines": ("baselines", "list_baselines", "List every registered baseline with its parameter count."),
     "leaderboard": ("baselines", "leaderboard", "Regenerate the leaderboard README (or --html site) from its results."),
     "localize": ("localize", "localize", "Find where a clip happens in your own videos."),
+    "index": ("index", "index", "Extract a video collection's features once, for localize --index."),
     "predict": ("predict", "predict", "Predict with a finished run on another split, manifest or features."),
     "extract-features": ("extract", "extract_features", "Extract per-step features from real videos into HDF5."),
     "merge-features": ("extract", "merge_features", "Merge shard feature files into one HDF5 file."),
+    "features": ("features", "features", "Inspect feature files you already have: layout, time axis, coverage."),
 }
 
 
@@ -75,8 +81,10 @@ class _Main(click.Group):
         try:
             return super().invoke(ctx)
         except RelocbenchError as exc:
-            if (ctx.obj or {}).get("debug"):
-                raise
+            if (ctx.obj or {}).get("debug"):  # the traceback, and the same exit status as without --debug
+                import traceback
+
+                click.echo(traceback.format_exc().rstrip(), err=True)
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
         except click.UsageError as exc:  # a bad option or argument: one line, like every other error

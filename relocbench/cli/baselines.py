@@ -73,7 +73,14 @@ def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: 
 @click.option("--dataset", default="activitynet", show_default=True,
               help="Built-in manifest name or a manifest folder (spatio-temporal: synthetic-sprites, ucf24, ava).")
 @click.option("--features", default="synthetic", show_default=True,
-              help="'synthetic', an HDF5 file (official C3D layout or one dataset per video) or a folder of <video>.npy.")
+              help="'synthetic', an HDF5 file or a folder of per-video files whose time axis is declared: a "
+                   "features.card.yaml beside it, --feature-preset or --feature-card (relocbench extract-features "
+                   "files declare their own).")
+@click.option("--feature-preset", default=None, metavar="NAME",
+              help="Time axis and layout of --features PATH: a shipped preset (c3d-release, tsp, opentad-tsp, "
+                   "i3d-actionformer, tsn-csv100); needed unless a features.card.yaml is beside PATH.")
+@click.option("--feature-card", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Time axis and layout of --features PATH: a feature card (YAML or JSON).")
 @click.option("--frames", type=click.Path(path_type=Path), default=None,
               help="Spatio-temporal datasets (ucf24, ava): the folder of video frames (same as --features PATH).")
 @click.option("--split", default="test", show_default=True,
@@ -82,6 +89,13 @@ def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: 
 @click.option("--batch-size", type=int, default=None, help="Global batch size.")
 @click.option("--lr", type=float, default=None, help="Learning rate.")
 @click.option("--seed", type=int, default=None, help="Seed of everything random in the run (an int >= 0).")
+@click.option("--recipe", default=None,
+              help="A named set of config values of baselines that have recipes (cgbm family: paper, the default, "
+                   "or original, the released code's training and decoding; stvr-clip, stvr-convlstm, stvr-warp: "
+                   "compact, the default, or original, the authors' model); --show-config shows its values.")
+@click.option("--weights", default=None,
+              help="Backbone weights of baselines with a 'weights' field (the spatio-temporal original recipe: a "
+                   "local Inception-I3D state dict in the pytorch-i3d layout; none: random, marked so).")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds (e.g. 0,1,2): one run folder <out>/seed-<k> each, each published.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
@@ -106,8 +120,9 @@ def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: 
                    "activitynet-paper for runs at the paper's budget.")
 @force_option
 @click.option("--quiet", is_flag=True, help="No progress bar or progress lines.")
-def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, seed, seeds, device, threads, out,
-                 resume, config_file, show_config, skip_missing, score_subset, leaderboard_dir, board, force, quiet):
+def run_baseline(name, dataset, features, feature_preset, feature_card, frames, split, steps, batch_size, lr, seed,
+                 recipe, weights, seeds, device, threads, out, resume, config_file, show_config, skip_missing,
+                 score_subset, leaderboard_dir, board, force, quiet):
     """Train (if trainable), select on validation, predict and score a baseline.
 
     Progress goes to stderr: a bar on a terminal, else one line at least every 30 s
@@ -129,7 +144,7 @@ def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, 
     from ..leaderboard import metric_value, publish_result
     from ..tasks import get_task
 
-    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    overrides = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "recipe": recipe, "weights": weights}
     if show_config:
         _print_config(describe_config(name, config_file=config_file, overrides=overrides))
         return
@@ -147,16 +162,22 @@ def run_baseline(name, dataset, features, frames, split, steps, batch_size, lr, 
         if features != "synthetic":
             raise ConfigError("give the frames folder once: --frames or --features, not both")
         features = str(frames)
+    declared = {"feature_preset": feature_preset, "feature_card": feature_card}
+    if frames is None and not show_config:  # the command line needs the features' time axis declared
+        from ..features import check_declared
+        from ..registry import get_baseline
+        if feature_preset or feature_card or get_baseline(name).task == "temporal":
+            check_declared(features, preset=feature_preset, card=feature_card)
     if seeds is not None:
         from ..leaderboard import run_seeds
         run_seeds(name, seeds, out=out, leaderboard_dir=leaderboard_dir, board=board, force=force, echo=click.echo,
                   overrides=overrides, dataset=dataset, features=features, split=split, config_file=config_file,
                   device=device, resume=resume, progress=not quiet, skip_missing=skip_missing,
-                  score_subset=score_subset, threads=threads)
+                  score_subset=score_subset, threads=threads, **declared)
         return
     res = run(name, dataset=dataset, features=features, split=split, out=out, overrides=overrides,
               config_file=config_file, device=device, resume=resume, force=force, progress=not quiet,
-              skip_missing=skip_missing, score_subset=score_subset, threads=threads)
+              skip_missing=skip_missing, score_subset=score_subset, threads=threads, **declared)
     if not res.result:  # not rank 0 of a distributed run
         return
     task = get_task(res.result["task"])
@@ -197,30 +218,49 @@ def list_baselines(task):
 
 @click.command("leaderboard")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboard"),
-              show_default=True, help="Leaderboard folder holding results/<board>/<baseline>.json.")
+              show_default=True, help="Leaderboard folder holding results/<board>/<baseline>/seed-<k>.json.")
 @click.option("--publish", "run_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="First publish the result.json of these finished run folders (repeatable).")
-@click.option("--board", default=None, help="With --publish: the section to publish into (default: the dataset's name).")
+@click.option("--publish-predictions", "predictions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="First publish a predictions file made outside relocbench, scored here (numbers in the file "
+                   "are ignored); needs --name.")
+@click.option("--name", default=None, help="With --publish-predictions: the row's name (not a relocbench baseline).")
+@click.option("--manifest", default=None,
+              help="With --publish-predictions: the manifest to score on (default: the one the file names).")
+@click.option("--split", default="test", show_default=True, help="With --publish-predictions: the split to score.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --publish-predictions: the seed the file is published as (one file per seed).")
+@click.option("--features-name", default=None,
+              help="With --publish-predictions: the features the predictions were made from (e.g. tsp); "
+                   "default 'not stated'.")
+@click.option("--board", default=None,
+              help="With --publish or --publish-predictions: the section to publish into (default: the dataset's name).")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also build the static site into this folder (refused if it exists unless --force).")
 @force_option
-def leaderboard(directory, run_dirs, board, html_dir, force):
+def leaderboard(directory, run_dirs, predictions, name, manifest, split, seed, features_name, board, html_dir, force):
     """Regenerate the leaderboard README (tables, threshold plot, qualitative figure) from its results.
+
+    Every record is validated; all is checked and rendered before anything is written, and
+    a failure leaves the folder as it was (no record kept without its README and site).
 
     \b
     Example:
       relocbench leaderboard --dir leaderboard
     Publish finished runs made at the paper's budget into their own section, then regenerate:
       relocbench leaderboard --publish runs/paper/cgbm --publish runs/paper/cgbm-base --board activitynet-paper
+    Publish a predictions file made outside relocbench (scored here, on the test split):
+      relocbench leaderboard --publish-predictions preds.json --name my-model --manifest activitynet --features-name tsp
     The browsable site (open site/index.html; no server or network needed):
       relocbench leaderboard --dir leaderboard --html site
     """
-    from ..leaderboard import publish_run, write_leaderboard
+    from ..leaderboard import publish_and_regenerate
 
-    for run_dir in run_dirs:
-        click.echo(f"Published {publish_run(run_dir, directory, force=force, board=board)}")
-    path = write_leaderboard(directory)
-    click.echo(f"Wrote {path}")
+    out = publish_and_regenerate(directory, run_dirs=run_dirs, predictions=predictions, name=name, board=board,
+                                 manifest=manifest, split=split, seed=seed, features_name=features_name,
+                                 html=html_dir, force=force)
+    for path in out["published"]:
+        click.echo(f"Published {path}")
+    click.echo(f"Wrote {out['readme']}")
     if html_dir is not None:
-        from ..leaderboard_site import build_site
-        click.echo(f"Wrote the site {build_site(directory, html_dir, force=force)}/index.html")
+        click.echo(f"Wrote the site {out['site']}/index.html")

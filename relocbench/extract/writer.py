@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, FeatureError, OutputExistsError
 from ..io import atomic_write_bytes, dumps_json, require_file
+from ..io import refuse_special_output as _refuse_special
 from .config import FORMAT_VERSION
 from .pca import PCA_GROUP, FeaturePCA
 
@@ -376,19 +377,7 @@ def refuse_special_output(out: PathLike) -> None:
     """Refuse an existing ``out`` that is not a regular file (a folder, a device such as
     ``/dev/null``, a FIFO): replacing it with the features file would destroy it, ``--force``
     or not."""
-    import stat
-
-    p = Path(out)
-    try:
-        mode = os.stat(p).st_mode
-    except OSError:
-        return  # absent (or a broken link): written normally
-    if not stat.S_ISREG(mode):
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
-                "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "not a regular file")
-        raise ConfigError(f"--out is {kind}; expected a features file path (an existing one is replaced only with "
-                          "--force or continued with --resume)", file=p)
+    _refuse_special(out, option="--out", allow_dir=False)
 
 
 def lock_path(out: PathLike) -> Path:

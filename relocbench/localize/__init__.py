@@ -9,14 +9,15 @@ See :mod:`relocbench.localize.core` (the pipeline), :mod:`~relocbench.localize.m
 ``predict``), :mod:`~relocbench.localize.cache`, :mod:`~relocbench.localize.outputs` and
 :mod:`~relocbench.localize.timecodes`.
 """
-from .core import LocalizeResult, ReferenceInfo, Segment, expand_references, localize
+from .core import LocalizeResult, ReferenceInfo, Segment, expand_references, localize, localize_inputs
 from .matching import DEFAULT_GRID_S, DEFAULT_MATCHER, WindowConfig, nms
-from .outputs import write_clips, write_json, write_plot, write_srt
+from .outputs import check_outputs, write_clips, write_json, write_plot, write_srt
 from .runs import load_run, predict_run
 from .timecodes import format_hms, parse_query_range, srt_text
 
 __all__ = [
-    "localize", "LocalizeResult", "ReferenceInfo", "Segment", "expand_references",
+    "localize", "LocalizeResult", "ReferenceInfo", "Segment", "expand_references", "localize_inputs",
+    "check_outputs",
     "DEFAULT_GRID_S", "DEFAULT_MATCHER", "WindowConfig", "nms",
     "write_clips", "write_json", "write_plot", "write_srt",
     "load_run", "predict_run", "format_hms", "parse_query_range", "srt_text",

@@ -27,14 +27,26 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from .cache import FeatureCache, settings_key
-from .matching import DEFAULT_GRID_S, Candidates, WindowConfig, match, nms, resample_to_grid, resolve_matcher
+from .cache import EntryCheck, FeatureCache
+from .floor import best_score, finish_segments, resolve_min_score
+from .matching import (DEFAULT_GRID_S, Candidates, WindowConfig, grid_size, match, match_bytes, nms, resample_to_grid,
+                       resolve_matcher)
 from .timecodes import format_hms, parse_query_range
 
-__all__ = ["localize", "LocalizeResult", "Segment", "ReferenceInfo", "expand_references", "SCHEMA_VERSION",
-           "SKIP_SHORTER"]
+__all__ = ["localize", "LocalizeResult", "Segment", "ReferenceInfo", "expand_references", "localize_inputs",
+           "check_bounds", "SCHEMA_VERSION", "SKIP_SHORTER", "BOUNDS", "MAX_MATCH_BYTES"]
 
 SCHEMA_VERSION = "relocbench/1"
+#: Sizes a user can ask for, checked before anything is allocated: ``(low, high)``, both allowed.
+BOUNDS: Dict[str, Tuple[str, float, float]] = {
+    "grid_s": ("--grid", 0.01, 60.0),         # seconds per cell of the common time grid
+    "top_k": ("--top-k", 1, 1000),            # segments reported
+    "batch_size": ("--batch-size", 1, 1024),  # clips or frames per forward pass of the backbone
+    "step_frames": ("--step-frames", 1, 4096),  # frames per feature step
+}
+#: Memory the training-free matching of one reference may take (resampled features and the
+#: matcher's tables, estimated before they are allocated).
+MAX_MATCH_BYTES = 4 << 30
 PathLike = Union[str, os.PathLike]
 #: Reason recorded for a reference shorter than the query.
 SKIP_SHORTER = "reference shorter than the query"
@@ -49,10 +61,19 @@ class Segment:
     end: float
     score: float
     rank: int
+    #: reference frames ``[start_frame, end_frame)``; ``refined``: moved to the frame by the
+    #: alignment of :mod:`relocbench.localize.refine` (whose mean correlation is ``alignment``)
+    start_frame: Optional[int] = None
+    end_frame: Optional[int] = None
+    refined: bool = False
+    alignment: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"reference": self.reference, "start": round(self.start, 3), "end": round(self.end, 3),
-                "score": round(float(self.score), 6)}
+        doc = {"reference": self.reference, "start": round(self.start, 3), "end": round(self.end, 3),
+               "score": round(float(self.score), 6)}
+        if self.start_frame is not None:
+            doc.update(start_frame=int(self.start_frame), end_frame=int(self.end_frame), refined=bool(self.refined))
+        return doc
 
     @property
     def start_hms(self) -> str:
@@ -75,6 +96,7 @@ class ReferenceInfo:
     curve_times: Optional[np.ndarray] = None  # seconds (cell or step centres)
     curve: Optional[np.ndarray] = None
     curve_label: str = ""
+    best_score: Optional[float] = None  # the best candidate's score, floor or not
 
 
 @dataclass
@@ -88,6 +110,11 @@ class LocalizeResult:
     references: List[ReferenceInfo]
     timings: Dict[str, float] = field(default_factory=dict)
     cache: Dict[str, int] = field(default_factory=dict)
+    #: every file read (:func:`localize_inputs`): the writers refuse an output among them
+    inputs: List[str] = field(default_factory=list)
+    #: the score floor in force (None: none) and the best segment found before it
+    min_score: Optional[float] = None
+    best: Optional[Segment] = None
 
     @property
     def skipped(self) -> List[Dict[str, str]]:
@@ -104,6 +131,7 @@ class LocalizeResult:
             "references": [{"path": r.path, "duration": round(r.duration, 3), "fps": round(r.fps, 6),
                             "n_frames": r.n_frames} for r in self.references],
             "skipped": self.skipped,
+            "min_score": self.min_score if self.min_score is not None and math.isfinite(self.min_score) else None,
         }
 
 
@@ -111,6 +139,7 @@ class LocalizeResult:
 def expand_references(references: Sequence[PathLike]) -> List[str]:
     """Video files as given, and every video file in each folder given (sorted by name)."""
     from ..extract.decode import VIDEO_EXTENSIONS
+    from ..io import require_file
 
     if isinstance(references, (str, os.PathLike)):
         references = [references]
@@ -118,12 +147,15 @@ def expand_references(references: Sequence[PathLike]) -> List[str]:
     for ref in references:
         p = Path(ref)
         if p.is_dir():
-            found = sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in VIDEO_EXTENSIONS)
+            found = sorted(c for c in p.iterdir() if c.suffix.lower() in VIDEO_EXTENSIONS and not c.is_dir())
+            for c in found:  # a FIFO or a broken link named like a video: refused by name, not skipped
+                require_file(c, "video file in the reference folder", InputError)
             if not found:
                 raise InputError(f"holds no video files; expected files ending in {', '.join(VIDEO_EXTENSIONS)}",
                                  file=p)
             out.extend(str(p / c.name) for c in found)
-        elif p.is_file():
+        elif p.exists() or p.is_symlink():
+            require_file(p, "reference video", InputError)  # a FIFO, device or socket: refused, never opened
             out.append(str(ref))
         else:
             raise InputError("reference not found (expected a video file or a folder of videos)", file=p)
@@ -135,6 +167,59 @@ def expand_references(references: Sequence[PathLike]) -> List[str]:
             seen.add(r)
             uniq.append(r)
     return uniq
+
+
+def check_bounds(**values: Any) -> None:
+    """Refuse a size outside :data:`BOUNDS` (``None`` means the default), one line naming the
+    option, the value and the allowed range."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        option, lo, hi = BOUNDS[name]
+        integral = isinstance(lo, int)
+        ok_type = (isinstance(value, (int, np.integer)) if integral else isinstance(value, (int, float, np.number))) \
+            and not isinstance(value, bool)
+        if not ok_type or not (math.isfinite(float(value)) and lo <= value <= hi):
+            what = "an integer" if integral else "a number of seconds"
+            raise ConfigError(f"{option} ({name}) must be {what} from {lo} to {hi}. Got {value!r} instead.")
+
+
+def localize_inputs(query: PathLike, references: Sequence[PathLike], method: Any = "auto",
+                    pca: Any = None) -> List[str]:
+    """Every file ``localize`` reads: the query, the references (and the folders given), a run
+    folder's files and its features file, a PCA file. No output may be one of them."""
+    out = [str(query)] + [str(r) for r in (references if not isinstance(references, (str, os.PathLike))
+                                           else [references])]
+    out += expand_references(references)
+    if _is_run_dir(method):
+        from .runs import _features_spec, read_run_config, run_input_files
+
+        out += [str(p) for p in run_input_files(method)]
+        spec = _features_spec(read_run_config(method).get("features"), Path(method) / "config.json")
+        if spec != "synthetic":
+            out.append(spec)
+    if isinstance(pca, (str, os.PathLike)):
+        out.append(str(pca))
+    seen: set = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def _check_query_range(path: str, start_s: Optional[float], end_s: Optional[float]) -> None:
+    """A range in which no frame starts is refused before extraction, naming the frame duration."""
+    if end_s is None:
+        return
+    from ..extract.decode import VideoReader, frame_range
+    from ..io import require_file
+
+    require_file(path, "video file", InputError)
+    with VideoReader(path) as reader:  # the container's header: nothing is decoded
+        fps = reader.fps
+    first, end = frame_range(fps, start_s, end_s)
+    if end <= first:
+        a = 0.0 if start_s is None else start_s
+        raise ConfigError(f"the query range {format_hms(a)} to {format_hms(end_s)} is shorter than one frame: it "
+                          f"lasts {(end_s - a) * 1000:.1f} ms, a frame {1000.0 / fps:.1f} ms ({fps:g} fps), and no "
+                          "frame starts inside it; widen the range", file=path)
 
 
 def _range(query_range) -> Tuple[Optional[float], Optional[float]]:
@@ -161,38 +246,59 @@ class _Features:
     def __init__(self, cfg, cache: Optional[FeatureCache]) -> None:
         self.cfg = cfg
         self.cache = cache
-        self.backbone = None  # built on the first cache miss (loading a model's weights takes time)
+        # built on the first cache miss (loading a model's weights takes time), or on the first
+        # cache hit when no PCA says the rows' width (an entry's width is checked against it)
+        self.backbone = None
+        self._width: Optional[int] = None
         self.seconds = {"hash": 0.0, "extract": 0.0, "cache_read": 0.0}
 
     def settings(self) -> Dict[str, Any]:
         return {"backbone": self.cfg.backbone, "weights": self.cfg.weights, "step_frames": self.cfg.step_frames,
                 "pca": self.cfg.pca, "options": self.cfg.options}
 
+    def _make_backbone(self):
+        if self.backbone is None:
+            from ..extract.backbones import make_backbone
+
+            self.backbone = make_backbone(self.cfg)
+        return self.backbone
+
+    def width(self) -> int:
+        """The width of the rows these settings give: the PCA's output, else the backbone's
+        (built for it when a cached entry is the first to need it)."""
+        if self._width is None:
+            pca = self.cfg.pca
+            if pca is not None:
+                from ..extract.pca import load_pca
+
+                pca = load_pca(pca) if isinstance(pca, (str, os.PathLike)) else pca
+                self._width = int(pca.n_components)
+            else:
+                self._width = int(self._make_backbone().dim)
+        return self._width
+
     def get(self, path: str, start_s: Optional[float] = None, end_s: Optional[float] = None):
         from ..extract import extract_video
         from ..io import require_file, sha256_file
 
         require_file(path, "video file", InputError)
-        key = digest = None
+        key = check = None
         if self.cache is not None:
             t0 = time.perf_counter()
             digest = sha256_file(path)
-            key = settings_key(digest, self.settings(), start_s, end_s)
+            check = EntryCheck(digest, self.settings(), start_s, end_s, self.width)
+            key = check.key
             self.seconds["hash"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            vf = self.cache.get(key, path)
+            vf = self.cache.get(key, path, check)
             self.seconds["cache_read"] += time.perf_counter() - t0
             if vf is not None:
                 return vf
         t0 = time.perf_counter()
-        if self.backbone is None:
-            from ..extract.backbones import make_backbone
-
-            self.backbone = make_backbone(self.cfg)
-        vf = extract_video(path, self.cfg, start_s=start_s, end_s=end_s, backbone=self.backbone)
+        vf = extract_video(path, self.cfg, start_s=start_s, end_s=end_s, backbone=self._make_backbone())
         self.seconds["extract"] += time.perf_counter() - t0
         if self.cache is not None:
-            self.cache.put(key, vf)
+            self.cache.put(key, vf, check)
         return vf
 
 
@@ -227,13 +333,27 @@ class _TrainingFree:
         self.doc: Any = self.name
         self.query = None
 
+    def _check_memory(self, query_cells: int, reference_cells: int, dim: int, what: str) -> None:
+        need = match_bytes(self.name, query_cells, reference_cells, dim, self.window)
+        if need > MAX_MATCH_BYTES:
+            _, lo, hi = BOUNDS["grid_s"]
+            raise ConfigError(
+                f"--grid {self.grid_s:g} s gives {what} ({dim}-dimensional features): {self.name} matching would need "
+                f"about {need / 2**30:.1f} GiB, more than the {MAX_MATCH_BYTES / 2**30:g} GiB allowed; pass a larger "
+                f"--grid (allowed: {lo:g} to {hi:g} s) or a shorter query")
+
     def set_query(self, qf) -> None:
+        cells = grid_size(qf.n_frames / qf.fps, self.grid_s)
+        self._check_memory(cells, 0, qf.features.shape[1], f"a query of {cells} cells")
         self.query = resample_to_grid(qf.features, fps=qf.fps, n_frames=qf.n_frames,
                                       step_frames=self.cfg.step_frames, grid_s=self.grid_s)
 
     def match(self, rf, info: ReferenceInfo) -> Candidates:
         """The kept segments of one reference, in seconds; fills the reference's curve."""
         g = self.grid_s
+        cells = grid_size(rf.n_frames / rf.fps, g)
+        self._check_memory(self.query.shape[0], cells, rf.features.shape[1],
+                           f"a query of {self.query.shape[0]} cells and {cells} cells of {info.path}")
         ref = resample_to_grid(rf.features, fps=rf.fps, n_frames=rf.n_frames, step_frames=self.cfg.step_frames,
                                grid_s=g)
         res = match(self.query, ref, method=self.name, top_k=self.top_k, window=self.window)
@@ -312,6 +432,8 @@ def localize(
     window: WindowConfig = WindowConfig(),
     cache: Union[bool, PathLike, FeatureCache] = True,
     progress: bool = False,
+    min_score: Any = "auto",
+    refine: bool = True,
 ) -> LocalizeResult:
     """Find the ``top_k`` segments of ``references`` that best match ``query``.
 
@@ -320,6 +442,9 @@ def localize(
     ``handcrafted``, ``auto``, 16, none; a run folder supplies its own and refuses others).
     ``cache``: ``True`` (``$RELOCBENCH_CACHE`` or the user cache folder), a folder, a
     :class:`FeatureCache`, or ``False``.
+    ``min_score``: segments scoring below it are not returned (``"auto"``: the matcher's measured
+    floor, :mod:`relocbench.localize.floor`; ``-inf``: none); ``top_k`` is at most k.
+    ``refine``: move each boundary to a reference frame (:mod:`relocbench.localize.refine`).
 
     >>> res = localize("query.mp4", ["long.mp4"], query_range="12.5:18")  # doctest: +SKIP
     >>> res.segments[0].start, res.segments[0].end  # doctest: +SKIP
@@ -328,8 +453,12 @@ def localize(
 
     if not (isinstance(top_k, (int, np.integer)) and not isinstance(top_k, bool) and top_k >= 1):
         raise ConfigError(f"The 'top_k' parameter must be an int >= 1. Got {top_k!r} instead.")
+    check_bounds(top_k=top_k, batch_size=batch_size, step_frames=step_frames,
+                 grid_s=None if _is_run_dir(method) else grid_s)
+    floor = resolve_min_score(str(method), min_score)  # checked before any work
     t_all = time.perf_counter()
     start_s, end_s = _range(query_range)
+    inputs = localize_inputs(query, references, method, pca)
     refs = expand_references(references)
     common = dict(backbone=backbone, weights=weights, step_frames=step_frames, pca=pca, device=device,
                   batch_size=batch_size, top_k=top_k)
@@ -344,6 +473,7 @@ def localize(
     per_ref: List[Tuple[int, Candidates]] = []
     match_s = 0.0
     with Progress(total=len(refs) + 1, desc="localize", unit="video", quiet=not progress) as bar:
+        _check_query_range(str(query), start_s, end_s)
         qf = feats.get(str(query), start_s, end_s)
         _check_range(qf, str(query), start_s, end_s)
         how.set_query(qf)
@@ -359,13 +489,21 @@ def localize(
                 continue
             t0 = time.perf_counter()
             per_ref.append((k, how.match(rf, info)))
+            info.best_score = best_score(per_ref[-1][1])
             match_s += time.perf_counter() - t0
     timings = {"extract_s": feats.seconds["extract"], "hash_s": feats.seconds["hash"],
                "cache_read_s": feats.seconds["cache_read"], "match_s": match_s, "total_s": time.perf_counter() - t_all}
     q_start = qf.start_frame / qf.fps
     query_doc = {"path": str(query), "start": round(q_start, 3), "end": round(q_start + q_dur, 3)}
-    return LocalizeResult(query_doc, how.doc, how.features_doc(qf), _rank(per_ref, refs, top_k), infos, timings,
-                          {"hits": fc.hits, "misses": fc.misses} if fc is not None else {})
+    step_s = getattr(how, "grid_s", None) or how.cfg.step_frames / max(qf.fps, 1e-9)
+    segments, best, extra = finish_segments(_rank(per_ref, refs, top_k), min_score=floor, refine=refine,
+                                            query_path=str(query), qf=qf, infos=infos, coarse_step_s=step_s)
+    timings.update(extra)
+    timings["total_s"] = time.perf_counter() - t_all
+    res = LocalizeResult(query_doc, how.doc, how.features_doc(qf), segments, infos, timings,
+                         fc.counts() if fc is not None else {}, inputs)
+    res.min_score, res.best = floor, best
+    return res
 
 
 def _has_pca(value: Any) -> bool:

@@ -32,7 +32,10 @@ query is) and L2-normalised; two steps are compared by their cosine similarity.
   ranked that reference first (mean tIoU 0.94 for ``window``, 0.95 for ``framedp``);
   ``window`` matched 2 to 5 times faster (8 vs 41 to 48 ms for the three references of a query,
   0.12 vs 0.27 to 0.65 s for an hour of reference) and its score, a mean cosine similarity, has the same meaning
-  in every reference, which the ranking across references relies on.
+  in every reference, which the ranking across references relies on. With the frame-level
+  refinement that follows by default (:mod:`relocbench.localize.refine`), ``window`` and
+  ``framedp`` give the same boundaries on every kind of degradation measured
+  (``benchmarks/bench_localize.py --mode degrade``), so ``auto`` stays the faster one.
 
 :func:`nms` keeps the best non-overlapping candidates of one reference.
 """
@@ -49,7 +52,7 @@ from ..errors import ConfigError
 __all__ = [
     "DEFAULT_GRID_S", "MATCHERS", "DEFAULT_MATCHER", "Candidates", "MatchResult", "WindowConfig",
     "grid_size", "step_centres_s", "resample_to_grid", "normalise", "stretch", "window_scores",
-    "match_window", "match_framedp", "match", "nms",
+    "match_window", "match_framedp", "match", "match_bytes", "nms",
 ]
 
 #: Seconds per cell of the common time grid (about one 16-frame step at 30 fps).
@@ -252,6 +255,20 @@ def match(query: np.ndarray, reference: np.ndarray, *, method: str = "auto", top
     if name == "window":
         return match_window(q, r, window)
     return match_framedp(q, r, top_k=top_k)
+
+
+def match_bytes(method: str, query_cells: int, reference_cells: int, dim: int,
+                window: WindowConfig = WindowConfig()) -> int:
+    """Estimated peak memory (bytes) of :func:`match` on grids of these sizes, before any of it
+    is allocated: the resampled, centred and normalised features (float32, three copies) and
+    the matcher's tables (``window``: the ``[T, m]`` similarity of the longest window and its
+    partial sums, float32; ``framedp``: the ``[L, T]`` distances and the diagonal blocks, float64)."""
+    L, T = int(query_cells), int(reference_cells)
+    feats = 3 * 4 * (L + T) * int(dim)
+    if resolve_matcher(method) == "window":
+        m = int(window.lengths(L, T).max()) if L and T else 0
+        return feats + 2 * 4 * T * m
+    return feats + 5 * 8 * L * T
 
 
 # --------------------------------------------------------------------------- NMS

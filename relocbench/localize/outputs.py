@@ -1,14 +1,17 @@
 """What ``localize`` writes: JSON, SubRip subtitles, a figure and the cut segments.
 
-Every writer is atomic and refuses an existing output unless ``force``:
+Every writer is atomic, refuses an existing output unless ``force`` and refuses, ``force`` or
+not, an output that is (or resolves to) one of the files the result was computed from
+(``result.inputs``: the query, the references, a run folder's files, its features file);
+:func:`check_outputs` checks all of them before the work starts:
 
 * :func:`write_json` -- the result document (``relocbench/1``);
 * :func:`write_srt` -- one cue per found segment (``#rank score``) for a player to show over
   the reference; with several references, one file per reference that has segments
   (``NAME.<reference stem>.srt``);
 * :func:`write_plot` -- a PNG in the style of the ECCV 2018 paper's Fig. 4: the query's
-  thumbnail strip on top, then for each reference holding a top segment (at most four) its
-  similarity or score curve over time with the found segments marked by rank;
+  thumbnail strip on top, then every searched reference's similarity or score curve over time
+  on one y-scale, with the found segments marked by rank (:mod:`relocbench.localize.plot`);
 * :func:`write_clips` -- the top segments cut out as ``.mp4`` files (OpenCV ``VideoWriter``,
   ``mp4v``) into a folder, one decoding pass per reference.
 """
@@ -17,33 +20,39 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, check_output
 from .timecodes import format_hms, srt_text
 
-__all__ = ["write_json", "srt_paths", "write_srt", "write_plot", "write_clips", "query_thumbnails", "clip_name"]
+__all__ = ["write_json", "srt_paths", "check_outputs", "table_names", "result_table", "write_srt", "write_plot",
+           "write_clips", "query_thumbnails", "clip_name"]
 
 PathLike = Union[str, os.PathLike]
 
 
+def _inputs(result) -> List[str]:
+    return list(getattr(result, "inputs", None) or [])
+
+
 def write_json(result, path: PathLike, *, force: bool = False) -> Path:
+    check_output(path, force, inputs=_inputs(result), option="--output-json")
     return atomic_write_json(path, result.to_doc(), force=force)
 
 
-def srt_paths(result, path: PathLike) -> Dict[str, Path]:
-    """Reference -> SRT file: ``path`` itself for one reference, else ``<stem>.<reference stem>.srt``."""
+def _srt_names(path: PathLike, references: Sequence[str]) -> Dict[str, Path]:
+    """Reference -> SRT file for every reference searched (named over all of them, so that a
+    reference's file name does not depend on which others were skipped)."""
     p = Path(path)
-    refs = [r.path for r in result.references if not r.skipped]
-    if len(result.references) == 1:
-        return {refs[0]: p} if refs else {}
+    if len(references) == 1:
+        return {references[0]: p}
     out: Dict[str, Path] = {}
     used = set()
     stem = p.name[:-4] if p.name.lower().endswith(".srt") else p.name
-    for r in refs:
+    for r in references:
         base = f"{stem}.{Path(r).stem}"
         name, n = f"{base}.srt", 2
         while name in used:
@@ -53,11 +62,82 @@ def srt_paths(result, path: PathLike) -> Dict[str, Path]:
     return out
 
 
+def srt_paths(result, path: PathLike) -> Dict[str, Path]:
+    """Reference -> SRT file: ``path`` itself for one reference, else ``<stem>.<reference stem>.srt``
+    (references that were skipped get none)."""
+    names = _srt_names(path, [r.path for r in result.references])
+    return {r.path: names[r.path] for r in result.references if not r.skipped}
+
+
+def table_names(paths: Sequence[str], width: int = 30) -> Dict[str, str]:
+    """Short names of ``paths`` for a table cell of at most ``width`` characters: the file name
+    where it tells the paths apart, else the shortest tail of the path that does; a name
+    still too long keeps its start and end around ``...`` (the full paths are in the JSON)."""
+    uniq = list(dict.fromkeys(str(p) for p in paths))
+    parts = {p: Path(p).parts or (p,) for p in uniq}
+    depth = 1
+    while True:
+        short = {p: "/".join(parts[p][-depth:]) for p in uniq}
+        if len(set(short.values())) == len(uniq) or depth >= max((len(v) for v in parts.values()), default=1):
+            break
+        depth += 1
+    width = max(int(width), 7)
+    out = {}
+    for p, name in short.items():
+        if len(name) > width:
+            head = (width - 3) // 2
+            name = name[:head] + "..." + name[len(name) - (width - 3 - head):]
+        out[p] = name
+    return out
+
+
+def result_table(result, width: int = 80):
+    """``(title, columns, rows)`` of the result table, its cells short enough for the table to
+    fit ``width`` columns: the reference column gets what the others leave (references by
+    :func:`table_names`)."""
+    columns = ["rank", "reference", "start", "end", "score"]
+    rows = [[str(s.rank), s.reference, s.start_hms, s.end_hms, f"{s.score:.4f}"] for s in result.segments]
+    # a boxed table takes each column's widest cell + 3, and 1 more (cli._common.split_columns)
+    others = sum(max([len(c)] + [len(r[i]) for r in rows]) + 3 for i, c in enumerate(columns) if i != 1)
+    names = table_names([s.reference for s in result.segments], width=width - 1 - others - 3)
+    for r in rows:
+        r[1] = names[r[1]]
+    q = result.query
+    title = (f"{table_names([q['path']], width=max(20, width - 40))[q['path']]} [{q['start']:.2f}s, "
+             f"{q['end']:.2f}s) in {len(result.references)} reference(s)")
+    return title, columns, rows
+
+
+def check_outputs(inputs: Sequence[PathLike], references: Sequence[str], *, force: bool = False,
+                  output_json: Optional[PathLike] = None, srt: Optional[PathLike] = None,
+                  plot: Optional[PathLike] = None, clip_out: Optional[PathLike] = None) -> None:
+    """Every output of ``localize`` checked before any work and before any is written: none
+    may be (or resolve to) an input (whatever ``force`` says), two options may not name one
+    path, and without ``force`` none may exist. ``srt`` is checked for every file it may
+    become (one per reference when there are several)."""
+    targets: List[tuple] = []
+    if output_json:
+        targets.append(("--output-json", Path(output_json)))
+    if srt:
+        targets += [("--srt", p) for p in _srt_names(srt, list(references)).values()]
+    if plot:
+        targets.append(("--plot", Path(plot)))
+    if clip_out:
+        targets.append(("--clip-out", Path(clip_out)))
+    seen: Dict[str, str] = {}
+    for option, p in targets:
+        real = os.path.realpath(p)
+        if real in seen:
+            raise ConfigError(f"{option} names the same path as {seen[real]}; give each output its own path", file=p)
+        seen[real] = option
+        check_output(p, force, inputs=inputs, option=option)
+
+
 def write_srt(result, path: PathLike, *, force: bool = False) -> List[Path]:
     """SubRip file(s) of the found segments (module docstring); returns the files written."""
     targets = srt_paths(result, path)
     for p in targets.values():
-        check_output(p, force)
+        check_output(p, force, inputs=_inputs(result), option="--srt")
     written = []
     for ref, p in targets.items():
         cues = [(s.start, s.end, f"#{s.rank} score {s.score:.3f}") for s in result.segments if s.reference == ref]
@@ -87,51 +167,16 @@ def query_thumbnails(path: PathLike, start_s: float, end_s: float, n: int = 8, h
     return out
 
 
-def write_plot(result, path: PathLike, *, force: bool = False, max_references: int = 4, dpi: int = 100) -> Path:
-    """The figure (module docstring), written atomically."""
-    check_output(path, force)
-    import matplotlib
-
-    matplotlib.use("Agg")
+def write_plot(result, path: PathLike, *, force: bool = False, max_references: Optional[int] = None,
+               dpi: int = 100) -> Path:
+    """The figure of :func:`relocbench.localize.plot.make_figure` (every searched reference on one
+    y-scale), written atomically."""
+    check_output(path, force, inputs=_inputs(result), option="--plot")
     import matplotlib.pyplot as plt
 
-    q = result.query
-    thumbs = query_thumbnails(q["path"], q["start"], q["end"])
-    shown: List[str] = []
-    for s in result.segments:
-        if s.reference not in shown:
-            shown.append(s.reference)
-    if not shown:
-        shown = [r.path for r in result.references if not r.skipped][:1]
-    shown = shown[:max_references]
-    infos = {r.path: r for r in result.references}
-    n = len(shown)
-    fig = plt.figure(figsize=(8.0, 1.1 + 1.6 * max(n, 1)))
-    grid = fig.add_gridspec(1 + max(n, 1), 1, height_ratios=[0.6] + [1.2] * max(n, 1), hspace=0.6)
-    ax = fig.add_subplot(grid[0])
-    if thumbs:
-        ax.imshow(np.concatenate([np.pad(t, ((0, 0), (0, 2), (0, 0)), constant_values=255) for t in thumbs], 1))
-    ax.set_axis_off()
-    method = result.method if isinstance(result.method, str) else result.method.get("baseline", "trained")
-    ax.set_title(f"query: {Path(q['path']).name} [{format_hms(q['start'])} - {format_hms(q['end'])}], "
-                 f"method {method}", fontsize=9)
-    colours = plt.get_cmap("tab10")
-    for i, ref in enumerate(shown):
-        info = infos[ref]
-        ax = fig.add_subplot(grid[1 + i])
-        if info.curve is not None:
-            ax.plot(info.curve_times, info.curve, color="0.25", lw=0.9, label=info.curve_label)
-        for s in result.segments:
-            if s.reference != ref:
-                continue
-            c = colours((s.rank - 1) % 10)
-            ax.axvspan(s.start, s.end, color=c, alpha=0.3, lw=0)
-            ax.annotate(f"#{s.rank} {s.score:.2f}", xy=((s.start + s.end) / 2, 1.0), xycoords=("data", "axes fraction"),
-                        ha="center", va="bottom", fontsize=7, color=c)
-        ax.set_xlim(0, info.duration)
-        ax.set_ylabel(info.curve_label or "score", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel(f"{Path(ref).name}: seconds", fontsize=8)
+    from .plot import make_figure
+
+    fig = make_figure(result, max_references=max_references)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
@@ -152,7 +197,7 @@ def write_clips(result, folder: PathLike, *, force: bool = False) -> List[Path]:
 
     from ..extract.decode import VideoReader, frame_range
 
-    check_output(folder, force)
+    check_output(folder, force, inputs=_inputs(result), option="--clip-out")
     by_ref: Dict[str, list] = {}
     for s in result.segments:
         by_ref.setdefault(s.reference, []).append(s)

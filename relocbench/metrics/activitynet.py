@@ -32,10 +32,9 @@ from __future__ import annotations
 import os
 from itertools import chain, compress
 from operator import attrgetter, itemgetter, methodcaller
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 
 from ..errors import ConfigError, InputError, PredictionError
 from ..io import JsonMapping, Typed, read_json, require_file, trim_heap
@@ -43,6 +42,9 @@ from ..predictions import (_first_bad, check_entries, count_entry_keys, entry_co
                            struct_columns, typed_decode, typed_decoder)
 from ..validate import found, read_text, string
 from .geometry import _tiou_arrays, ap_from_tp_ranks, descending_order, group_starts
+
+if TYPE_CHECKING:  # scoring needs no pandas: only the table readers import it, when called
+    import pandas as pd
 
 __all__ = ["activitynet_detection", "read_activitynet_ground_truth", "read_activitynet_predictions",
            "read_activitynet_arrays", "read_blocked_videos", "ANET_TIOU_THRESHOLDS", "anet_true_positives"]
@@ -208,6 +210,8 @@ def read_activitynet_ground_truth(doc: Union[PathLike, Mapping], subset: str = "
     be an object with a string ``subset`` and a list of ``annotations``, each annotation a
     ``segment`` of two finite numbers (start <= end) and a string ``label``.
     """
+    import pandas as pd
+
     vids, counts, seg, code, classes, report = ground_truth_arrays(doc, subset, blocked)
     gt = pd.DataFrame({"video": np.repeat(np.array(vids, dtype=object), counts),
                        "label": pd.Categorical.from_codes(code, categories=classes),
@@ -367,6 +371,8 @@ def _stack(parts: list, dtype, empty_shape) -> np.ndarray:
 
 def read_activitynet_predictions(doc: Union[PathLike, Mapping], blocked: Iterable[str] = ()) -> Tuple[pd.DataFrame, dict]:
     """Predictions (``results``) as a table of video/label/t_start/t_end/score plus a report."""
+    import pandas as pd
+
     vids, counts, seg, score, code, names, n_blocked = read_activitynet_arrays(doc, blocked)
     pred = pd.DataFrame({"video": np.repeat(np.array(vids, dtype=object), counts),
                          "label": np.array(names, dtype=object)[code] if len(code) else np.zeros(0, object),
@@ -436,7 +442,7 @@ def anet_true_positives(pred_key: np.ndarray, pred_order: np.ndarray, pred_t: np
     gfirst = group_starts(gk)
     gstart = np.flatnonzero(gfirst)
     gcount = np.diff(np.append(gstart, n_gt))
-    code = pd.Index(gk[gstart]).get_indexer(pred_key[pred_order])  # key of each, in processing order
+    code = _index_of(gk[gstart], pred_key[pred_order])  # key of each, in processing order
     has = np.flatnonzero(code >= 0)  # processing ranks of the predictions with candidates
     code = code[has]
     cnt = gcount[code]
@@ -444,7 +450,7 @@ def anet_true_positives(pred_key: np.ndarray, pred_order: np.ndarray, pred_t: np
     total = int(offs[-1] + cnt[-1]) if cnt.size else 0
     res = np.empty(total, dtype=itype)  # ground-truth row of each candidate
     tiou = np.empty(total)
-    for k in np.unique(cnt).tolist():
+    for k in np.flatnonzero(np.bincount(cnt)).tolist():  # the distinct counts (np.unique imports numpy.ma)
         sel_all = np.flatnonzero(cnt == k)
         rev = np.arange(k - 1, -1, -1)  # later ground truth first, kept on equal tIoU (stable sort)
         for a in range(0, sel_all.shape[0], max(1, _BLOCK // k)):
@@ -496,6 +502,15 @@ def anet_true_positives(pred_key: np.ndarray, pred_order: np.ndarray, pred_t: np
     return tp
 
 
+def _index_of(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Position of each ``query`` value in the sorted, distinct ``keys``; -1 where absent."""
+    pos = np.searchsorted(keys, query)
+    if not keys.shape[0]:
+        return np.full(query.shape[0], -1, dtype=np.int64)
+    pos = np.minimum(pos, keys.shape[0] - 1)
+    return np.where(keys[pos] == query, pos, -1).astype(np.int64)
+
+
 def check_thresholds_and_blocked(tiou_thresholds: Sequence[float], blocked_videos) -> Tuple[List[float], List[str]]:
     """The official protocols' shared arguments: tIoU thresholds (numbers in [0, 1]) and the
     blocked videos (a file of ids, an iterable of ids, or None)."""
@@ -532,8 +547,9 @@ def activitynet_detection(
     gt_vids, gt_counts, gt_t, gcls, classes, rep_gt = ground_truth_arrays(ground_truth, subset, blocked)
     vids, counts, seg, score, code, names, n_blocked = read_activitynet_arrays(predictions, blocked)
     src = None if isinstance(predictions, Mapping) else str(predictions)
-    cls_index = pd.Index(classes)
-    name_cls = cls_index.get_indexer(pd.Index(names, dtype=object)) if names else np.zeros(0, np.int64)
+    cls_index = {c: j for j, c in enumerate(classes)}
+    name_cls = (np.fromiter((cls_index.get(nm, -1) for nm in names), dtype=np.int64, count=len(names)) if names
+                else np.zeros(0, np.int64))
     pcls = name_cls[code] if len(code) else np.zeros(0, np.int64)
     if (pcls < 0).any():
         i = int(np.flatnonzero(pcls < 0)[0])
@@ -542,7 +558,9 @@ def activitynet_detection(
             f"({int((pcls < 0).sum())} prediction(s) with unknown labels)", file=src,
             item=_item_of_row(vids, counts, i))
     del code
-    vid_codes, _ = pd.factorize(np.array(gt_vids + list(vids), dtype=object))
+    vid_index: Dict[str, int] = {}
+    vid_codes = np.fromiter((vid_index.setdefault(v, len(vid_index)) for v in chain(gt_vids, vids)), dtype=np.int64,
+                            count=len(gt_vids) + len(vids))
     n_vid = int(vid_codes.max()) + 1 if vid_codes.size else 1
     n_gt_vid = len(gt_vids)
     del gt_vids

@@ -6,11 +6,11 @@ import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import ConfigError
-from ..io import atomic_write_bytes
-from ..manifest import open_manifest
-from ..predictions import read_predictions
 
-__all__ = ["PROTOCOLS", "evaluate", "summary_tables", "plot_result"]
+# The manifest and prediction readers (pandas, pyarrow) are imported by the reloc-* protocols
+# only: the official protocols (ActivityNet, AVA) read their own files without them.
+
+__all__ = ["PROTOCOLS", "evaluate", "summary_tables", "plot_result", "manifest_named_by"]
 
 PROTOCOLS = ("reloc-temporal", "reloc-spatiotemporal", "activitynet-detection", "activitynet-proposal", "ava")
 _TASK_OF = {"reloc-temporal": "temporal", "reloc-spatiotemporal": "spatiotemporal"}
@@ -21,6 +21,29 @@ def _need(value, option: str, protocol: str):
     if value is None:
         raise ConfigError(f"protocol {protocol!r} needs {option}")
     return value
+
+
+def manifest_named_by(predictions: PathLike) -> Optional[str]:
+    """The built-in manifest that a relocbench predictions file names in its ``manifest``
+    field, or None (no such field, not a relocbench predictions file, or a name that no
+    built-in or installed manifest has). Reads the file's header only."""
+    from ..errors import RelocbenchError
+    from ..io import JsonMapping
+
+    try:
+        header = JsonMapping(predictions, "results", "predictions file", item_name="pair id").header
+    except RelocbenchError:
+        return None  # the protocol's own reader names what is wrong with the file
+    name = header.get("manifest") if isinstance(header, dict) else None
+    if not isinstance(name, str) or not name or "/" in name or os.sep in name or name in (".", ".."):
+        return None
+    from ..manifest import resolve_manifest
+
+    try:
+        resolve_manifest(name)
+    except RelocbenchError:
+        return None
+    return name
 
 
 def evaluate(
@@ -40,19 +63,34 @@ def evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     max_avg_nr_proposals: Optional[float] = 100,
+    clip_scoring: str = "keyframe",
 ) -> Dict[str, Any]:
     """Score a predictions file; the Python twin of ``relocbench evaluate``.
 
     ``protocol`` defaults to the task of ``manifest`` (``reloc-temporal`` or
-    ``reloc-spatiotemporal``). The official protocols take ``ground_truth`` (and
-    ``label_map`` for AVA) instead of a manifest.
+    ``reloc-spatiotemporal``); without either, ``manifest`` is the built-in manifest that
+    the predictions file names in its ``manifest`` field (:func:`manifest_named_by`). The
+    official protocols take ``ground_truth`` (and ``label_map`` for AVA) instead of a manifest.
+
+    The reloc-* results also hold ``n_empty``: the pairs whose prediction list is empty
+    (scored as misses). ``clip_scoring`` (``reloc-spatiotemporal`` only): ``"keyframe"``, or
+    ``"original"`` for the CVPR 2019 authors' per-clip scoring (see
+    :mod:`relocbench.metrics.spatiotemporal`).
     """
-    if protocol is None:
+    if protocol is None and manifest is None:
+        manifest = manifest_named_by(predictions)
         if manifest is None:
-            raise ConfigError(f"give --protocol (one of {list(PROTOCOLS)}) or a --manifest to take it from")
+            raise ConfigError(f"give --protocol (one of {list(PROTOCOLS)}) or a --manifest to take it from "
+                              "(the predictions file names no built-in manifest)")
+    if protocol is None:
+        from ..manifest import open_manifest
+
         protocol = {"temporal": "reloc-temporal", "spatiotemporal": "reloc-spatiotemporal"}[open_manifest(manifest).task]
     if protocol not in PROTOCOLS:
         raise ConfigError(f"The 'protocol' parameter must be one of {list(PROTOCOLS)}. Got {protocol!r} instead.")
+    if clip_scoring != "keyframe" and protocol != "reloc-spatiotemporal":
+        raise ConfigError(f"--clip-scoring {clip_scoring} applies to the reloc-spatiotemporal protocol only "
+                          f"(this is {protocol!r})")
     if protocol == "activitynet-detection":
         from .activitynet import activitynet_detection
         return activitynet_detection(_need(ground_truth, "--ground-truth", protocol), predictions,
@@ -65,11 +103,17 @@ def evaluate(
         from .ava import ava_frame_map
         return ava_frame_map(_need(ground_truth, "--ground-truth", protocol), predictions,
                              _need(label_map, "--label-map", protocol), exclusions=exclusions)
+    from ..manifest import open_manifest
+    from ..predictions import read_predictions
+
     m = open_manifest(_need(manifest, "--manifest", protocol))
     task = _TASK_OF[protocol]
     if m.task != task:
         raise ConfigError(f"protocol {protocol!r} needs a {task} manifest; {m.path} is a {m.task} manifest")
     preds = read_predictions(predictions, task=task)
+    import numpy as np
+
+    n_empty = int(np.count_nonzero(np.diff(preds.offsets) == 0))
     common = dict(clip=clip, allow_missing=allow_missing, manifest_name=m.name, split=split)
     if protocol == "reloc-temporal":
         from .temporal import evaluate_temporal
@@ -82,8 +126,8 @@ def evaluate(
         # the columns scoring reads: the others (lists of target ids) are dropped before it
         pairs = pairs[[c for c in ST_PAIR_COLUMNS if c in pairs.columns]]
         _release_arrow_memory()
-        res = evaluate_spatiotemporal(pairs, targets, preds, **common)
-    return {"manifest": m.name, "split": split, **res}
+        res = evaluate_spatiotemporal(pairs, targets, preds, clip_scoring=clip_scoring, **common)
+    return {"manifest": m.name, "split": split, **res, "n_empty": n_empty}
 
 
 def _release_arrow_memory() -> None:
@@ -109,13 +153,15 @@ def summary_tables(result: Dict[str, Any]) -> List[Table]:
     if p == "reloc-temporal":
         m = result["map_at_iou"]
         avg_keys = [f"{t:g}" for t in result["average_thresholds"]]
-        head = (["mAP@1"] + avg_keys + ["Average", "95% CI", "R@1", "R@5", "AP", "pairs", "missing"])
         rec = result["recall_at_k"]
-        row = (["all"] + [_pct(m[k]) for k in avg_keys] + [_pct(result["average"]),
-               f"{_pct(result['ci95'][0])}-{_pct(result['ci95'][1])}", _pct(rec.get("1")), _pct(rec.get("5")),
-               _pct(result["ap"]), str(result["n_pairs"]), str(result["n_missing"])])
+        # two tables of one row each, so that each fits 80 columns
+        row = (["mAP@1"] + [_pct(m[k]) for k in avg_keys] + [_pct(result["average"]),
+               f"{_pct(result['ci95'][0])}-{_pct(result['ci95'][1])}"])
+        more = [_pct(rec.get("1")), _pct(rec.get("5")), _pct(result["ap"]), str(result["n_pairs"]),
+                str(result["n_missing"])]
         tables = [(f"reloc-temporal ({result['unit']}s, tIoU {'>' if result['iou_rule'] == 'strict' else '>='} t)",
-                   head, [row])]
+                   ["tIoU"] + avg_keys + ["Average", "95% CI"], [row]),
+                  ("reloc-temporal recall and pooled AP", ["R@1", "R@5", "AP", "pairs", "missing"], [more])]
         for name, br in result["breakdowns"].items():
             rows = [[k] + [_pct(v["map_at_iou"][t]) for t in avg_keys] + [_pct(v["average"]), str(v["n_pairs"])]
                     for k, v in br.items()]
@@ -127,12 +173,18 @@ def summary_tables(result: Dict[str, Any]) -> List[Table]:
         ks = list(result["frame_map"])
         rows = [["mean"] + [_pct(result["frame_map"][k]) for k in ks]]
         rows += [[lab] + [_pct(v[k]) for k in ks] for lab, v in result["per_label"].items()]
-        return [("reloc-spatiotemporal frame-mAP", ["label"] + [f"IoU {k}" for k in ks], rows)]
+        how = " (original clip scoring)" if result.get("clip_scoring") == "original" else ""
+        return [(f"reloc-spatiotemporal frame-mAP{how}", ["label"] + [f"IoU {k}" for k in ks], rows)]
     if p == "activitynet-detection":
-        thr = [f"{t:g}" for t in result["tiou_thresholds"]]
-        rows = [["mAP"] + [_pct(v) for v in result["mAP"]] + [_pct(result["average_mAP"])]]
-        rows += [[c] + [_pct(v) for v in aps] + [_pct(sum(aps) / len(aps))] for c, aps in result["per_class"].items()]
-        return [(f"activitynet-detection ({result['subset']})", ["class"] + thr + ["average"], rows)]
+        # mAP at every threshold as a column (fits 80 columns); per class, the first, middle
+        # and last threshold and the average (every value is in the JSON output)
+        thr = result["tiou_thresholds"]
+        rows = [[f"{t:g}", _pct(v)] for t, v in zip(thr, result["mAP"])] + [["average", _pct(result["average_mAP"])]]
+        shown = sorted({0, len(thr) // 2, len(thr) - 1}) if thr else []
+        per = [[c] + [_pct(aps[j]) for j in shown] + [_pct(sum(aps) / len(aps) if aps else None)]
+               for c, aps in result["per_class"].items()]
+        return [(f"activitynet-detection ({result['subset']})", ["tIoU", "mAP"], rows),
+                ("AP by class", ["class"] + [f"AP@{thr[j]:g}" for j in shown] + ["average"], per)]
     if p == "activitynet-proposal":
         ar = result["ar_at_an"]
         head = ["AUC"] + [f"AR@{k}" for k in ar] + ["videos", "proposals kept"]
@@ -197,4 +249,6 @@ def plot_result(result: Dict[str, Any], path: PathLike, *, force: bool = False) 
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
+    from ..io import atomic_write_bytes
+
     atomic_write_bytes(path, buf.getvalue(), force=force)

@@ -39,22 +39,43 @@ PathLike = Union[str, os.PathLike]
 CAPACITY = 50
 
 
+#: Integer fields (label-map ids, timestamps, action ids) must lie in [-2**63, 2**63): NumPy's int64.
+_INT64 = 2 ** 63
+
+
 def read_label_map(path: PathLike) -> List[Tuple[int, str]]:
-    """``[(id, name), ...]`` from an AVA ``item { name: "..." id: N }`` label map (.pbtxt)."""
+    """``[(id, name), ...]`` from an AVA ``item { name: "..." id: N }`` label map (.pbtxt).
+
+    The file must be UTF-8 text; every id a 64-bit integer. Errors name the file and line.
+    """
+    from ..validate import read_text
+
     p = require_file(path, "label map")
-    text = p.read_text(encoding="utf-8")
-    out = []
-    for i, block in enumerate(re.findall(r"item\s*\{(.*?)\}", text, flags=re.S)):
+    text = read_text(p, "AVA label map")
+    out, lines = [], []
+    for i, m in enumerate(re.finditer(r"item\s*\{(.*?)\}", text, flags=re.S)):
+        block = m.group(1)
+        line = text.count("\n", 0, m.start()) + 1
         name = re.search(r'\bname:\s*"([^"]*)"', block)
         ident = re.search(r"\b(?:label_)?id:\s*(-?\d+)", block)
         if not name or not ident:
-            raise InputError(f"item {i} needs a quoted name and an integer id, found {block.strip()!r:.80}", file=p)
-        out.append((int(ident.group(1)), name.group(1)))
+            raise InputError(f"item {i} needs a quoted name and an integer id, found {block.strip()!r:.80}", file=p,
+                             item=f"line {line}")
+        id_line = line + block.count("\n", 0, ident.start())
+        digits = ident.group(1)
+        if len(digits.lstrip("-")) > 19 or not -_INT64 <= int(digits) < _INT64:
+            raise InputError(f"id must be a 64-bit integer, found one of {len(digits.lstrip('-'))} digits "
+                             f"({digits[:12]}...)", file=p, item=f"line {id_line}")
+        out.append((int(digits), name.group(1)))
+        lines.append(id_line)
     if not out:
         raise InputError("no 'item { name: ... id: ... }' entries found", file=p)
-    ids = [i for i, _ in out]
-    if len(set(ids)) != len(ids):
-        raise InputError(f"class id {next(i for i in ids if ids.count(i) > 1)} appears more than once", file=p)
+    seen: Dict[int, int] = {}
+    for (ident, _), line in zip(out, lines):
+        if ident in seen:
+            raise InputError(f"class id {ident} appears more than once (first at line {seen[ident]})", file=p,
+                             item=f"line {line}")
+        seen[ident] = line
     return out
 
 
@@ -99,6 +120,12 @@ def read_ava_csv(path: PathLike, *, scores: bool, error=InputError) -> pd.DataFr
             i = int(np.flatnonzero(bad)[0])
             kind = "an integer" if name in ("timestamp", "action_id") else "a finite number"
             raise error(f"{name} must be {kind}, found {df[j].iloc[i]!r}", file=path, item=f"line {i + 1}")
+        if name in ("timestamp", "action_id"):
+            big = (col >= _INT64) | (col < -_INT64)
+            if big.any():
+                i = int(np.flatnonzero(big)[0])
+                raise error(f"{name} must be a 64-bit integer, found {str(df[j].iloc[i])[:40]!r}", file=path,
+                            item=f"line {i + 1}")
         num[name] = col
     out = pd.DataFrame({"video": df[0].astype(str).to_numpy(object),
                         "timestamp": num["timestamp"].astype(np.int64)})
@@ -122,6 +149,11 @@ def read_exclusions(path: PathLike) -> pd.DataFrame:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"timestamp must be an integer, found {df[1].iloc[i]!r}", file=path, item=f"line {i + 1}")
+    big = (ts >= _INT64) | (ts < -_INT64)
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise InputError(f"timestamp must be a 64-bit integer, found {str(df[1].iloc[i])[:40]!r}", file=path,
+                         item=f"line {i + 1}")
     return pd.DataFrame({"video": df[0].astype(str).to_numpy(object), "timestamp": ts.astype(np.int64)})
 
 
@@ -132,6 +164,9 @@ def _keys(frames: List[pd.DataFrame]) -> List[np.ndarray]:
     ts = np.concatenate([f["timestamp"].to_numpy(np.int64) for f in frames])
     lo = int(ts.min()) if ts.size else 0
     span = int(ts.max()) - lo + 1 if ts.size else 1
+    if span * (int(codes.max(initial=0)) + 1) >= 2 ** 62:  # far-apart timestamps: number them first
+        ts, _ = pd.factorize(ts)
+        lo, span = 0, int(ts.max(initial=0)) + 1
     key = codes.astype(np.int64) * span + (ts - lo)
     out, at = [], 0
     for f in frames:

@@ -145,9 +145,11 @@ class SpatiotemporalTask(Task):
         targets = ctx.manifest.table("targets", split)
         if ctx.extras.get("score_subset"):  # only the given pairs are scored: only their targets count
             targets = targets[targets["pair_id"].isin(set(pairs["pair_id"]))].reset_index(drop=True)
+        # a baseline that detects on each keyframe's three clips sets extras["clip_scoring"] = "original"
         return evaluate_spatiotemporal(pairs, targets, self.predictions_doc(ctx, split, results),
                                        allow_missing=bool(ctx.extras.get("skip_missing")),
-                                       manifest_name=ctx.manifest.name, split=split)
+                                       manifest_name=ctx.manifest.name, split=split,
+                                       clip_scoring=ctx.extras.get("clip_scoring", "keyframe"))
 
     def headline(self, metrics):
         return float(metrics["frame_map"]["0.5"])
