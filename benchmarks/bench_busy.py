@@ -168,7 +168,7 @@ def run_session(case: str, mode: str, threads: int, rounds: int, warmup: int, st
             out["busy" if busy else "alone"].append(res)
         proc.stdin.close()
         proc.wait(30)
-    except _TimedOut as exc:  # recorded as "> limit": the session stops, the benchmark goes on
+    except _TimedOut as exc:  # recorded as "> limit": this run stops, the benchmark goes on
         if "info" not in out:  # the warm-up steps alone (alone: no burner yet) were too slow
             out["info"] = [{"policy": MODES[mode].get("OMP_WAIT_POLICY"), "threads": threads}]
         kind = "busy" if len(out["alone"]) > len(out["busy"]) else "alone"

@@ -730,7 +730,7 @@ def prepare_publication(result: Dict[str, Any], directory: Union[str, Path], *, 
     board = check_board(board or result.get("board") or result.get("dataset"), file=src)
     if result.get("subset") or result["metrics"].get("subset"):
         raise ConfigError(f"{result['baseline']!r} was scored on a subset of the pairs (--score-subset): a subset "
-                          "score is not a benchmark number and is never published to a board")
+                          "score is not a benchmark number and is never published to a board", file=src)
     seed = int(result.get("seed") or 0)
     path = record_path(directory, board, result["baseline"], seed)
     check_output(path, force)
@@ -1090,10 +1090,17 @@ def load_results(directory: Union[str, Path],
     out: Dict[str, List[Dict[str, Any]]] = {}
     for board in sorted(entries):
         recs, seen = [], {}
+        first_task: Optional[Tuple[str, str]] = None   # (task, file): one task per board (its tables' columns)
         for f, rec in entries[board]:
             if rec is None:
                 rec = read_json(f, "leaderboard result", ManifestError)
             validate_record(rec, f)
+            if first_task is None:
+                first_task = (rec["task"], f.relative_to(directory).as_posix())
+            elif rec["task"] != first_task[0]:
+                raise ManifestError(f"record of task {rec['task']!r} on board {board!r}, whose records are "
+                                    f"{first_task[0]!r} ({first_task[1]}); expected one task per board (publish it "
+                                    "with another --board)", file=f)
             m = _SEED_FILE.match(f.name)
             if m and f.parent.name != rec["baseline"]:
                 raise ManifestError(f"record of baseline {rec['baseline']!r} in the folder of {f.parent.name!r}", file=f)

@@ -281,3 +281,12 @@ def test_activitynet_detection_imports_no_pandas(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "PANDAS False False", r.stdout
     assert "average" in r.stdout
+
+
+def test_output_json_and_plot_on_one_path_are_refused_before_scoring(temporal):
+    m, f, tmp = temporal
+    out = tmp / "same.out"
+    r = invoke("evaluate", f, "--manifest", m, "--output-json", out, "--plot", out)
+    assert r.exit_code == 2 and not out.exists()
+    assert r.output.strip() == (f"Error: --plot names the same path as --output-json ({out}); "
+                                "give each output its own path")

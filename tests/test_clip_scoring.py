@@ -270,7 +270,7 @@ def test_evaluate_clip_scoring_original_from_the_command_line(sprites, tmp_path)
 
 
 def test_one_implementation_of_the_original_rule():
-    """The zoo's helpers are the metrics' own functions (the metrics never import the zoo)."""
+    """The zoo's scoring functions are the metrics' own functions (the metrics never import the zoo)."""
     from relocbench.metrics import frame_ap
     from relocbench_baselines.stvr import original
 

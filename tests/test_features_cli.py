@@ -190,3 +190,27 @@ def test_inspect_presets_and_errors(tmp_path):
     assert res.exit_code == 2 and "tsp.h5: the time axis of these features is not declared" in res.output
     res = _run(["features", "inspect", str(path), "--feature-preset", "tsp", "--feature-card", str(path)])
     assert res.exit_code == 2 and "give --feature-preset or --feature-card, not both" in res.output
+
+
+def test_inspect_reports_arrays_that_are_not_2d_or_of_another_dimension(small_manifest, tmp_path):
+    """Such files fail when read: inspect never counts them as present or ok."""
+    videos = _videos(small_manifest)
+    feats = _write_layout(tmp_path, "npy", videos)
+    np.save(feats / f"{videos[0]}.npy", np.zeros(120, np.float32))          # 1-D
+    np.save(feats / f"{videos[1]}.npy", np.zeros((120, DIM + 1), np.float32))  # another dimension
+    res = _run(["features", "inspect", str(feats), "--manifest", str(small_manifest), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    by_video = {e["video"]: e for e in info["videos"]}
+    assert by_video[videos[0]]["ok"] is False and by_video[videos[0]]["problem"] == "not a 2-D array [rows, dim]"
+    assert by_video[videos[1]]["ok"] is False
+    assert by_video[videos[1]]["problem"] == f"{DIM + 1}-dimensional rows, expected {DIM} (the source's dimension)"
+    assert "problem" not in by_video[videos[2]] and by_video[videos[2]]["ok"] is True
+    man, m = info["manifest"], open_manifest(str(small_manifest))
+    for split in m.splits:
+        vids = set(m.table("segments", split)["video"])
+        assert man["mismatched"][split] == len(vids & set(videos[:2])) and man["missing"][split] == 0
+    res = _run(["features", "inspect", str(feats), "--manifest", str(small_manifest)])
+    assert res.exit_code == 0, res.output
+    assert f"Malformed: {videos[0]}: not a 2-D array [rows, dim]" in res.output
+    assert f"Mismatched: {feats / (videos[1] + '.npy')}: {videos[1]}: {DIM + 1}-dimensional rows" in res.output

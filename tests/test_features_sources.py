@@ -414,3 +414,33 @@ def test_grid_values_are_the_step_centre_times_property(fps, stride, clip, offse
     got = axis.to_grid(rows, info)
     assert got.shape == (info.n_steps, 2)
     np.testing.assert_allclose(got[:, 0], _oracle(axis, info, n), rtol=1e-5, atol=1e-4)
+
+
+def test_truncated_or_damaged_hdf5_is_a_feature_error_naming_the_file(tmp_path):
+    """A cut-short HDF5 file, declared or not, and a damaged dataset: one FeatureError each, never h5py's OSError."""
+    from click.testing import CliRunner
+
+    from relocbench.cli import cli
+
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v_a", data=np.ones((4, 512), np.float32), compression="gzip", chunks=(4, 512))
+        f.create_dataset("v_b", data=np.ones((4, 512), np.float32))
+        chunk = f["v_a"].id.get_chunk_info(0)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FeatureError, match=r"cut\.h5: not a readable HDF5 file \(.*truncated file"):
+        open_feature_store(str(cut))   # undeclared: its layout is read on opening
+    with pytest.raises(FeatureError, match=r"cut\.h5: not a readable HDF5 file \(.*truncated file"):
+        open_feature_store(str(cut), preset="tsp").get("a")   # declared: opened on the first read
+    res = CliRunner().invoke(cli, ["features", "inspect", str(cut)])
+    assert res.exit_code == 2 and "cut.h5: not a readable HDF5 file" in res.output, res.output
+    damaged = bytearray(data)
+    damaged[chunk.byte_offset:chunk.byte_offset + chunk.size] = b"\xff" * chunk.size
+    path.write_bytes(bytes(damaged))
+    card = {"name": "mine", "layout": "hdf5", "template": "v_{video}", "time_axis": {"kind": "clips"}}
+    store = open_feature_store(str(path), card=card)
+    assert store.get("b").shape == (4, 512)
+    with pytest.raises(FeatureError, match=r"f\.h5: a: unreadable HDF5 dataset '/v_a'"):
+        store.get("a")

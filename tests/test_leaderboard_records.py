@@ -420,3 +420,19 @@ def test_results_on_different_features_are_never_ranked_together(tmp_path):
     assert 'Features: <strong>synthetic (embedded)</strong>' in files[syn_page].decode()
     assert "<strong>0.0</strong>" in files[tsp_page].decode()
     assert render_site(load_results(lb)) == files   # the same bytes when rendered again
+
+
+def test_records_of_two_tasks_on_one_board_are_one_line_error(tmp_path):
+    """A board's tables have its task's columns: a record of another task there is refused by name."""
+    from relocbench.tasks import get_task
+
+    lb = tmp_path / "lb"
+    write(lb, temporal_record("a", 0, [1, 2, 3]))
+    st = {"baseline": "b", "task": "spatiotemporal", "board": "tiny", "dataset": "tiny", "seed": 0,
+          "metrics": {"frame_map": {t: 0.5 for (_, t), _ in get_task("spatiotemporal").columns}}}
+    write(lb, st)
+    with pytest.raises(ManifestError, match=r"b/seed-0\.json: record of task 'spatiotemporal' on board 'tiny', "
+                                            r"whose records are 'temporal' \(results/tiny/a/seed-0\.json\)"):
+        load_results(lb)
+    one_line_error(CliRunner().invoke(cli, ["leaderboard", "--dir", str(lb)]), "expected one task per board")
+    assert not (lb / "README.md").exists()

@@ -74,6 +74,34 @@ def test_index_made_with_other_settings_is_refused(coll):
         search_index(coll["q"], coll["dir"] / "nothing.h5", device="cpu")
 
 
+def test_bad_min_score_is_refused_before_the_index_is_read(tmp_path):
+    # neither file exists: the floor is checked first, so its message comes before theirs
+    for bad in ("high", float("nan"), True):
+        with pytest.raises(ConfigError, match=r"The 'min_score' parameter must be a number or 'auto'"):
+            search_index(tmp_path / "q.mp4", tmp_path / "none.h5", device="cpu", min_score=bad)
+
+
+def test_grid_with_index_is_refused_not_ignored(tmp_path):
+    r = CliRunner().invoke(cli, ["localize", str(tmp_path / "q.mp4"), "--index", str(tmp_path / "i.h5"),
+                                 "--grid", "1.0", "--quiet"])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
+    assert "--grid applies to REFERENCE... searches; a search of --index uses the 0.5 s grid" in r.output
+
+
+def test_moved_source_is_needed_by_the_refinement_only(tmp_path):
+    ref = write_scene_video(tmp_path / "videos" / "a.mp4", [(7, 4.0), (8, 4.0)], fps=FPS, size=(64, 48), seed=1)
+    q = degrade(ref, tmp_path / "q.mp4", 40, 140, Degradation(size=(48, 36)))
+    index = tmp_path / "one.h5"
+    build_index([ref], index, device="cpu")
+    os.rename(ref, tmp_path / "moved.mp4")
+    with pytest.raises(InputError, match=r"a\.mp4: .*indexed video \(moved or deleted since it was indexed\?\)"):
+        search_index(q, index, device="cpu", min_score=float("-inf"))
+    res = search_index(q, index, device="cpu", refine=False, min_score=float("-inf"))
+    top = res.segments[0]
+    assert top.reference == str(ref) and not top.refined
+    assert abs(top.start - 40 / FPS) <= 0.6 and abs(top.end - 140 / FPS) <= 0.6
+
+
 def test_cli_index_and_localize_index(coll, tmp_path):
     runner = CliRunner()
     out = tmp_path / "two.h5"
@@ -81,6 +109,7 @@ def test_cli_index_and_localize_index(coll, tmp_path):
                             "--quiet"])
     assert r.exit_code == 0, r.output
     assert "Indexed 2 video(s), kept 0 from before, 0 failed" in r.output
+    assert (tmp_path / "two.h5.coarse.npy").is_file() and (tmp_path / "two.h5.coarse.json").is_file()
     r = runner.invoke(cli, ["index", str(coll["refs"][0]), "--out", str(out), "--quiet"])
     assert r.exit_code == 2 and "exists already" in r.output
     js = tmp_path / "found.json"
@@ -89,6 +118,7 @@ def test_cli_index_and_localize_index(coll, tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(js.read_text())
     assert doc["segments"][0]["reference"] == str(coll["refs"][3]) and doc["features"]["indexed_videos"] == 2
+    assert "warning" not in r.stderr  # the matrix written by index is used as it is
     r = runner.invoke(cli, ["localize", str(coll["q"]), str(coll["refs"][0]), "--index", str(out), "--quiet"])
     assert r.exit_code == 2 and "not both" in r.output
     r = runner.invoke(cli, ["localize", str(coll["q"]), "--quiet"])
@@ -121,3 +151,164 @@ def test_index_resumes_after_a_kill(coll, tmp_path):
     s = build_index(vids, out, device="cpu", resume=True)
     assert (s.resumed, s.extracted) == (finished, 5 - finished) and not journal.exists()
     assert out.read_bytes() == coll["index"].read_bytes()  # the same index as a run never interrupted
+
+
+# --------------------------------------------------------------------------- the stored first-stage matrix
+def _old_scores(index_path, qf):
+    """The first stage as computed before the matrix was stored: every video's rows read and put
+    on the grid in this process (the oracle the stored matrix must reproduce exactly)."""
+    from relocbench.extract.writer import read_features_file
+    from relocbench.localize.index import COARSE_GRID_S, COARSE_SCALES
+    from relocbench.localize.matching import normalise, resample_to_grid, stretch
+
+    attrs, entries = read_features_file(index_path)
+    es = [entries[v] for v in sorted(entries)]
+    sf = json.loads(attrs["settings"])["step_frames"]
+    cells = [resample_to_grid(e.features, fps=e.fps, n_frames=e.n_frames, step_frames=sf, grid_s=COARSE_GRID_S)
+             for e in es]
+    allc = np.concatenate(cells)
+    centre = allc.mean(axis=0)
+    R = normalise(allc, centre)
+    q = normalise(resample_to_grid(qf.features, fps=qf.fps, n_frames=qf.n_frames, step_frames=sf,
+                                   grid_s=COARSE_GRID_S), centre)
+    out, a = [], 0
+    for c in cells:
+        best = -np.inf
+        for s in COARSE_SCALES:
+            m = max(1, int(round(q.shape[0] * s)))
+            qm = normalise(stretch(q, m))
+            S = R[a:a + c.shape[0]] @ qm.T
+            for j in range(c.shape[0] - m + 1):
+                best = max(best, float(np.mean([S[j + i, i] for i in range(m)])))
+        out.append(best)
+        a += c.shape[0]
+    return np.array(out)
+
+
+@pytest.fixture
+def copy(coll, tmp_path):
+    """A private copy of the index and its matrix, not yet read by this process."""
+    import shutil
+
+    from relocbench.localize import index as mod
+
+    mod._MEMO.clear()
+    out = tmp_path / "copy.h5"
+    for src, dst in zip([coll["index"], *mod.coarse_paths(coll["index"])], [out, *mod.coarse_paths(out)]):
+        shutil.copy2(src, dst)
+    rec = mod.coarse_paths(out)[1]
+    doc = json.loads(rec.read_text())
+    st = os.stat(out)
+    doc["index"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}  # the copy's own file
+    rec.write_text(json.dumps(doc))
+    yield out
+    mod._MEMO.clear()
+
+
+def test_build_index_stores_the_first_stage_matrix(coll):
+    from relocbench.localize.index import coarse_paths
+
+    npy, rec = coarse_paths(coll["index"])
+    assert npy.name == "coll.h5.coarse.npy" and rec.name == "coll.h5.coarse.json"
+    doc = json.loads(rec.read_text())
+    mat = np.load(npy)
+    assert mat.dtype == np.float32 and mat.flags.c_contiguous and list(mat.shape) == doc["shape"]
+    # five 20 s videos on a 1 s grid: 20 cells each, rows of unit length
+    assert [v["cells"] for v in doc["videos"]] == [20] * 5 and mat.shape[0] == 100
+    assert np.allclose(np.linalg.norm(mat, axis=1), 1.0, atol=1e-5)
+    assert doc["settings"]["step_frames"] == 16 and doc["grid_s"] == 1.0
+    assert [v["video"] for v in doc["videos"]] == [f"v{k}" for k in range(5)]
+
+
+def test_stored_matrix_ranks_as_the_rows_do(coll, copy):
+    from relocbench.extract import ExtractConfig, extract_video
+
+    lines = []
+    idx = load_index(copy, warn=lines.append)
+    assert lines == [] and idx.coarse_status == "read" and isinstance(idx.coarse[0], np.memmap)
+    qf = extract_video(coll["q"], ExtractConfig(device="cpu"))
+    got = rank_references(idx, qf.features, qf.fps, qf.n_frames)
+    np.testing.assert_allclose(got, _old_scores(copy, qf), rtol=0, atol=1e-5)
+    assert list(np.argsort(-got, kind="stable")) == list(np.argsort(-_old_scores(copy, qf), kind="stable"))
+
+
+def test_search_reads_only_the_candidates_rows(coll, copy, monkeypatch):
+    from relocbench.extract.writer import FeaturesFile
+
+    loaded = []
+    real = FeaturesFile.load
+    monkeypatch.setattr(FeaturesFile, "load", lambda self, v, name=None: loaded.append(v) or real(self, v, name))
+    res = search_index(coll["q"], copy, device="cpu", candidates=2)
+    from pathlib import Path
+
+    assert sorted(loaded) == sorted(["v3", Path(res.features["first_stage"][1]["reference"]).stem])
+    assert res.segments[0].reference == str(coll["refs"][3])
+
+
+def _answer(res):
+    return ([(s.reference, s.start_frame, s.end_frame, round(s.score, 9)) for s in res.segments],
+            res.features["first_stage"])
+
+
+@pytest.mark.parametrize("spoil, why", [
+    ("touch", "is stale"),
+    ("flip", "does not match its checksum"),
+    ("grid", "was made with other settings"),
+    ("settings", "records other settings"),
+    ("delete", "no first-stage matrix beside it"),
+    ("garbage", "cannot be read"),
+])
+def test_a_stale_or_damaged_matrix_is_computed_again_with_one_warning(coll, copy, spoil, why):
+    from relocbench.localize import index as mod
+
+    npy, rec = mod.coarse_paths(copy)
+    before = _answer(search_index(coll["q"], copy, device="cpu", candidates=2))
+    mod._MEMO.clear()
+    if spoil == "touch":
+        os.utime(copy, ns=(os.stat(copy).st_atime_ns, os.stat(copy).st_mtime_ns + 10**9))
+    elif spoil == "flip":
+        data = bytearray(npy.read_bytes())
+        data[-7] ^= 0x55
+        npy.write_bytes(bytes(data))
+    elif spoil in ("grid", "settings"):
+        doc = json.loads(rec.read_text())
+        if spoil == "grid":
+            doc["grid_s"] = 0.5
+        else:
+            doc["settings"]["step_frames"] = 8
+        rec.write_text(json.dumps(doc))
+    elif spoil == "delete":
+        rec.unlink()
+    else:
+        rec.write_text("{not json")
+    lines = []
+    idx = load_index(copy, warn=lines.append)
+    assert len(lines) == 1 and why in lines[0] and str(copy) in lines[0] and "\n" not in lines[0]
+    assert why in idx.coarse_status
+    assert _answer(search_index(coll["q"], copy, device="cpu", candidates=2)) == before
+    mod._MEMO.clear()  # written again: the next reading uses it, without a warning
+    lines = []
+    assert load_index(copy, warn=lines.append).coarse_status == "read" and lines == []
+
+
+def test_a_record_that_disagrees_with_the_rows_is_refused(coll, copy):
+    from relocbench.localize import index as mod
+
+    rec = mod.coarse_paths(copy)[1]
+    doc = json.loads(rec.read_text())
+    doc["videos"][3]["n_frames"] += 1
+    rec.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"copy.h5: video 'v3' is .* in the index, .* in copy.h5.coarse.json; "
+                                         r"expected the same"):
+        search_index(coll["q"], copy, device="cpu", candidates=1)
+
+
+def test_cli_warns_in_one_line_when_it_computes_the_matrix(coll, copy):
+    from relocbench.localize import index as mod
+
+    mod.coarse_paths(copy)[0].unlink()
+    r = CliRunner().invoke(cli, ["localize", str(coll["q"]), "--index", str(copy), "--device", "cpu", "--quiet",
+                             "--candidates", "1"])
+    assert r.exit_code == 0, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and "no first-stage matrix beside it" in r.stderr
+    assert mod.coarse_paths(copy)[0].is_file()

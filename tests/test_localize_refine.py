@@ -223,3 +223,26 @@ def test_plot_shows_every_reference_on_one_scale_and_counts_skipped(vids, tmp_pa
     finally:
         plt.close(fig)
     assert write_plot(res, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_degrade_writes_atomically(tmp_path, monkeypatch):
+    import relocbench.localize.degrade as deg
+
+    src = write_scene_video(tmp_path / "s.mp4", [(3, 2.0)], fps=FPS, size=(64, 48), seed=2)
+    dst = tmp_path / "out" / "q.mp4"
+    deg.degrade(src, dst, 0, 20)
+    before = dst.read_bytes()
+    assert len(before) > 0 and sorted(p.name for p in dst.parent.iterdir()) == ["q.mp4"]
+    real, calls = deg._apply, []
+
+    def failing(frame, d, size):  # the fifth frame fails: a copy cut short
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(frame, d, size)
+
+    monkeypatch.setattr(deg, "_apply", failing)
+    with pytest.raises(KeyboardInterrupt):
+        deg.degrade(src, dst, 0, 20, Degradation(brightness=0.5))
+    # the earlier copy is intact and no temporary file is left beside it
+    assert dst.read_bytes() == before and sorted(p.name for p in dst.parent.iterdir()) == ["q.mp4"]

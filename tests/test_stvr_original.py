@@ -1,4 +1,4 @@
-"""The ``original`` spatio-temporal recipe: the authors' cells, backbone and pure helpers,
+"""The ``original`` spatio-temporal recipe: the authors' cells, backbone and pure functions,
 each against a hand-computed oracle."""
 from __future__ import annotations
 

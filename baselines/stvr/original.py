@@ -26,7 +26,7 @@ from typing import List, NamedTuple, Sequence
 import numpy as np
 
 from relocbench.errors import ConfigError
-from relocbench.metrics.frame_ap import clip_true_positives, count_ground_truth, original_mean_ap
+from relocbench.metrics.frame_ap import _boxes, clip_true_positives, count_ground_truth, original_mean_ap
 from relocbench.metrics.geometry import pairwise_box_iou
 
 __all__ = [
@@ -82,16 +82,6 @@ def _positive(value, name: str, owner: str) -> float:
         raise ConfigError(f"The '{name}' parameter of {owner} must be a number > 0. "
                           f"Got {value!r} instead.")
     return float(value)
-
-
-def _boxes(value, name: str, owner: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.size == 0:
-        return arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4 or not np.isfinite(arr).all():
-        raise ConfigError(f"The '{name}' parameter of {owner} must be an (n, 4) array of finite "
-                          f"xyxy boxes. Got shape {arr.shape} instead.")
-    return arr
 
 
 # --------------------------------------------------------------------------- anchors

@@ -1,6 +1,8 @@
 """``relocbench evaluate``: score predictions with one of the four protocols."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from ._common import force_option, print_table, seed_option
@@ -62,6 +64,10 @@ def evaluate(predictions, protocol, manifest, split, ground_truth, subset, block
     from ..io import atomic_write_json, check_output
     from ..metrics.api import evaluate as run, manifest_named_by, plot_result
 
+    if output_json and plot and os.path.realpath(output_json) == os.path.realpath(plot):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--plot names the same path as --output-json ({plot}); give each output its own path")
     for path in (output_json, plot):  # fail before the work, not after it
         if path:
             check_output(path, force, inputs=[x for x in (predictions, ground_truth, blocked_videos, label_map,

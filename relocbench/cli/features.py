@@ -51,13 +51,21 @@ def inspect(path, feature_preset, feature_card, manifest, as_json):
     counts = [v["rows"] for v in info["videos"]]
     if counts:
         rows.append(["rows per video", f"{min(counts)} to {max(counts)}"])
+    malformed = [v for v in info["videos"] if v.get("problem")]
+    if malformed:
+        rows.append(["malformed", len(malformed)])
     print_table(str(path), ["", "value"], rows)
+    for v in malformed[:5]:
+        click.echo(f"Malformed: {v['video']}: {v['problem']}")
     man = info["manifest"]
     if man is not None:
         splits = list(man["present"])
         print_table(f"videos of {man['name']}", ["split", "present", "missing", "mismatched"],
                     [[s, man["present"][s], man["missing"][s], man["mismatched"][s]] for s in splits])
         for ex in man["mismatched_examples"]:
+            if ex.get("problem") or ex["expected"] is None:
+                click.echo(f"Mismatched: {ex['file']}: {ex['video']}: {ex.get('problem') or 'rows not checked'}")
+                continue
             lo, hi = ex["expected"]
             want = f"{lo}" if lo == hi else f"{lo} to {hi}"
             click.echo(f"Mismatched: {ex['file']}: {ex['video']}: {ex['rows']} rows, expected {want}")

@@ -23,7 +23,8 @@ from ._common import force_option
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def index(videos, out, backbone, weights, step_frames, device, batch_size, resume, shard, workers, force, quiet):
     """Extract the features of VIDEOS (files or folders) into INDEX, once, for
-    `relocbench localize QUERY --index INDEX`.
+    `relocbench localize QUERY --index INDEX`; the first stage's matrix is written beside it
+    (INDEX.coarse.npy and INDEX.coarse.json).
 
     \b
     Examples:

@@ -69,6 +69,10 @@ def localize(query, references, index_path, candidates, query_range, method, bac
 
         if references:
             raise click.UsageError("give REFERENCE... or --index, not both")
+        ctx = click.get_current_context()
+        if ctx.get_parameter_source("grid_s") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--grid applies to REFERENCE... searches; a search of --index uses the "
+                                   "0.5 s grid")
         check_outputs([query, index_path], [index_path], force=force, output_json=output_json, srt=srt, plot=plot,
                       clip_out=clip_out)
         res = search_index(query, index_path, query_range=query_range, method=method, backbone=backbone,

@@ -33,13 +33,21 @@ def resolve_card(spec: Any, *, preset: Optional[str] = None, card: Optional[Card
     return None
 
 
+def _open_h5(path: Path):
+    """``h5py.File(path, "r")``; a truncated or damaged file is a FeatureError naming it (no traceback)."""
+    try:
+        return _h5py().File(path, "r")
+    except OSError as exc:
+        raise FeatureError(f"not a readable HDF5 file ({exc})", file=path) from None
+
+
 def _is_extracted(path: Path) -> bool:
     if not path.is_file():
         return False
     h5py = _h5py()
     if not h5py.is_hdf5(str(path)):
         return False
-    with h5py.File(path, "r") as f:
+    with _open_h5(path) as f:
         return "relocbench_features" in f.attrs
 
 
@@ -160,7 +168,7 @@ def open_feature_store(
     h5py = _h5py()
     if not h5py.is_hdf5(str(p)):
         raise FeatureError("not an HDF5 file; expected 'synthetic', an .h5/.hdf5 file or a folder of .npy", file=p)
-    with h5py.File(p, "r") as f:
+    with _open_h5(p) as f:
         attrs = _declared_layout(f, p)
         if attrs is not None:
             return ExtractedHDF5Store(p, attrs, stride_frames=stride_frames, dim=dim, skip_missing=skip_missing,

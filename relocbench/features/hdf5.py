@@ -103,7 +103,10 @@ class HDF5Store(FeatureStore):
         ds = self._node(video)
         if ds is None:
             return None
-        arr = ds[()]
+        try:
+            arr = ds[()]
+        except OSError as exc:  # a damaged or truncated dataset: named, not a traceback
+            raise FeatureError(f"unreadable HDF5 dataset {ds.name!r} ({exc})", file=self.path, item=video) from None
         if arr.ndim != 2:
             raise FeatureError(
                 f"expected a 2-D dataset [rows, dim], found shape {tuple(arr.shape)}", file=self.path, item=video

@@ -54,7 +54,7 @@ def inspect_features(path: Union[str, os.PathLike], *, preset: Optional[str] = N
     Returns a JSON-ready dict with ``layout``, ``format``, ``template``, ``dim``, ``dtype``,
     ``time_axis`` (its fields and ``text``), ``declared_by``, ``card``, ``videos`` (one entry
     per video of the source: ``video``, ``rows``, ``expected`` ``[fewest, most]`` or None,
-    ``ok``) and ``manifest`` (None, or ``name`` and ``present`` / ``missing`` / ``mismatched``
+    ``ok``; and ``problem`` when the array is not 2-D or not of the source's dimension) and ``manifest`` (None, or ``name`` and ``present`` / ``missing`` / ``mismatched``
     counts per split, with ``mismatched_examples``).
     """
     if require_declared:
@@ -121,9 +121,18 @@ def inspect_features(path: Union[str, os.PathLike], *, preset: Optional[str] = N
 
 
 def _video_entry(store: FeatureStore, video: str, shape) -> Dict[str, Any]:
-    rows = shape[0]
+    rows, width = shape[0], shape[1]
     exp = store.expected_rows(video)
     ok = None if exp is None else bool(exp[0] <= rows <= exp[1])
     if isinstance(store, SyntheticFeatures):
         exp, ok = [rows, rows], True
-    return {"video": video, "rows": rows, "expected": list(exp) if exp is not None else None, "ok": ok}
+    entry = {"video": video, "rows": rows, "expected": list(exp) if exp is not None else None, "ok": ok}
+    # an array that is not [rows, dim] or not of the source's dimension fails when read: never "ok"
+    problem = None
+    if width == -1:
+        problem = "not a 2-D array [rows, dim]"
+    elif width != store.dim:
+        problem = f"{width}-dimensional rows, expected {store.dim} (the source's dimension)"
+    if problem is not None:
+        entry.update(ok=False, problem=problem)
+    return entry

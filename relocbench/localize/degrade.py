@@ -83,9 +83,15 @@ def _apply(frame: np.ndarray, d: Degradation, size: Tuple[int, int]) -> np.ndarr
 
 def degrade(src: PathLike, dst: PathLike, start_frame: int, end_frame: int, d: Degradation = Degradation()) -> Path:
     """Write source frames ``[start_frame, end_frame)`` of ``src`` into ``dst`` degraded by ``d``;
-    returns ``dst``. The copy lasts ``(end_frame - start_frame) / (src fps * speed)`` seconds."""
+    returns ``dst``. The copy lasts ``(end_frame - start_frame) / (src fps * speed)`` seconds.
+    Written atomically (a temporary file of the same extension beside ``dst``, then renamed
+    over it): an interrupted call leaves ``dst`` as it was."""
+    import contextlib
+    import tempfile
+
     from ..extract.decode import VideoReader
     from ..extract.synth import open_writer
+    from ..io import _umask_mode
 
     if not (0 <= start_frame < end_frame):
         raise ConfigError(f"degrade needs 0 <= start_frame < end_frame; got {start_frame} and {end_frame}")
@@ -101,11 +107,22 @@ def degrade(src: PathLike, dst: PathLike, start_frame: int, end_frame: int, d: D
     n = max(1, int(round((end_frame - start_frame) / src_fps / d.speed * out_fps)))
     h0, w0 = frames[0].shape[:2]
     size = (int(d.size[0]), int(d.size[1])) if d.size else (w0, h0)
-    vw = open_writer(Path(dst), out_fps, size, d.codec)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=f".tmp{dst.suffix}", dir=dst.parent)
+    os.close(fd)
     try:
-        for k in range(n):
-            j = min(len(frames) - 1, int(math.floor(k * d.speed / out_fps * src_fps + 1e-9)))
-            vw.write(_apply(frames[j], d, size))
-    finally:
-        vw.release()
-    return Path(dst)
+        os.chmod(tmp, _umask_mode(0o666))
+        vw = open_writer(Path(tmp), out_fps, size, d.codec)  # the codec from the same extension
+        try:
+            for k in range(n):
+                j = min(len(frames) - 1, int(math.floor(k * d.speed / out_fps * src_fps + 1e-9)))
+                vw.write(_apply(frames[j], d, size))
+        finally:
+            vw.release()
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dst

@@ -3,7 +3,13 @@
 **The index** is the HDF5 features file of :func:`relocbench.extract.extract_videos` (same
 code, journal, ``--resume`` and ``--shard``): one row per ``step_frames`` frames of every
 video, with each video's source path, SHA-256, frame rate and frame count, and the settings
-that made the rows in the file's ``settings`` attribute. :func:`build_index` writes it.
+that made the rows in the file's ``settings`` attribute. :func:`build_index` writes it, and
+beside it the first stage's matrix (:func:`coarse_paths`: ``INDEX.coarse.npy``, the grid cells
+of every video as one contiguous float32 array, and ``INDEX.coarse.json``, its record). A search
+memory-maps the matrix after checking its record against the index (settings, size,
+modification time, grid) and its SHA-256; a matrix that does not pass (or is missing: an index
+merged from shards, or written before the matrix existed) is computed again from the index's
+rows, written again, and a one-line warning says why. Only the candidates' full rows are read.
 
 **A search** (:func:`search_index`) extracts the query with the index's settings (other
 settings asked for are refused, naming each difference) and then works in two stages:
@@ -23,14 +29,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, RelocbenchError
 
-__all__ = ["build_index", "search_index", "IndexRefs", "load_index", "rank_references", "COARSE_GRID_S",
-           "COARSE_SCALES"]
+__all__ = ["build_index", "search_index", "IndexRefs", "load_index", "rank_references", "coarse_paths",
+           "build_coarse", "COARSE_GRID_S", "COARSE_SCALES"]
 
 PathLike = Union[str, os.PathLike]
 #: Seconds per cell of the first stage's grid.
@@ -54,19 +60,26 @@ def build_index(videos: Sequence[PathLike], out: PathLike, *, backbone: Optional
     """Extract the features of ``videos`` (files, or folders of videos) into the index ``out``;
     returns :class:`relocbench.extract.ExtractSummary`. ``resume`` keeps what an interrupted
     run (or an earlier index of the same settings) finished; ``shard`` = ``"K/N"`` as in
-    ``extract-features`` (merge the shards with ``merge-features``)."""
+    ``extract-features`` (merge the shards with ``merge-features``; the first search of the merged
+    index then writes its first-stage matrix). Without ``shard`` the first stage's matrix is
+    written beside ``out`` (:func:`coarse_paths`)."""
     from ..extract import extract_videos
     from .core import check_bounds, expand_references
 
     check_bounds(batch_size=batch_size, step_frames=step_frames)
     paths = expand_references(videos)
-    return extract_videos(paths, _config(backbone, weights, step_frames, device, batch_size), out=out,
-                          resume=resume, force=force, shard=shard, workers=workers, quiet=quiet)
+    summary = extract_videos(paths, _config(backbone, weights, step_frames, device, batch_size), out=out,
+                             resume=resume, force=force, shard=shard, workers=workers, quiet=quiet)
+    if shard is None and summary.extracted + summary.resumed > 0 and Path(out).is_file():
+        build_coarse(out)
+    return summary
 
 
 @dataclass
 class IndexRefs:
-    """The index read for a search: per video its source, frame rate, frame count and rows."""
+    """The index read for a search: per video its name, source, frame rate and frame count, and
+    the first stage's coarse matrix (memory-mapped from :func:`coarse_paths`); a video's full
+    rows are read only when asked (:meth:`load_rows`)."""
 
     path: Path
     settings: Dict[str, Any]
@@ -75,10 +88,38 @@ class IndexRefs:
     sources: List[str]
     fps: np.ndarray
     n_frames: np.ndarray
-    rows: List[np.ndarray]
+    #: each video's dataset name in the HDF5 file and its source's SHA-256
+    names: List[str]
+    sha256: List[str]
     #: the first stage's grid cells, centred and normalised, and each video's first cell and count
-    coarse: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = None
+    coarse: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    #: "read" (the stored matrix, verified) or why it was computed again
+    coarse_status: str = "read"
 
+    def load_rows(self, indices: Sequence[int]) -> Dict[int, np.ndarray]:
+        """The full rows of the videos ``indices`` (checked), each checked against what the
+        coarse matrix's record says of it (source, SHA-256, frame rate, frame count)."""
+        from ..extract.writer import FeaturesFile
+
+        out: Dict[int, np.ndarray] = {}
+        if not indices:
+            return out
+        with FeaturesFile(self.path, what=_WHAT) as ff:
+            for i in indices:
+                e = ff.load(self.videos[i], self.names[i])
+                found = (e.source, e.sha256, float(e.fps), int(e.n_frames))
+                want = (self.sources[i], self.sha256[i], float(self.fps[i]), int(self.n_frames[i]))
+                if found != want:
+                    raise InputError(f"video {self.videos[i]!r} is {found} (source, sha256, fps, n_frames) in the "
+                                     f"index, {want} in {coarse_paths(self.path)[1].name}; expected the same: delete "
+                                     f"{coarse_paths(self.path)[1].name} to compute it again", file=self.path)
+                out[int(i)] = e.features
+        return out
+
+
+_WHAT = "an index written by relocbench index"
+#: Version of the coarse matrix's record (``*.coarse.json``).
+COARSE_FORMAT = 1
 
 #: Indexes read in this process, by (real path, size, modification time): a second search of
 #: an unchanged index reads nothing (at most :data:`_MEMO_SIZE` kept).
@@ -86,9 +127,22 @@ _MEMO: Dict[Tuple[str, int, int], "IndexRefs"] = {}
 _MEMO_SIZE = 2
 
 
-def load_index(path: PathLike) -> IndexRefs:
-    """Every video of the index (checked by :class:`relocbench.extract.writer.FeaturesFile`);
-    an unchanged index already read by this process is not read again."""
+def coarse_paths(index: PathLike) -> Tuple[Path, Path]:
+    """The first stage's matrix beside the index (``INDEX.coarse.npy``, float32 ``[cells, dim]``,
+    every video's cells one after the other in video order) and its record (``INDEX.coarse.json``:
+    format, grid, shape, the matrix's SHA-256, the index's settings, size and modification time,
+    the centre, and per video its name, source, SHA-256, frame rate, frame count and cells)."""
+    p = Path(index)
+    return p.with_name(p.name + ".coarse.npy"), p.with_name(p.name + ".coarse.json")
+
+
+def load_index(path: PathLike, *, warn: Optional[Callable[[str], None]] = None) -> IndexRefs:
+    """The index's videos and its first-stage matrix: the stored one when its record matches the
+    index (settings, size, modification time, grid) and the matrix its checksum; otherwise (an
+    index written before the matrix existed, a changed index, a damaged matrix) the matrix is
+    computed again from every video's rows, written beside the index when the folder allows it,
+    and ``warn`` (default: one line on standard error) says why. An unchanged index already read
+    by this process is not read again."""
     from ..io import require_file
 
     require_file(path, "index", InputError)
@@ -97,25 +151,137 @@ def load_index(path: PathLike) -> IndexRefs:
     if key not in _MEMO:
         while len(_MEMO) >= _MEMO_SIZE:
             _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = _read_index(path)
+        _MEMO[key] = _read_index(path, st, warn or _stderr)
     return _MEMO[key]
 
 
-def _read_index(path: PathLike) -> IndexRefs:
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _index_settings(path: PathLike) -> Dict[str, Any]:
     from ..extract.writer import FeaturesFile
 
-    what = "an index written by relocbench index"
-    with FeaturesFile(path, what=what) as ff:
+    with FeaturesFile(path, what=_WHAT) as ff:
+        if ff.pca is not None:
+            raise ConfigError("holds PCA-reduced rows; an index is written by relocbench index (no PCA)", file=path)
+        return dict(ff.settings)
+
+
+def _read_index(path: PathLike, st: os.stat_result, warn: Callable[[str], None]) -> IndexRefs:
+    settings = _index_settings(path)
+    got = _stored_coarse(path, st, settings)
+    if isinstance(got, IndexRefs):
+        return got
+    t0 = time.perf_counter()
+    refs, record, matrix = _compute_coarse(path, st)
+    note = ""
+    try:
+        write_coarse(path, record, matrix)
+    except (OSError, RelocbenchError) as exc:
+        note = f"; not written ({exc})"
+    refs.coarse_status = got
+    warn(f"warning: {path}: {got}; computed the first stage's matrix again from every video "
+         f"({time.perf_counter() - t0:.1f} s){note}")
+    return refs
+
+
+def _stored_coarse(path: PathLike, st: os.stat_result, settings: Dict[str, Any]) -> Union[IndexRefs, str]:
+    """The index with its stored, verified coarse matrix, or why it cannot be used."""
+    import hashlib
+    import json
+
+    npy, rec = coarse_paths(path)
+    if not rec.is_file() or not npy.is_file():
+        return f"no first-stage matrix beside it ({npy.name}, {rec.name})"
+    try:
+        r = json.loads(rec.read_text(encoding="utf-8"))
+        if r.get("format") != COARSE_FORMAT or r.get("grid_s") != COARSE_GRID_S or r.get("dtype") != "float32":
+            return (f"{rec.name} was made with other settings (format {r.get('format')!r}, grid_s "
+                    f"{r.get('grid_s')!r}, dtype {r.get('dtype')!r}; expected {COARSE_FORMAT}, {COARSE_GRID_S}, "
+                    "'float32')")
+        if r.get("index") != {"size": st.st_size, "mtime_ns": st.st_mtime_ns}:
+            return f"{rec.name} is stale (the index changed since it was written)"
+        if r.get("settings") != settings:
+            return f"{rec.name} records other settings than the index's"
+        mat = np.load(npy, mmap_mode="r", allow_pickle=False)
+        vids = r["videos"]
+        cells = np.array([v["cells"] for v in vids], dtype=np.int64)
+        if mat.dtype != np.float32 or list(mat.shape) != r.get("shape") or mat.ndim != 2 or \
+                int(cells.sum()) != mat.shape[0] or not vids:
+            return f"{npy.name} is {mat.dtype} {list(mat.shape)}; expected float32 {r.get('shape')} ({rec.name})"
+        if hashlib.sha256(mat.data).hexdigest() != r.get("sha256"):
+            return f"{npy.name} does not match its checksum in {rec.name} (damaged or replaced)"
+        centre = np.array(r["centre"], dtype=np.float32)
+        if centre.shape != (mat.shape[1],):
+            return f"{rec.name}: the centre has {centre.shape[0]} values; expected {mat.shape[1]}"
+        starts = np.concatenate([[0], np.cumsum(cells)[:-1]]).astype(np.int64)
+        return IndexRefs(Path(path), settings, int(settings.get("step_frames", 0)), [str(v["video"]) for v in vids],
+                         [str(v["source"]) for v in vids], np.array([v["fps"] for v in vids], np.float64),
+                         np.array([v["n_frames"] for v in vids], np.int64), [str(v["name"]) for v in vids],
+                         [str(v["sha256"]) for v in vids], (mat, centre, starts, cells))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"the first-stage matrix beside it cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _compute_coarse(path: PathLike, st: os.stat_result) -> Tuple[IndexRefs, Dict[str, Any], np.ndarray]:
+    """Every video's rows read, put on the first stage's grid, centred on the collection's mean
+    cell and normalised (module docstring)."""
+    import hashlib
+
+    from ..extract.writer import FeaturesFile
+    from .matching import normalise, resample_to_grid
+
+    with FeaturesFile(path, what=_WHAT) as ff:
         settings = dict(ff.settings)
         if ff.pca is not None:
             raise ConfigError("holds PCA-reduced rows; an index is written by relocbench index (no PCA)", file=path)
-        entries = list(ff.entries())
+        entries = [(name, ff.load(video, name)) for video, name in ff._names().items()]
     if not entries:
-        raise InputError(f"holds no video; expected {what}", file=path)
-    entries.sort(key=lambda e: e.video)
-    return IndexRefs(Path(path), settings, int(settings.get("step_frames", 0)), [e.video for e in entries],
-                     [e.source for e in entries], np.array([e.fps for e in entries], np.float64),
-                     np.array([e.n_frames for e in entries], np.int64), [e.features for e in entries])
+        raise InputError(f"holds no video; expected {_WHAT}", file=path)
+    entries.sort(key=lambda ne: ne[1].video)
+    sf = int(settings.get("step_frames", 0))
+    cells = [resample_to_grid(e.features, fps=e.fps, n_frames=e.n_frames, step_frames=sf, grid_s=COARSE_GRID_S)
+             for _, e in entries]
+    lengths = np.array([c.shape[0] for c in cells], dtype=np.int64)
+    allc = np.concatenate(cells)
+    centre = allc.mean(axis=0)
+    mat = np.ascontiguousarray(normalise(allc, centre), dtype=np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    refs = IndexRefs(Path(path), settings, sf, [e.video for _, e in entries], [e.source for _, e in entries],
+                     np.array([e.fps for _, e in entries], np.float64),
+                     np.array([e.n_frames for _, e in entries], np.int64), [n for n, _ in entries],
+                     [e.sha256 for _, e in entries], (mat, np.asarray(centre, np.float32), starts, lengths))
+    record = {"format": COARSE_FORMAT, "grid_s": COARSE_GRID_S, "dtype": "float32", "shape": list(mat.shape),
+              "sha256": hashlib.sha256(mat.data).hexdigest(), "index": {"size": st.st_size, "mtime_ns": st.st_mtime_ns},
+              "settings": settings, "centre": [float(x) for x in np.asarray(centre, np.float32)],
+              "videos": [{"video": e.video, "name": n, "source": e.source, "sha256": e.sha256, "fps": float(e.fps),
+                          "n_frames": int(e.n_frames), "cells": int(L)} for (n, e), L in zip(entries, lengths)]}
+    return refs, record, mat
+
+
+def write_coarse(path: PathLike, record: Dict[str, Any], matrix: np.ndarray) -> None:
+    """Write the matrix, then its record (the record is what makes it used), each atomically."""
+    import io
+
+    from ..io import atomic_write_bytes, atomic_write_json
+
+    npy, rec = coarse_paths(path)
+    buf = io.BytesIO()
+    np.save(buf, matrix, allow_pickle=False)
+    atomic_write_bytes(npy, buf.getvalue(), force=True)
+    atomic_write_json(rec, record, force=True)
+
+
+def build_coarse(path: PathLike) -> Path:
+    """Compute and write the first stage's matrix of the index ``path`` (:func:`coarse_paths`);
+    returns the record's path."""
+    st = os.stat(path)
+    _, record, matrix = _compute_coarse(path, st)
+    write_coarse(path, record, matrix)
+    return coarse_paths(path)[1]
 
 
 def check_settings(index: IndexRefs, asked: Dict[str, Any]) -> None:
@@ -134,13 +300,6 @@ def rank_references(index: IndexRefs, query_rows: np.ndarray, query_fps: float, 
     from .matching import normalise, resample_to_grid, stretch
 
     g, sf = COARSE_GRID_S, index.step_frames
-    if index.coarse is None:  # once per index read
-        cells = [resample_to_grid(r, fps=f, n_frames=n, step_frames=sf, grid_s=g)
-                 for r, f, n in zip(index.rows, index.fps, index.n_frames)]
-        lengths = np.array([c.shape[0] for c in cells])
-        allc = np.concatenate(cells)
-        centre = allc.mean(axis=0)
-        index.coarse = (normalise(allc, centre), centre, np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
     R, centre, starts, lengths = index.coarse
     q = normalise(resample_to_grid(query_rows, fps=query_fps, n_frames=query_frames, step_frames=sf, grid_s=g),
                   centre)
@@ -189,6 +348,7 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
         raise ConfigError(f"The 'candidates' parameter must be an int >= 1. Got {candidates!r} instead.")
     resolve_matcher(method)
     check_bounds(top_k=top_k, batch_size=batch_size, step_frames=step_frames)
+    floor = resolve_min_score(method, min_score)  # checked before any work, as localize does
     t_all = time.perf_counter()
     require_file(index, "index", InputError)
     cfg = _config(backbone, weights, step_frames, device, batch_size)
@@ -213,6 +373,7 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
     q_dur = qf.n_frames / qf.fps
     t0 = time.perf_counter()
     infos, per_ref, paths = [], [], []
+    rows = refs.load_rows([i for i in order if refs.n_frames[i] / refs.fps[i] + 1e-9 >= q_dur])
     for k, i in enumerate(order):
         src = refs.sources[i]
         info = ReferenceInfo(src, refs.n_frames[i] / refs.fps[i], float(refs.fps[i]), int(refs.n_frames[i]))
@@ -223,14 +384,13 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
 
             info.skipped = f"{SKIP_SHORTER} ({format_hms(info.duration)} < {format_hms(q_dur)})"
             continue
-        cand = how.match(_Rows(refs.rows[i], refs.fps[i], refs.n_frames[i]), info)
+        cand = how.match(_Rows(rows[i], refs.fps[i], refs.n_frames[i]), info)
         info.best_score = best_score(cand)
         per_ref.append((k, cand))
     match_s = time.perf_counter() - t0
     for info in infos:  # the refinement decodes the sources: they must still be there
-        if not info.skipped:
+        if refine and not info.skipped:
             require_file(info.path, "indexed video (moved or deleted since it was indexed?)", InputError)
-    floor = resolve_min_score(method, min_score)
     segments, best, extra = finish_segments(_rank(per_ref, paths, top_k), min_score=floor, refine=refine,
                                             query_path=str(query), qf=qf, infos=infos, coarse_step_s=DEFAULT_GRID_S)
     timings = {"index_load_s": load_s, "extract_s": extract_s, "rank_s": rank_s, "match_s": match_s, **extra,

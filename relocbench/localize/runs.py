@@ -379,7 +379,8 @@ def predict_run(run_dir: Union[str, Path], *, split: str = "test", manifest: Opt
 
     from ..tasks import get_task
 
-    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
+    if threads is not None and not (isinstance(threads, int) and not isinstance(threads, bool)
+                                    and 1 <= threads <= MAX_THREADS):
         raise ConfigError(f"--threads must be between 1 and {MAX_THREADS}. Got {threads!r} instead.")
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)  # before the work: a bad run folder is refused first
@@ -480,10 +481,11 @@ def _check_store_card(run: TrainedRun, run_card: Optional[Dict[str, Any]], store
     desc = run.run_config.get("features") or {}
     mine = store.describe() if hasattr(store, "describe") else {}
     want, have = desc.get("card_sha256"), mine.get("card_sha256")
-    if want is not None and have is not None and want != have:
+    if want is not None and want != have:  # another card, or features declared by none
+        declared = repr(mine.get("name")) if have is not None else f"no feature card ({mine.get('kind', 'unknown')} features)"
         raise ConfigError(f"features declared by another feature card: the run was trained on "
                           f"{run_card.get('name')!r} ({run.run_dir / 'config.json'}), {spec} is declared as "
-                          f"{mine.get('name')!r}")
+                          f"{declared}")
 
 
 def _check_store_width(run: TrainedRun, store: Any, spec: str) -> None:
