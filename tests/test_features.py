@@ -363,8 +363,11 @@ def test_extracted_file_is_read_at_its_declared_step(tmp_path):
     assert isinstance(store, ExtractedHDF5Store) and store.stride_frames == 8
     np.testing.assert_array_equal(store.get("abc"), a[::2])      # ceil(7 * 8 / 16) = 4 steps
     assert store.describe()["backbone"] == "handcrafted" and store.describe()["step_frames"] == 8
-    # an explicit stride still wins, as for every store
-    np.testing.assert_array_equal(open_feature_store(tmp_path / "e.h5", stride_frames=16).get("abc"), a)
+    # a stride that agrees with the declared step is accepted; one that disagrees is refused, naming both
+    np.testing.assert_array_equal(open_feature_store(tmp_path / "e.h5", stride_frames=8).get("abc"), a[::2])
+    with pytest.raises(ConfigError, match=r"e\.h5: declares step_frames 8 \(relocbench_features attributes\); "
+                                          r"stride_frames 16 disagrees"):
+        open_feature_store(tmp_path / "e.h5", stride_frames=16)
     # the same rows without the attribute: a plain per-video file at 16 frames
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f.create_dataset("abc", data=a)
@@ -378,3 +381,17 @@ def test_extracted_file_errors(tmp_path):
     _write_extracted(tmp_path / "empty.h5", {}, step_frames=16, report='{"failed": [{"source": "x.mp4"}]}')
     with pytest.raises(FeatureError, match=r"empty\.h5: holds no video features \(every video failed\?"):
         open_feature_store(tmp_path / "empty.h5")
+
+
+def test_opening_a_npy_folder_store_does_not_import_pandas(tmp_path):
+    """pandas (hundreds of ms to import) is loaded by the synthetic features only, not by file stores."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "abc.npy", _rows(4))
+    code = ("import sys; from relocbench.features import open_feature_store; "
+            f"s = open_feature_store({str(tmp_path)!r}); assert s.get('abc').shape == (4, 6); "
+            "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -444,3 +444,130 @@ def test_truncated_or_damaged_hdf5_is_a_feature_error_naming_the_file(tmp_path):
     assert store.get("b").shape == (4, 512)
     with pytest.raises(FeatureError, match=r"f\.h5: a: unreadable HDF5 dataset '/v_a'"):
         store.get("a")
+
+
+# --------------------------------------------------------------------------- card 'preset', shapes, fallback axis
+def test_card_preset_key_must_name_a_shipped_preset_with_its_time_axis(tmp_path):
+    tsp_axis = PRESETS["tsp"]["time_axis"]
+    own = {"name": "m", "layout": "folder", "template": "{video}.npy", "time_axis": tsp_axis}
+    assert load_card({**own, "preset": "tsp"}).preset == "tsp"
+    assert load_card({**own, "preset": "tsp"}).to_dict()["preset"] == "tsp"
+    cases = [
+        ({**own, "preset": "tsp-v2"}, r"The card's 'preset' must name a shipped preset \(one of \['c3d-release', "
+                                      r"'i3d-actionformer', 'opentad-tsp', 'tsn-csv100', 'tsp'\]\)\. Got 'tsp-v2' "
+                                      r"instead"),
+        ({**own, "preset": 3}, r"The card's 'preset' must name a shipped preset .*Got 3 instead"),
+        ({**own, "preset": "c3d-release"}, r"The card's 'preset' is 'c3d-release', whose time axis is .*; the card "
+                                           r"declares "),
+    ]
+    for bad, msg in cases:
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ConfigError, match=r"bad\.json: " + msg) as exc:
+            load_card(tmp_path / "bad.json")
+        assert "\n" not in str(exc.value)
+
+
+def _store_of(tmp_path, fmt, arrays, *, key=None):
+    folder = tmp_path / fmt
+    folder.mkdir(exist_ok=True)
+    for v, a in arrays.items():
+        p = folder / f"{v}.{fmt}"
+        if fmt == "npy":
+            np.save(p, a)
+        elif fmt == "npz":
+            np.savez_compressed(p, feats=a, other=np.zeros(3))
+        elif fmt == "csv":
+            header = ",".join(f"f{k}" for k in range(a.shape[1]))
+            np.savetxt(p, a, delimiter=",", header=header, comments="", fmt="%.9g")
+    card = {"name": "x", "layout": "folder", "template": f"{{video}}.{fmt}", "time_axis": {"kind": "clips"}}
+    if key:
+        card["key"] = key
+    return open_feature_store(folder, card=card)
+
+
+@pytest.mark.parametrize("fmt,key", [("npz", "feats"), ("csv", None), ("npy", None)])
+def test_shape_of_reads_only_the_header_and_agrees_with_a_full_read(tmp_path, monkeypatch, fmt, key):
+    from relocbench.features import folder as folder_mod
+
+    arrays = {"a": np.arange(21, dtype=np.float32).reshape(7, 3), "b": np.ones((1, 3), np.float64)}
+    store = _store_of(tmp_path, fmt, arrays, key=key)
+    full = {v: store.rows(v) for v in arrays}
+
+    def no_full_read(p, key):
+        raise AssertionError("read in full")
+
+    monkeypatch.setitem(folder_mod._READERS, fmt, no_full_read)
+    for v in arrays:
+        rows, dim, dtype = store.shape_of(v)
+        assert (rows, dim) == full[v].shape and dtype == str(full[v].dtype)
+    assert store.dim == 3 and store.shape_of("missing") is None
+
+
+def test_shape_of_csv_counts_lines_not_blanks(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "a.csv").write_text("f0,f1,f2\n1,2,3\n\n4,5,6\n7,8,9\n\n")
+    store = open_feature_store(folder, card={"name": "x", "layout": "folder", "template": "{video}.csv",
+                                             "time_axis": {"kind": "clips"}})
+    assert store.shape_of("a") == (3, 3, "float32") and store.rows("a").shape == (3, 3)
+    (folder / "b.csv").write_text("")
+    with pytest.raises(FeatureError, match=r"b\.csv: b: unreadable \.csv file \(empty file; expected a header row"):
+        store.shape_of("b")
+
+
+def test_shape_of_npz_and_npy_errors_name_the_file(tmp_path):
+    store = _store_of(tmp_path, "npz", {"a": np.zeros((4, 2), np.float32)})   # two arrays, no key
+    with pytest.raises(FeatureError, match=r"a\.npz: a: unreadable \.npz file \(holds arrays \['feats', 'other'\]; "
+                                           r"name the one to read"):
+        store.shape_of("a")
+    (tmp_path / "npz" / "c.npz").write_bytes(b"not a zip")
+    with pytest.raises(FeatureError, match=r"c\.npz: c: unreadable \.npz file \(not a \.npz archive"):
+        store.shape_of("c")
+    npy = _store_of(tmp_path, "npy", {"a": np.zeros((40, 2), np.float32)})
+    p = tmp_path / "npy" / "a.npy"
+    p.write_bytes(p.read_bytes()[:-8])
+    with pytest.raises(FeatureError, match=r"a\.npy: a: unreadable \.npy file \(truncated: the header declares "
+                                           r"shape \(40, 2\) of float32"):
+        npy.shape_of("a")
+
+
+def test_a_0d_array_is_reported_as_malformed_not_an_index_error(tmp_path):
+    from relocbench.features import inspect_features
+    from relocbench.features.base import FeatureStore
+
+    d = tmp_path / "f"
+    d.mkdir()
+    np.save(d / "a.npy", np.zeros((3, 2), np.float32))
+    np.save(d / "b.npy", np.float32(1.5))                          # 0-d
+    (d / "features.card.yaml").write_text("name: m\nlayout: folder\ntime_axis: {kind: clips}\n")
+    info = inspect_features(d)
+    by_video = {e["video"]: e for e in info["videos"]}
+    assert by_video["b"] == {"video": "b", "rows": 0, "expected": None, "ok": False,
+                             "problem": "not a 2-D array [rows, dim]"}
+    assert by_video["a"]["ok"] is None and "problem" not in by_video["a"]
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f.create_dataset("a", data=np.zeros((3, 2), np.float32))
+        f.create_dataset("b", data=np.float32(2.0))
+    assert open_feature_store(tmp_path / "s.h5").shape_of("b") == (0, -1, "float32")
+
+    class Scalar(FeatureStore):   # the base class's shape_of (a store without its own)
+        def _load(self, video):
+            return np.float64(3.0)
+
+    assert Scalar().shape_of("x") == (0, -1, "float64")
+
+
+def test_undeclared_stores_share_the_fallback_axis(tmp_path):
+    from relocbench.features import FolderStore, HDF5Store
+    from relocbench.features.base import FeatureStore
+
+    axis, legacy, stride = FeatureStore._fallback_axis(None, 8)
+    assert axis == TimeAxis.clips(stride_frames=8) and legacy == 8 and stride == 8
+    declared = TimeAxis.clips(fps=15, stride_frames=4)
+    assert FeatureStore._fallback_axis(declared, 16) == (declared, None, 4)
+    with pytest.raises(ConfigError, match=r"The 'stride_frames' parameter must be a positive number of frames"):
+        FeatureStore._fallback_axis(None, 0)
+    for store in (FolderStore(tmp_path, stride_frames=8), HDF5Store(tmp_path / "x.h5", stride_frames=8)):
+        assert (store.axis, store.legacy_stride, store.stride_frames) == (axis, 8, 8)
+    for store in (FolderStore(tmp_path, axis=declared), HDF5Store(tmp_path / "x.h5", axis=declared)):
+        assert (store.axis, store.legacy_stride, store.stride_frames) == (declared, None, 4)

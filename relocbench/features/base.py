@@ -21,7 +21,7 @@ import mmap
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from ..errors import ConfigError, FeatureError
 from .timeaxis import BLOCK_BYTES, STEP_FRAMES, TimeAxis, VideoInfo, grid_plan
 
 __all__ = ["STEP_FRAMES", "DEFAULT_CACHE_MB", "default_cache_mb", "FeatureStore", "resample_rows", "stable_rng",
-           "PathLike"]
+           "PathLike", "shape_triple"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -60,6 +60,12 @@ def resample_rows(rows: np.ndarray, stride_frames: float) -> np.ndarray:
     idx = np.floor(np.arange(n) * (STEP_FRAMES / stride_frames) + 1e-9).astype(np.int64)
     idx = np.minimum(idx, t - 1)
     return rows[idx]
+
+
+def shape_triple(shape: Tuple[int, ...], dtype: Any) -> Tuple[int, int, str]:
+    """``(rows, dim, dtype)`` of an array's ``shape``: ``dim`` is -1 when the array is not 2-D
+    (``rows`` is 0 for a 0-d array), so that a malformed array is reported, never an IndexError."""
+    return (int(shape[0]) if len(shape) else 0), (int(shape[1]) if len(shape) == 2 else -1), str(dtype)
 
 
 def _validate(video: str, arr: np.ndarray, dim: Optional[int], where: Optional[str]) -> np.ndarray:
@@ -198,6 +204,19 @@ class FeatureStore:
         self._data_sha256: Optional[str] = None
         self._scratch: Optional[np.ndarray] = None
 
+    @staticmethod
+    def _fallback_axis(axis: Optional[TimeAxis], stride_frames: float) -> Tuple[TimeAxis, Optional[float], float]:
+        """``(axis, legacy_stride, stride_frames)`` of a file layout's constructor.
+
+        Without a declared ``axis`` (an undeclared store): clips of 16 frames every
+        ``stride_frames`` frames at the native rate, with ``stride_frames`` as the legacy stride
+        (validated here, without I/O). With one: the axis itself, no legacy stride, and its stride.
+        """
+        if axis is None:
+            resample_rows(np.zeros((1, 1)), stride_frames)  # validates the stride early (no I/O)
+            return TimeAxis.clips(stride_frames=stride_frames), stride_frames, stride_frames
+        return axis, None, axis.stride_frames
+
     # ---- to implement
     def _load(self, video: str) -> Optional[np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -302,7 +321,7 @@ class FeatureStore:
         if raw is None:
             return None
         raw = np.asarray(raw)
-        return int(raw.shape[0]), int(raw.shape[1]) if raw.ndim == 2 else -1, str(raw.dtype)
+        return shape_triple(raw.shape, raw.dtype)
 
     def rows(self, video: str) -> Optional[np.ndarray]:
         """The raw rows of ``video`` as stored (not mapped, not validated), or None if missing."""

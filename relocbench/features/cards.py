@@ -12,6 +12,7 @@ A card is a small YAML or JSON file beside the features (``features.card.yaml``,
     time_axis: {kind: clips, fps: 15, clip_frames: 16, stride_frames: 16, offset_frames: 0}
     source: where the features come from
     citation: the paper to cite
+    preset: tsp                   # optional: the shipped preset it follows (same time axis)
 
 A preset is a card that ships with relocbench (:data:`PRESETS`, :func:`preset`). A release
 whose time axis is not documented, or documented differently by different sources, has no
@@ -100,9 +101,20 @@ class FeatureCard:
         for k in ("source", "citation"):
             if not isinstance(d.get(k, ""), str):
                 raise ConfigError(f"The card's {k!r} must be a string. Got {d[k]!r} instead.", file=file)
-        return cls(name=name, layout=layout, template=template, time_axis=TimeAxis.from_dict(d["time_axis"], file=file),
+        axis = TimeAxis.from_dict(d["time_axis"], file=file)
+        name_of_preset = d.get("preset")
+        if name_of_preset is not None:  # recorded in every run: a shipped preset with its time axis, or nothing
+            if not isinstance(name_of_preset, str) or name_of_preset not in PRESETS:
+                raise ConfigError(f"The card's 'preset' must name a shipped preset (one of {sorted(PRESETS)}). "
+                                  f"Got {name_of_preset!r} instead (leave the key out for your own card).", file=file)
+            want = TimeAxis.from_dict(PRESETS[name_of_preset]["time_axis"])
+            if axis != want:
+                raise ConfigError(f"The card's 'preset' is {name_of_preset!r}, whose time axis is {want.text()}; "
+                                  f"the card declares {axis.text()} (leave 'preset' out for your own card).",
+                                  file=file)
+        return cls(name=name, layout=layout, template=template, time_axis=axis,
                    dim=dim, key=key, source=d.get("source", ""), citation=d.get("citation", ""),
-                   preset=d.get("preset"), path=file)
+                   preset=name_of_preset, path=file)
 
 
 # --------------------------------------------------------------------------- presets

@@ -123,7 +123,8 @@ def open_feature_store(
       a card beside the path (``features.card.yaml``, ...). With ``manifest``, every video's
       rows are checked against its duration and placed on the manifest's 16-frame steps
       (:mod:`relocbench.features.timeaxis`).
-    * a file of ``relocbench extract-features``: read at the step it declares.
+    * a file of ``relocbench extract-features``: read at the step it declares (a
+      ``stride_frames`` that disagrees with it is refused).
     * otherwise (Python only; the command line requires a declaration): an HDF5 file in the
       official C3D layout (groups holding ``c3d_features``; stride 8 frames unless
       ``stride_frames`` says otherwise) or with one dataset per video, or a folder of

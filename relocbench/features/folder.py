@@ -13,14 +13,16 @@ removed. Formats, as OpenTAD's ``LoadFeats`` reads them
 """
 from __future__ import annotations
 
+import csv
 import os
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import ConfigError, FeatureError
-from .base import STEP_FRAMES, FeatureStore, PathLike, resample_rows
+from .base import STEP_FRAMES, FeatureStore, PathLike, shape_triple
 from .hdf5 import id_variants
 from .timeaxis import TimeAxis
 
@@ -89,6 +91,68 @@ def _read_csv(p: Path, key: Optional[str]) -> np.ndarray:
 _READERS = {"npy": _read_npy, "npz": _read_npz, "pt": _read_pt, "pth": _read_pt, "csv": _read_csv}
 
 
+def _npy_header(fh, size: int) -> Tuple[Tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` from the ``.npy`` header at ``fh`` (nothing after the header is read);
+    ``size``: the bytes of the ``.npy`` data, checked to hold the array the header declares."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:  # 2.0 and 3.0 differ only in the header's text encoding
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    if dtype.hasobject:  # as np.load(allow_pickle=False) refuses it
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    need = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < need:
+        raise ValueError(f"truncated: the header declares shape {tuple(shape)} of {dtype} ({need} bytes with the "
+                         f"header), the file holds {size}")
+    return tuple(shape), dtype
+
+
+def _shape_npy(p: Path, key: Optional[str]):
+    with open(p, "rb") as fh:
+        return _npy_header(fh, os.fstat(fh.fileno()).st_size)
+
+
+def _shape_npz(p: Path, key: Optional[str]):
+    """The shape of the ``.npz`` member that :func:`_read_npz` reads, from its ``.npy`` header only."""
+    try:
+        zf = zipfile.ZipFile(p)
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"not a .npz archive ({exc})") from None
+    with zf:
+        members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
+        names = list(members)
+        if key is None:
+            if len(names) != 1:
+                raise ValueError(f"holds arrays {names}; name the one to read (the card's 'key')")
+            key = names[0]
+        if key not in members:
+            raise ValueError(f"has no array {key!r}; it holds {names}")
+        try:
+            with zf.open(members[key]) as fh:
+                return _npy_header(fh, zf.getinfo(members[key]).file_size)
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"damaged member {members[key]!r} ({exc})") from None
+
+
+def _shape_csv(p: Path, key: Optional[str]):
+    """``(rows, columns)`` of a ``.csv`` as :func:`_read_csv` reads it: the header's columns and the
+    non-blank lines after it, without parsing a number (a cell of text is found when read)."""
+    with open(p, "rb") as fh:
+        header = fh.readline()
+        while header and not header.strip():
+            header = fh.readline()
+        if not header.strip():
+            raise ValueError("empty file; expected a header row, then numbers only")
+        cols = next(csv.reader([header.decode("utf-8", errors="replace")]))
+        rows = sum(1 for line in fh if line.strip())
+    return (rows, len(cols)), np.dtype(np.float32)
+
+
+#: Readers of ``(shape, dtype)`` that read no more than the shape needs; ``.pt`` has none (below).
+_SHAPES = {"npy": _shape_npy, "npz": _shape_npz, "csv": _shape_csv}
+
+
 class FolderStore(FeatureStore):
     """A folder of per-video files named by ``template`` (module docstring)."""
 
@@ -98,12 +162,7 @@ class FolderStore(FeatureStore):
                  stride_frames: float = STEP_FRAMES, dim: Optional[int] = None, skip_missing: bool = False,
                  cache_mb: Optional[float] = None, axis: Optional[TimeAxis] = None, videos=None,
                  card: Any = None) -> None:
-        if axis is None:
-            resample_rows(np.zeros((1, 1)), stride_frames)
-            axis = TimeAxis.clips(stride_frames=stride_frames)
-            legacy: Optional[float] = stride_frames
-        else:
-            legacy = None
+        axis, legacy, stride_frames = self._fallback_axis(axis, stride_frames)
         super().__init__(dim=dim, skip_missing=skip_missing, cache_mb=cache_mb, axis=axis, videos=videos,
                          card=card, legacy_stride=legacy)
         if "{video}" not in template:
@@ -116,7 +175,7 @@ class FolderStore(FeatureStore):
         self.template = template
         self.format = fmt
         self.array_key = array_key
-        self.stride_frames = stride_frames if legacy is not None else axis.stride_frames
+        self.stride_frames = stride_frames
 
     @property
     def source(self) -> str:
@@ -172,18 +231,28 @@ class FolderStore(FeatureStore):
             raise FeatureError("feature folder not found", file=self.folder)
         return None
 
+    def _file_shape(self, p: Path, video: str):
+        """``(shape, dtype)`` of the array of file ``p``, reading only what the format needs:
+        the ``.npy`` header (of the member, for ``.npz``); for ``.csv`` the header's columns and
+        the count of lines (no number parsed). A ``.pt``/``.pth`` file is loaded in full: torch
+        has no way to read a tensor's shape without unpickling the file."""
+        reader = _SHAPES.get(self.format)
+        if reader is None:
+            arr = self._read(p, video)
+            return arr.shape, arr.dtype
+        try:
+            return reader(p, self.array_key)
+        except (ValueError, OSError, EOFError, KeyError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FeatureError(f"unreadable .{self.format} file ({msg})", file=p, item=video) from None
+
     def shape_of(self, video: str):
+        """``(rows, dim, dtype)`` of ``video``'s file, or None if missing (see :meth:`_file_shape`)."""
         p = self._path(video)
         if p is None:
             return None
-        if self.format == "npy":
-            try:
-                arr = np.load(p, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise FeatureError(f"unreadable .npy file ({exc})", file=p, item=video) from None
-        else:
-            arr = self._read(p, video)
-        return int(arr.shape[0]), int(arr.shape[1]) if arr.ndim == 2 else -1, str(arr.dtype)
+        shape, dtype = self._file_shape(p, video)
+        return shape_triple(shape, dtype)
 
     def files(self) -> List[Path]:
         """The files of the folder that match the template, sorted by name."""
@@ -205,16 +274,10 @@ class FolderStore(FeatureStore):
             raise FeatureError(f"holds no files named {self.template}; cannot infer the feature dimension",
                                file=self.folder)
         f = files[0]
-        if self.format == "npy":
-            try:
-                arr = np.load(f, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise FeatureError(f"unreadable .npy file ({exc})", file=f, item=f.stem) from None
-        else:
-            arr = self._read(f, f.stem)
-        if arr.ndim != 2:
-            raise FeatureError(f"expected a 2-D array [rows, dim], found shape {arr.shape}", file=f, item=f.stem)
-        return int(arr.shape[1])
+        shape, _ = self._file_shape(f, f.stem)
+        if len(shape) != 2:
+            raise FeatureError(f"expected a 2-D array [rows, dim], found shape {tuple(shape)}", file=f, item=f.stem)
+        return int(shape[1])
 
 
 class NpyFolderStore(FolderStore):

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..errors import FeatureError
-from .base import STEP_FRAMES, FeatureStore, PathLike, resample_rows
+from ..errors import ConfigError, FeatureError
+from .base import STEP_FRAMES, FeatureStore, PathLike, shape_triple
 from .timeaxis import TimeAxis
 
 __all__ = ["HDF5Store", "C3DHDF5Store", "ExtractedHDF5Store", "id_variants"]
@@ -46,16 +46,10 @@ class HDF5Store(FeatureStore):
     def __init__(self, path: PathLike, *, stride_frames: float = STEP_FRAMES, dim: Optional[int] = None,
                  skip_missing: bool = False, cache_mb: Optional[float] = None, key: str = "{video}",
                  axis: Optional[TimeAxis] = None, videos=None, card: Any = None) -> None:
-        if axis is None:
-            resample_rows(np.zeros((1, 1)), stride_frames)  # validates the stride early (no I/O)
-            axis = TimeAxis.clips(stride_frames=stride_frames)
-            legacy: Optional[float] = stride_frames
-        else:
-            legacy = None
+        axis, legacy, self.stride_frames = self._fallback_axis(axis, stride_frames)
         super().__init__(dim=dim, skip_missing=skip_missing, cache_mb=cache_mb, axis=axis, videos=videos,
                          card=card, legacy_stride=legacy)
         self.path = Path(path)
-        self.stride_frames = stride_frames if legacy is not None else axis.stride_frames
         self.key = key
         self._h5 = None
 
@@ -117,7 +111,7 @@ class HDF5Store(FeatureStore):
         ds = self._node(video)
         if ds is None:
             return None
-        return int(ds.shape[0]), int(ds.shape[1]) if len(ds.shape) == 2 else -1, str(ds.dtype)
+        return shape_triple(ds.shape, ds.dtype)
 
     def videos(self) -> List[str]:
         """The video ids of the file (as the template finds them at the root)."""
@@ -190,6 +184,9 @@ def _declared_layout(f, path: Path) -> Optional[Dict[str, Any]]:
 class ExtractedHDF5Store(HDF5Store):
     """A file written by ``relocbench extract-features``: read at the step size it declares.
 
+    A ``stride_frames`` that disagrees with the declared step is a :class:`ConfigError`
+    naming the file and both steps (one that agrees is accepted).
+
     Layout ``relocbench``: one dataset per video, rows ``step_frames`` apart. Layout ``c3d``:
     the official release's groups, rows 8 frames apart. ``attrs`` holds the file's attributes
     (``backbone``, ``weights``, ``step_frames``, ``dim``, ``pca``, ``report``, ...).
@@ -204,8 +201,11 @@ class ExtractedHDF5Store(HDF5Store):
         self.attrs = dict(attrs)
         self.layout = self.attrs.get("layout", "relocbench")
         declared = 8 if self.layout == "c3d" else self.attrs["step_frames"]
+        if stride_frames is not None and stride_frames != declared:  # never a silent misread
+            raise ConfigError(f"declares step_frames {declared!r} (relocbench_features attributes); stride_frames "
+                              f"{stride_frames!r} disagrees (leave it out: the file's step is used)", file=path)
         key = "{video}/" + self.dataset if self.layout == "c3d" else "{video}"
-        super().__init__(path, stride_frames=stride_frames or declared, dim=dim, skip_missing=skip_missing,
+        super().__init__(path, stride_frames=declared, dim=dim, skip_missing=skip_missing,
                          cache_mb=cache_mb, key=key, videos=videos)
 
     def describe(self) -> Dict[str, Any]:

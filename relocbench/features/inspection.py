@@ -56,6 +56,12 @@ def inspect_features(path: Union[str, os.PathLike], *, preset: Optional[str] = N
     per video of the source: ``video``, ``rows``, ``expected`` ``[fewest, most]`` or None,
     ``ok``; and ``problem`` when the array is not 2-D or not of the source's dimension) and ``manifest`` (None, or ``name`` and ``present`` / ``missing`` / ``mismatched``
     counts per split, with ``mismatched_examples``).
+
+    Shapes are read without reading the rows where the format allows
+    (:meth:`~relocbench.features.folder.FolderStore.shape_of`): the ``.npy`` header (of the
+    member, for ``.npz``), the HDF5 dataset's shape, the header and line count of a ``.csv``
+    (no number parsed, so a cell of text is found only when the features are read). A
+    ``.pt``/``.pth`` file is loaded in full by torch (its shape is known only once unpickled).
     """
     if require_declared:
         check_declared(str(path), preset=preset, card=card)

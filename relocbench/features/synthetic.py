@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import pandas as pd
 
 from ..errors import ConfigError, FeatureError
 from .base import FeatureStore, stable_rng
+
+if TYPE_CHECKING:  # pandas is imported where a timelines table is read, not by `import relocbench.features`
+    import pandas as pd
 
 __all__ = ["TIMELINE_COLUMNS", "SyntheticFeatures"]
 
@@ -122,6 +124,8 @@ class SyntheticFeatures(FeatureStore):
     # ---- construction
     @staticmethod
     def _index(df: pd.DataFrame, source: Optional[str]) -> Dict[str, Tuple[int, list]]:
+        import pandas as pd
+
         if not isinstance(df, pd.DataFrame):
             raise ConfigError(f"SyntheticFeatures needs the timelines table as a DataFrame. Got {type(df).__name__}.")
         missing = [c for c in TIMELINE_COLUMNS if c not in df.columns]
@@ -153,6 +157,8 @@ class SyntheticFeatures(FeatureStore):
     @classmethod
     def from_manifest(cls, manifest: Any, **kwargs: Any) -> "SyntheticFeatures":
         """Build from a manifest name, folder, :class:`~relocbench.manifest.Manifest` or timelines table."""
+        import pandas as pd
+
         from ..manifest import Manifest, open_manifest
 
         if isinstance(manifest, pd.DataFrame):
