@@ -455,14 +455,24 @@ def test_predict_features_of_another_width_name_both(tmp_path):
             rf"takes 32 \({run_dir / 'config.json'}\)")
     with pytest.raises(FeatureError, match=says):
         predict_run(run_dir, split="val", features=str(feats), out=tmp_path / "p.json", device="cpu")
-    # from the command line, the folder declared by a card beside it
+
+
+@pytest.mark.parametrize("dim", [32, 16])
+def test_predict_run_without_a_card_refuses_features_declared_by_one(tmp_path, dim):
+    # a run trained on synthetic features (no card), given a folder declared by a card beside it:
+    # refused naming both, whatever the width (the width is checked after)
+    run_dir = _make_run(tmp_path, "run")
+    feats = tmp_path / "npy"
+    feats.mkdir()
+    np.save(feats / "v_x.npy", np.zeros((5, dim), np.float32))
     (feats / "features.card.yaml").write_text(
-        "name: mine\nlayout: folder\ntemplate: '{video}.npy'\ndim: 16\n"
+        f"name: mine\nlayout: folder\ntemplate: '{{video}}.npy'\ndim: {dim}\n"
         "time_axis: {kind: clips, fps: native, clip_frames: 16, stride_frames: 16}\n")
     r = CliRunner().invoke(cli, ["predict", str(run_dir), "--split", "val", "--features", str(feats), "--out",
                                  str(tmp_path / "p.json"), "--device", "cpu"])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
-    assert "the features' width does not match the run's: found 16-dimensional rows" in r.output
+    assert ("features declared by a feature card, the run's by none: the run was trained on 'synthetic' features "
+            f"declared by no feature card ({run_dir / 'config.json'}), {feats} is declared as 'mine'") in r.output
     assert "segments table is empty" not in r.output and not (tmp_path / "p.json").exists()
 
 

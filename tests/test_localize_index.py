@@ -81,11 +81,96 @@ def test_bad_min_score_is_refused_before_the_index_is_read(tmp_path):
             search_index(tmp_path / "q.mp4", tmp_path / "none.h5", device="cpu", min_score=bad)
 
 
-def test_grid_with_index_is_refused_not_ignored(tmp_path):
-    r = CliRunner().invoke(cli, ["localize", str(tmp_path / "q.mp4"), "--index", str(tmp_path / "i.h5"),
-                                 "--grid", "1.0", "--quiet"])
+def test_grid_with_index_sets_the_full_matchers_grid(coll, tmp_path):
+    # the first stage keeps the index's 1 s grid; the candidates are matched on the grid asked for
+    out = {}
+    for grid in ("0.5", "2.0"):
+        js = tmp_path / f"g{grid}.json"
+        r = CliRunner().invoke(cli, ["localize", str(coll["q"]), "--index", str(coll["index"]), "--device", "cpu",
+                                     "--quiet", "--candidates", "1", "--no-refine", "--grid", grid,
+                                     "--output-json", str(js)])
+        assert r.exit_code == 0, r.output
+        out[grid] = json.loads(js.read_text())
+    assert out["0.5"]["features"]["grid_s"] == 0.5 and out["2.0"]["features"]["grid_s"] == 2.0
+    assert out["0.5"]["features"]["first_stage"] == out["2.0"]["features"]["first_stage"]
+    # the coarse answers snap to their grid: 6.4-12.4 s is found as 6.5-12.5 s, then on 2 s cells
+    top = {g: (d["segments"][0]["start"], d["segments"][0]["end"]) for g, d in out.items()}
+    assert top["0.5"] != top["2.0"]
+    assert all(round(t / 2.0, 6).is_integer() for t in top["2.0"]), top
+    res = search_index(coll["q"], coll["index"], device="cpu", candidates=1, refine=False, grid_s=2.0)
+    assert res.references[0].curve.shape == (10,)  # a 20 s video on 2 s cells
+
+
+def test_index_search_refuses_no_cache_and_outputs_onto_the_index(tmp_path):
+    base = ["localize", str(tmp_path / "q.mp4"), "--index", str(tmp_path / "i.h5"), "--quiet"]
+    r = CliRunner().invoke(cli, base + ["--no-cache"])
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1
-    assert "--grid applies to REFERENCE... searches; a search of --index uses the 0.5 s grid" in r.output
+    assert "--no-cache applies to REFERENCE... searches" in r.output
+    for option in ("--output-json", "--srt", "--plot"):
+        for name in ("i.h5", "i.h5.coarse.npy", "i.h5.coarse.json"):
+            r = CliRunner().invoke(cli, base + [option, str(tmp_path / name), "--force"])
+            assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+            assert f"{option} is the input {tmp_path / name}" in r.output, r.output
+    r = CliRunner().invoke(cli, base + ["--clip-out", str(tmp_path)])
+    assert r.exit_code == 2 and "--clip-out is a folder that holds the input" in r.output, r.output
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """An index of an 8 s video and a 2 s one, and a 4 s query cut from the first."""
+    a = write_scene_video(tmp_path / "videos" / "a.mp4", [(7, 4.0), (8, 4.0)], fps=FPS, size=(64, 48), seed=1)
+    write_scene_video(tmp_path / "videos" / "b.mp4", [(9, 2.0)], fps=FPS, size=(64, 48), seed=2)
+    q = degrade(a, tmp_path / "q.mp4", 40, 140, Degradation(size=(48, 36)))
+    index = tmp_path / "pair.h5"
+    build_index([tmp_path / "videos"], index, device="cpu")
+    return {"a": a, "q": q, "index": index, "dir": tmp_path}
+
+
+def test_videos_shorter_than_the_query_are_counted_and_reported(pair, tmp_path):
+    res = search_index(pair["q"], pair["index"], device="cpu", min_score=float("-inf"))
+    # b (2 s) is shorter than 3/4 of the 4 s query: not ranked, but counted and reported
+    assert [f["reference"] for f in res.features["first_stage"]] == [str(pair["a"])]
+    assert res.features["first_stage_skipped"] == {"shorter_than_query": 1}
+    assert res.skipped == [{"reference": str(pair["index"]), "reason": "1 indexed video(s) shorter than 3/4 of "
+                            "the query (00:00:04.000), not ranked"}]
+    js = tmp_path / "found.json"
+    r = CliRunner().invoke(cli, ["localize", str(pair["q"]), "--index", str(pair["index"]), "--device", "cpu",
+                                 "--quiet", "--output-json", str(js)])
+    assert r.exit_code == 0, r.output
+    assert (f"Skipped {pair['index']}: 1 indexed video(s) shorter than 3/4 of the query (00:00:04.000), "
+            "not ranked") in r.stderr
+    doc = json.loads(js.read_text())
+    assert doc["skipped"] == res.skipped and doc["features"]["first_stage_skipped"] == {"shorter_than_query": 1}
+
+
+def test_a_source_changed_since_indexing_is_not_refined(pair, monkeypatch):
+    from relocbench.localize import index as mod
+
+    mod._MEMO.clear()
+    mod._SOURCE_OK.clear()
+    hashed = []
+    import relocbench.io as rio
+
+    sha = rio.sha256_file
+    monkeypatch.setattr(rio, "sha256_file", lambda p, *a, **k: hashed.append(str(p)) or sha(p, *a, **k))
+    lines = []
+    # unchanged: size and modification time as recorded, nothing hashed, refined
+    res = search_index(pair["q"], pair["index"], device="cpu", min_score=float("-inf"), warn=lines.append)
+    assert res.segments[0].refined and lines == [] and hashed == [] and res.features["changed_since_indexed"] == []
+    # touched, same bytes: the SHA-256 recorded at index time says it is the same video
+    st = os.stat(pair["a"])
+    os.utime(pair["a"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    res = search_index(pair["q"], pair["index"], device="cpu", min_score=float("-inf"), warn=lines.append)
+    assert res.segments[0].refined and lines == [] and hashed == [str(pair["a"])]
+    # edited after indexing: the coarse answer (from the indexed rows) kept, unrefined, one warning
+    write_scene_video(pair["a"], [(8, 4.0), (7, 4.0)], fps=FPS, size=(64, 48), seed=5)
+    res = search_index(pair["q"], pair["index"], device="cpu", min_score=float("-inf"), warn=lines.append)
+    top = res.segments[0]
+    assert top.reference == str(pair["a"]) and not top.refined
+    assert abs(top.start - 40 / FPS) <= 0.6 and abs(top.end - 140 / FPS) <= 0.6
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith(f"warning: {pair['a']}: changed since it was indexed (") and "not refined" in lines[0]
+    assert res.features["changed_since_indexed"] == [str(pair["a"])]
 
 
 def test_moved_source_is_needed_by_the_refinement_only(tmp_path):

@@ -30,7 +30,8 @@ TABLE_WIDTH = 80
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
               help="Segments to report, 1 to 1000 (non-overlapping within a reference, ranked across all).")
 @click.option("--grid", "grid_s", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
-              help="Seconds per cell of the common time grid, 0.01 to 60 (training-free methods).")
+              help="Seconds per cell of the common time grid, 0.01 to 60 (training-free methods; with --index: "
+                   "the full matcher's grid on the candidates).")
 @click.option("--min-score", default="auto", show_default=True, metavar="SCORE|auto",
               help="Return no segment scoring below this (auto: the matcher's measured floor, none for a run "
                    "folder; -inf: no floor).")
@@ -43,7 +44,8 @@ TABLE_WIDTH = 80
               help="Write a PNG: query thumbnails, score curves and the found segments.")
 @click.option("--clip-out", type=click.Path(file_okay=False), default=None,
               help="Cut the found segments into this folder as .mp4 files.")
-@click.option("--no-cache", is_flag=True, help="Do not read or write the feature cache ($RELOCBENCH_CACHE).")
+@click.option("--no-cache", is_flag=True,
+              help="Do not read or write the feature cache ($RELOCBENCH_CACHE); not with --index.")
 @force_option
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def localize(query, references, index_path, candidates, query_range, method, backbone, weights, step_frames, device,
@@ -65,19 +67,19 @@ def localize(query, references, index_path, candidates, query_range, method, bac
     # every size and every output checked before the work, and before any output is written
     check_bounds(top_k=top_k, batch_size=batch_size, step_frames=step_frames, grid_s=grid_s)
     if index_path is not None:
-        from ..localize.index import search_index
+        from ..localize.index import coarse_paths, search_index
 
         if references:
             raise click.UsageError("give REFERENCE... or --index, not both")
-        ctx = click.get_current_context()
-        if ctx.get_parameter_source("grid_s") is not click.core.ParameterSource.DEFAULT:
-            raise click.UsageError("--grid applies to REFERENCE... searches; a search of --index uses the "
-                                   "0.5 s grid")
-        check_outputs([query, index_path], [index_path], force=force, output_json=output_json, srt=srt, plot=plot,
-                      clip_out=clip_out)
+        if no_cache:
+            raise click.UsageError("--no-cache applies to REFERENCE... searches; a search of --index reads the "
+                                   "index's features, not the cache")
+        check_outputs([query, index_path, *coarse_paths(index_path)], [index_path], force=force,
+                      output_json=output_json, srt=srt, plot=plot, clip_out=clip_out)
         res = search_index(query, index_path, query_range=query_range, method=method, backbone=backbone,
                            weights=weights, step_frames=step_frames, device=device, batch_size=batch_size,
-                           top_k=top_k, candidates=candidates, min_score=_min_score(min_score), refine=refine)
+                           top_k=top_k, candidates=candidates, min_score=_min_score(min_score), refine=refine,
+                           grid_s=grid_s)
     else:
         if not references:
             raise click.UsageError("give one or more REFERENCE videos or folders, or --index INDEX")

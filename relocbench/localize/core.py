@@ -115,10 +115,14 @@ class LocalizeResult:
     #: the score floor in force (None: none) and the best segment found before it
     min_score: Optional[float] = None
     best: Optional[Segment] = None
+    #: skipped before the references were chosen (a collection search's first stage), in the
+    #: same form as :attr:`skipped`'s entries
+    skipped_before: List[Dict[str, str]] = field(default_factory=list)
 
     @property
     def skipped(self) -> List[Dict[str, str]]:
-        return [{"reference": r.path, "reason": r.skipped} for r in self.references if r.skipped]
+        return [*self.skipped_before,
+                *({"reference": r.path, "reason": r.skipped} for r in self.references if r.skipped)]
 
     def to_doc(self) -> Dict[str, Any]:
         """The ``--output-json`` document (schema ``relocbench/1``), segments best first."""

@@ -19,7 +19,7 @@ returned.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,20 +55,26 @@ def best_score(cand) -> Optional[float]:
 
 
 def finish_segments(ranked: List, *, min_score: Optional[float], refine: bool, query_path: str, qf, infos: List,
-                    coarse_step_s: float, descriptor: Optional[str] = None) -> Tuple[List, Any, Dict[str, float]]:
+                    coarse_step_s: float, descriptor: Optional[str] = None,
+                    unrefinable: Sequence[str] = ()) -> Tuple[List, Any, Dict[str, float]]:
     """``(segments, best, timings)``: the ranked segments at or above ``min_score``, refined to
     the frame when ``refine`` (else given frame indices from their times); ``best`` is the best
-    segment found before the floor (``None`` when no reference had one)."""
+    segment found before the floor (``None`` when no reference had one). Segments of the
+    references in ``unrefinable`` keep their coarse answer (``refined`` false)."""
     from .refine import DEFAULT_DESCRIPTOR, refine_segments, with_frames
 
     best = ranked[0] if ranked else None
     kept = [s for s in ranked if min_score is None or s.score >= min_score]
     fps_of = {r.path: r.fps for r in infos}
     timings: Dict[str, float] = {}
-    if refine and kept:
-        kept, stats = refine_segments(kept, query_path, qf.start_frame, qf.n_frames, qf.fps, fps_of, coarse_step_s,
-                                      descriptor=descriptor or DEFAULT_DESCRIPTOR)
+    skip = set(unrefinable)
+    todo = [k for k, s in enumerate(kept) if s.reference not in skip] if refine else []
+    if todo:
+        done, stats = refine_segments([kept[k] for k in todo], query_path, qf.start_frame, qf.n_frames, qf.fps,
+                                      fps_of, coarse_step_s, descriptor=descriptor or DEFAULT_DESCRIPTOR)
         timings = {"refine_s": stats["refine_s"]}
+        by_k = dict(zip(todo, done))
+        kept = [by_k[k] if k in by_k else with_frames(s, fps_of[s.reference]) for k, s in enumerate(kept)]
     else:
         kept = [with_frames(s, fps_of[s.reference]) for s in kept]
     return kept, best, timings

@@ -21,7 +21,15 @@ settings asked for are refused, naming each difference) and then works in two st
    similarity over the window, as ``window`` in :mod:`relocbench.localize.matching`).
 2. *The full matcher and the refinement* on the ``candidates`` best videos, exactly as
    :func:`relocbench.localize.localize` does on references given by hand (``auto`` on the
-   0.5 s grid, the score floor, frame-level boundaries), with the rows read from the index.
+   ``grid_s`` grid, 0.5 s by default, the score floor, frame-level boundaries), with the rows
+   read from the index.
+
+Videos shorter than 3/4 of the query score ``-inf`` in the first stage: they are counted and
+reported, never dropped silently. Before the refinement decodes a candidate's source, the file
+is checked against what the index recorded (:func:`source_changed`): a source edited since it
+was indexed is not refined (its coarse answer, from the indexed rows, is kept with
+``refined`` false) and a one-line warning names it, so rows and frames of two versions of a
+video are never mixed.
 """
 from __future__ import annotations
 
@@ -36,7 +44,7 @@ import numpy as np
 from ..errors import ConfigError, InputError, RelocbenchError
 
 __all__ = ["build_index", "search_index", "IndexRefs", "load_index", "rank_references", "coarse_paths",
-           "build_coarse", "COARSE_GRID_S", "COARSE_SCALES"]
+           "build_coarse", "source_changed", "COARSE_GRID_S", "COARSE_SCALES"]
 
 PathLike = Union[str, os.PathLike]
 #: Seconds per cell of the first stage's grid.
@@ -71,7 +79,7 @@ def build_index(videos: Sequence[PathLike], out: PathLike, *, backbone: Optional
     summary = extract_videos(paths, _config(backbone, weights, step_frames, device, batch_size), out=out,
                              resume=resume, force=force, shard=shard, workers=workers, quiet=quiet)
     if shard is None and summary.extracted + summary.resumed > 0 and Path(out).is_file():
-        build_coarse(out)
+        build_coarse(out, stat_sources=True)
     return summary
 
 
@@ -95,6 +103,9 @@ class IndexRefs:
     coarse: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     #: "read" (the stored matrix, verified) or why it was computed again
     coarse_status: str = "read"
+    #: each source's (size, modification time in ns) when the index was built, ``None`` where
+    #: not recorded (a matrix computed again at search time): only the SHA-256 then tells
+    source_stat: Optional[List[Optional[Tuple[int, int]]]] = None
 
     def load_rows(self, indices: Sequence[int]) -> Dict[int, np.ndarray]:
         """The full rows of the videos ``indices`` (checked), each checked against what the
@@ -218,15 +229,18 @@ def _stored_coarse(path: PathLike, st: os.stat_result, settings: Dict[str, Any])
         if centre.shape != (mat.shape[1],):
             return f"{rec.name}: the centre has {centre.shape[0]} values; expected {mat.shape[1]}"
         starts = np.concatenate([[0], np.cumsum(cells)[:-1]]).astype(np.int64)
+        stats = [(int(v["source_size"]), int(v["source_mtime_ns"])) if "source_size" in v and "source_mtime_ns" in v
+                 else None for v in vids]
         return IndexRefs(Path(path), settings, int(settings.get("step_frames", 0)), [str(v["video"]) for v in vids],
                          [str(v["source"]) for v in vids], np.array([v["fps"] for v in vids], np.float64),
                          np.array([v["n_frames"] for v in vids], np.int64), [str(v["name"]) for v in vids],
-                         [str(v["sha256"]) for v in vids], (mat, centre, starts, cells))
+                         [str(v["sha256"]) for v in vids], (mat, centre, starts, cells), source_stat=stats)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"the first-stage matrix beside it cannot be read ({type(exc).__name__}: {exc})"
 
 
-def _compute_coarse(path: PathLike, st: os.stat_result) -> Tuple[IndexRefs, Dict[str, Any], np.ndarray]:
+def _compute_coarse(path: PathLike, st: os.stat_result, *, stat_sources: bool = False
+                    ) -> Tuple[IndexRefs, Dict[str, Any], np.ndarray]:
     """Every video's rows read, put on the first stage's grid, centred on the collection's mean
     cell and normalised (module docstring)."""
     import hashlib
@@ -259,6 +273,11 @@ def _compute_coarse(path: PathLike, st: os.stat_result) -> Tuple[IndexRefs, Dict
               "settings": settings, "centre": [float(x) for x in np.asarray(centre, np.float32)],
               "videos": [{"video": e.video, "name": n, "source": e.source, "sha256": e.sha256, "fps": float(e.fps),
                           "n_frames": int(e.n_frames), "cells": int(L)} for (n, e), L in zip(entries, lengths)]}
+    if stat_sources:
+        refs.source_stat = [_stat(e.source) for _, e in entries]
+        for v, ss in zip(record["videos"], refs.source_stat):
+            if ss is not None:
+                v["source_size"], v["source_mtime_ns"] = ss
     return refs, record, mat
 
 
@@ -275,13 +294,51 @@ def write_coarse(path: PathLike, record: Dict[str, Any], matrix: np.ndarray) -> 
     atomic_write_json(rec, record, force=True)
 
 
-def build_coarse(path: PathLike) -> Path:
+def build_coarse(path: PathLike, *, stat_sources: bool = False) -> Path:
     """Compute and write the first stage's matrix of the index ``path`` (:func:`coarse_paths`);
-    returns the record's path."""
+    returns the record's path. ``stat_sources`` (right after the sources were indexed) records
+    each source's size and modification time, the cheap first check of :func:`source_changed`."""
     st = os.stat(path)
-    _, record, matrix = _compute_coarse(path, st)
+    _, record, matrix = _compute_coarse(path, st, stat_sources=stat_sources)
     write_coarse(path, record, matrix)
     return coarse_paths(path)[1]
+
+
+def _stat(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+#: Sources whose SHA-256 was found equal to the index's in this process, by (real path, size,
+#: modification time, SHA-256): a second search does not hash them again.
+_SOURCE_OK: set = set()
+
+
+def source_changed(index: IndexRefs, i: int) -> Optional[str]:
+    """Why the source of video ``i`` is no longer what the index was built from, or ``None``.
+    Cheap first: the size and modification time the index recorded; when they differ (or were
+    not recorded), the file's SHA-256 against the one recorded at index time."""
+    from ..io import sha256_file
+
+    src = index.sources[i]
+    now = _stat(src)
+    if now is None:
+        return "it cannot be read"
+    then = index.source_stat[i] if index.source_stat is not None else None
+    if then is not None and tuple(then) == now:
+        return None
+    key = (os.path.realpath(src), now[0], now[1], index.sha256[i])
+    if key in _SOURCE_OK:
+        return None
+    digest = sha256_file(src)
+    if digest == index.sha256[i]:
+        _SOURCE_OK.add(key)
+        return None
+    what = f"size {then[0]} -> {now[0]} bytes, " if then is not None and then[0] != now[0] else ""
+    return f"{what}sha256 {digest[:12]}, indexed {index.sha256[i][:12]}"
 
 
 def check_settings(index: IndexRefs, asked: Dict[str, Any]) -> None:
@@ -331,10 +388,18 @@ class _Rows:
 def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, backbone: Optional[str] = None,
                  weights: Optional[str] = None, step_frames: Optional[int] = None, device: str = "auto",
                  batch_size: int = 8, top_k: int = 5, candidates: int = 5, min_score: Any = "auto",
-                 refine: bool = True, method: str = "auto"):
+                 refine: bool = True, method: str = "auto", grid_s: float = 0.5,
+                 warn: Optional[Callable[[str], None]] = None):
     """Find ``query`` in the videos of ``index`` (module docstring); returns a
     :class:`relocbench.localize.LocalizeResult` whose references are the ``candidates`` videos
-    searched in full (their first-stage scores in ``timings``/``features``)."""
+    searched in full (their first-stage scores in ``timings``/``features``).
+
+    ``grid_s``: seconds per cell of the full matcher's grid on the candidates (the first stage
+    uses the index's stored grid, :data:`COARSE_GRID_S`). Videos shorter than 3/4 of the query
+    cannot be ranked: they are counted in ``features["first_stage_skipped"]`` and reported in
+    the result's ``skipped``. Before the refinement each candidate's source is checked against
+    what the index recorded (:func:`source_changed`); a changed one keeps its coarse answer
+    (``refined`` false) and ``warn`` (default: one line on standard error) names it."""
     from ..extract import extract_video
     from ..extract.api import settings_for
     from ..extract.backbones import make_backbone
@@ -342,12 +407,13 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
     from .core import (LocalizeResult, ReferenceInfo, _check_query_range, _check_range, _range, _rank,
                        _TrainingFree, check_bounds)
     from .floor import best_score, finish_segments, resolve_min_score
-    from .matching import DEFAULT_GRID_S, resolve_matcher
+    from .matching import resolve_matcher
+    from .timecodes import format_hms
 
     if not (isinstance(candidates, int) and not isinstance(candidates, bool) and candidates >= 1):
         raise ConfigError(f"The 'candidates' parameter must be an int >= 1. Got {candidates!r} instead.")
     resolve_matcher(method)
-    check_bounds(top_k=top_k, batch_size=batch_size, step_frames=step_frames)
+    check_bounds(top_k=top_k, batch_size=batch_size, step_frames=step_frames, grid_s=grid_s)
     floor = resolve_min_score(method, min_score)  # checked before any work, as localize does
     t_all = time.perf_counter()
     require_file(index, "index", InputError)
@@ -366,9 +432,10 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
     t0 = time.perf_counter()
     first = rank_references(refs, qf.features, qf.fps, qf.n_frames)
     order = [int(i) for i in np.argsort(-first, kind="stable") if np.isfinite(first[i])][:candidates]
+    n_short = int(np.sum(~np.isfinite(first)))
     rank_s = time.perf_counter() - t0
     how = _TrainingFree(method, backbone=cfg.backbone, weights=cfg.weights, step_frames=cfg.step_frames, pca=None,
-                        device=device, batch_size=batch_size, grid_s=DEFAULT_GRID_S, window=_window(), top_k=top_k)
+                        device=device, batch_size=batch_size, grid_s=float(grid_s), window=_window(), top_k=top_k)
     how.set_query(qf)
     q_dur = qf.n_frames / qf.fps
     t0 = time.perf_counter()
@@ -388,19 +455,34 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
         info.best_score = best_score(cand)
         per_ref.append((k, cand))
     match_s = time.perf_counter() - t0
-    for info in infos:  # the refinement decodes the sources: they must still be there
-        if refine and not info.skipped:
-            require_file(info.path, "indexed video (moved or deleted since it was indexed?)", InputError)
-    segments, best, extra = finish_segments(_rank(per_ref, paths, top_k), min_score=floor, refine=refine,
-                                            query_path=str(query), qf=qf, infos=infos, coarse_step_s=DEFAULT_GRID_S)
+    changed: List[str] = []
+    ranked = _rank(per_ref, paths, top_k)
+    if refine:  # the refinement decodes the sources: they must still be there, as they were indexed
+        kept = {s.reference for s in ranked if floor is None or s.score >= floor}
+        for k, i in enumerate(order):
+            if infos[k].skipped or infos[k].path not in kept:
+                continue
+            require_file(infos[k].path, "indexed video (moved or deleted since it was indexed?)", InputError)
+            why = source_changed(refs, i)
+            if why is not None:
+                changed.append(infos[k].path)
+                (warn or _stderr)(f"warning: {infos[k].path}: changed since it was indexed ({why}); its segments "
+                                  f"are not refined (index the video again)")
+    segments, best, extra = finish_segments(ranked, min_score=floor, refine=refine, query_path=str(query), qf=qf,
+                                            infos=infos, coarse_step_s=float(grid_s), unrefinable=changed)
     timings = {"index_load_s": load_s, "extract_s": extract_s, "rank_s": rank_s, "match_s": match_s, **extra,
                "total_s": time.perf_counter() - t_all}
     q_start = qf.start_frame / qf.fps
     features = {**how.features_doc(qf), "index": str(index), "indexed_videos": len(refs.videos),
-                "first_stage": [{"reference": refs.sources[i], "score": round(float(first[i]), 6)} for i in order]}
+                "first_stage": [{"reference": refs.sources[i], "score": round(float(first[i]), 6)} for i in order],
+                "first_stage_skipped": {"shorter_than_query": n_short}, "changed_since_indexed": changed}
     res = LocalizeResult({"path": str(query), "start": round(q_start, 3), "end": round(q_start + q_dur, 3)}, how.doc,
-                         features, segments, infos, timings, {}, [str(query), str(index)])
+                         features, segments, infos, timings, {},
+                         [str(query), str(index), *(str(p) for p in coarse_paths(index))])
     res.min_score, res.best = floor, best
+    if n_short:
+        res.skipped_before.append({"reference": str(index), "reason": f"{n_short} indexed video(s) shorter than 3/4 "
+                                   f"of the query ({format_hms(q_dur)}), not ranked"})
     return res
 
 

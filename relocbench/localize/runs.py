@@ -475,11 +475,22 @@ def _run_card(run: TrainedRun) -> Optional[Dict[str, Any]]:
 
 
 def _check_store_card(run: TrainedRun, run_card: Optional[Dict[str, Any]], store: Any, spec: str) -> None:
-    """Features declared by another card than the run's are refused, naming both."""
-    if run_card is None:
-        return
-    desc = run.run_config.get("features") or {}
+    """Features declared another way than the run's are refused, naming both: by another card,
+    by none when the run's were declared by a card, or by a card when the run's were not (a run
+    trained on synthetic or extracted features)."""
+    desc = run.run_config.get("features")
     mine = store.describe() if hasattr(store, "describe") else {}
+    if run_card is None:
+        if mine.get("card_sha256") is not None:
+            if isinstance(desc, dict):
+                trained = f"{desc.get('kind', 'unknown')} features"
+            else:
+                trained = f"{desc!r} features" if desc is not None else "unknown features"
+            raise ConfigError(f"features declared by a feature card, the run's by none: the run was trained on "
+                              f"{trained} declared by no feature card ({run.run_dir / 'config.json'}), {spec} is "
+                              f"declared as {mine.get('name')!r}; give features declared as the run's were")
+        return
+    desc = desc or {}
     want, have = desc.get("card_sha256"), mine.get("card_sha256")
     if want is not None and want != have:  # another card, or features declared by none
         declared = repr(mine.get("name")) if have is not None else f"no feature card ({mine.get('kind', 'unknown')} features)"
