@@ -19,7 +19,9 @@ side (``--only-recipes`` times just these): both models train on the very same b
 (same shapes), one step of each in turn (which goes first alternates), so that a change of
 machine load hits both alike; the load average is printed before and after. The recipes
 differ in the loss pooling and the initialisation (a step's arithmetic is the same), so
-their step times should be equal.
+their step times should be equal. The first timed batch is then profiled (untimed): its
+aten calls and matmul FLOPs, and the achieved fraction of the matmul roofline
+(:func:`step_profile`).
 
 The timed steps start after ``--skip`` steps (the first batches are not typical: the sampler
 shuffles the batch order, so any window of steps is an unbiased sample of batch lengths).
@@ -217,7 +219,52 @@ def time_recipes(args, cls, ctx):
             fill.append(w.mean() / w.max())
         rows.append([f"input pipeline (recipe {r}: {cfg.input_pipeline})", f"batch {args.batch_size}", "", "",
                      f"{100 * float(np.mean(fill)):.0f}% of padded reference steps valid (50 batches)"])
+    rows += step_profile(args, runs[names[0]], batches[args.skip], times[names[0]][0])
     return rows
+
+
+def step_profile(args, run, batch, step_s):
+    """Rows: aten calls of one training step, its matmul FLOPs and the achieved fraction of
+    this machine's matmul roofline (a 2048 x 2048 float32 matmul's GFLOP/s, best of 5).
+
+    The FLOPs are counted by ``torch.utils.flop_counter`` (matmuls and convolutions, forward
+    and backward) with oneDNN off for the counting pass only, so that the LSTMs decompose into
+    counted matmuls; the achieved rate is those FLOPs over the timed step of that same batch
+    (``step_s``: the first timed step, one sample of a noisy clock on a shared machine).
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg, model, base, opt = run
+
+    def fwd_bwd():
+        opt.zero_grad()
+        loss, _ = base.loss(model, batch)
+        loss.backward()
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fwd_bwd()
+    calls = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+    counter = FlopCounterMode(display=False)
+    with torch.backends.mkldnn.flags(enabled=False), counter:
+        fwd_bwd()
+    opt.zero_grad()
+    flops = counter.get_total_flops()
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    peak = 2 * 2048 ** 3 / best / 1e9
+    got = flops / step_s / 1e9
+    shape = f"query {batch.query.shape[1]}, ref {batch.ref.shape[1]}" if hasattr(batch, "ref") else ""
+    return [["aten calls (one step, forward + backward)", f"batch {args.batch_size}, {shape}", f"{calls:,} calls",
+             "", "torch.profiler, all nesting levels"],
+            ["matmul roofline (one step)", f"{flops / 1e9:.1f} GFLOP", f"{got:.1f} GFLOP/s", f"step {step_s:.2f} s",
+             f"{100 * got / peak:.0f}% of a 2048x2048 matmul's {peak:.1f} GFLOP/s (same threads)"]]
 
 
 def _print_rows(args, kept, rows):

@@ -5,6 +5,12 @@ budget of the same dataset go to their own board (``activitynet-paper``: the pap
 and steps) so that every table compares runs made alike. A single file
 ``results/<board>/<baseline>.json`` (the layout before seeds) still reads, as one seed.
 
+A *recipe* other than the baseline's default (``config.recipe``, e.g. cgbm's ``original``)
+is part of a row's identity: its records go to ``results/<board>/<baseline>@<recipe>/`` and
+its row is ``<baseline> (<recipe> recipe)`` (:func:`record_recipe`, :func:`row_name`), in
+the same tables as the default recipe's row, right after it, compared with the same full
+model. A record without ``config.recipe``, or with the default one, is the baseline's row.
+
 ``publish_result`` copies a run's ``result.json`` into the leaderboard folder (refusing to
 overwrite without ``force``) and, when the run folder is at hand, adds the per-pair scores
 of the headline metric (``per_pair``, compact: one digit per test pair) that the paired
@@ -64,7 +70,8 @@ __all__ = ["check_board", "check_name", "validate_record", "features_name", "gro
            "publish_result", "publish_run",
            "publish_predictions", "prepare_publication", "prepare_predictions", "update_leaderboard",
            "render_leaderboard", "write_leaderboard", "metric_value", "load_results", "pair_scores", "board_stats",
-           "parse_seeds", "run_seeds", "record_path", "REFERENCE_ROWS", "N_BOOTSTRAP"]
+           "parse_seeds", "run_seeds", "record_path", "record_recipe", "row_name", "record_folder",
+           "REFERENCE_ROWS", "N_BOOTSTRAP"]
 
 #: the full model of each task: every row of a table is compared with it
 REFERENCE_ROWS = {"temporal": "cgbm", "spatiotemporal": "stvr-warp"}
@@ -126,6 +133,71 @@ def check_board(board: Any, *, file: Union[str, Path, None] = None) -> str:
     return check_name(board, "board", file=file)
 
 
+#: joins a baseline and a non-default recipe in a folder name (``cgbm@original``); no baseline or
+#: recipe name may hold it
+RECIPE_SEP = "@"
+
+
+def _declared_recipes(baseline: str) -> Optional[Tuple[Tuple[str, ...], Optional[str]]]:
+    """(recipe names, default recipe) that registered ``baseline`` declares (``((), None)``
+    when it declares none); None when ``baseline`` is not registered here."""
+    from dataclasses import MISSING, fields
+
+    from .registry import get_baseline
+
+    try:
+        cls = get_baseline(baseline)
+    except ConfigError:
+        return None
+    names = tuple(sorted(getattr(cls, "recipes", None) or {}))
+    conf = getattr(cls, "Config", None)
+    default = None
+    if names and conf is not None:
+        default = next((f.default for f in fields(conf) if f.name == "recipe" and f.default is not MISSING), None)
+    return names, default
+
+
+def recipe_identity(baseline: str, recipe: Any, *, file: Union[str, Path, None] = None,
+                    item: str = "field 'config.recipe'") -> Optional[str]:
+    """``recipe`` as part of a row's identity: None for no recipe or the baseline's default
+    recipe, else the recipe's name; a ManifestError naming ``file`` for a recipe that is not a
+    plain name, or that registered ``baseline`` does not declare. Of a baseline that is not
+    registered here, any recipe is kept (its default is unknown)."""
+    if recipe is None:
+        return None
+    check_name(recipe, "config.recipe", file=file, item=item)
+    if RECIPE_SEP in recipe:
+        raise ManifestError(f"expected a recipe name without {RECIPE_SEP!r}, found {found(recipe)}",
+                            file=file, item=item)
+    declared = _declared_recipes(baseline)
+    if declared is None:
+        return recipe
+    names, default = declared
+    if recipe not in names:
+        expected = (f"one of the recipes baseline {baseline!r} declares ({', '.join(names)})" if names
+                    else f"no recipe (baseline {baseline!r} declares none)")
+        raise ManifestError(f"expected {expected}, found {found(recipe)}", file=file, item=item)
+    return None if recipe == default else recipe
+
+
+def record_recipe(rec: Dict[str, Any], file: Union[str, Path, None] = None) -> Optional[str]:
+    """The recipe of a record that makes it a row of its own (:func:`recipe_identity` of its
+    ``config.recipe``): None for the baseline's default recipe or a record without one."""
+    return recipe_identity(rec["baseline"], (rec.get("config") or {}).get("recipe"), file=file)
+
+
+def row_name(rec: Dict[str, Any]) -> str:
+    """The row of a record: ``cgbm``, or ``cgbm (original recipe)`` for a non-default recipe."""
+    recipe = rec["_recipe"] if "_recipe" in rec else record_recipe(rec)
+    return rec["baseline"] if recipe is None else f"{rec['baseline']} ({recipe} recipe)"
+
+
+def record_folder(baseline: str, recipe: Optional[str] = None) -> str:
+    """The folder of a row's records under its board: ``cgbm`` or ``cgbm@original`` (``recipe``
+    already reduced by :func:`recipe_identity`)."""
+    return baseline if recipe is None else f"{baseline}{RECIPE_SEP}{recipe}"
+
+
 def _frac(value: Any, item: str, file) -> float:
     return finite(value, file=file, item=item, min=0.0, max=1.0, what="a fraction", error=ManifestError)
 
@@ -145,7 +217,8 @@ def validate_record(rec: Any, file: Union[str, Path, None] = None) -> Dict[str, 
     ``board`` and ``dataset`` (names), the task's table columns and ``ci95`` in
     ``metrics`` (finite fractions), ``parameters`` and ``wall_time_s`` (numbers >= 0),
     ``hardware``, ``config`` and ``source`` (objects), ``features`` (an object or a text),
-    ``examples`` (objects with a ``pair_id``), ``per_pair``, ``proposals`` and
+    ``config.recipe`` (a recipe the baseline declares, when it is registered:
+:func:`recipe_identity`), ``examples`` (objects with a ``pair_id``), ``per_pair``, ``proposals`` and
     ``metrics.clip_scoring`` (one of
     :data:`~relocbench.metrics.spatiotemporal.CLIP_SCORINGS`). Other keys are kept as they are.
     """
@@ -153,6 +226,9 @@ def validate_record(rec: Any, file: Union[str, Path, None] = None) -> Dict[str, 
     mapping(rec, file=file, item="record", what="a result record (a JSON object)",
             required=("baseline", "task", "metrics"), error=E)
     check_name(rec["baseline"], "baseline", file=file)
+    if RECIPE_SEP in rec["baseline"]:
+        raise ManifestError(f"expected a baseline name without {RECIPE_SEP!r} (it joins a baseline and a recipe in "
+                            f"a folder name), found {found(rec['baseline'])}", file=file, item="field 'baseline'")
     one_of(rec["task"], KNOWN_TASKS, file=file, item="field 'task'", error=E)
     if rec.get("seed") is not None:
         integer(rec["seed"], file=file, item="field 'seed'", min=0, max=_MAX_SEED, error=E)
@@ -213,6 +289,7 @@ def validate_record(rec: Any, file: Union[str, Path, None] = None) -> Dict[str, 
     steps = (rec.get("config") or {}).get("steps")
     if steps is not None:
         integer(steps, file=file, item="field 'config.steps'", min=0, error=E)
+    record_recipe(rec, file)
     feats = rec.get("features")
     if feats is not None and not isinstance(feats, (dict, str)):
         raise fail("an object or a text describing the features", feats, file=file, item="field 'features'",
@@ -690,14 +767,17 @@ def _decode_pairs(rec: Dict[str, Any]) -> Optional[np.ndarray]:
 # ----------------------------------------------------------------------------- publishing
 
 
-def record_path(directory: Union[str, Path], board: str, baseline: str, seed: int) -> Path:
-    """``<directory>/results/<board>/<baseline>/seed-<seed>.json``, every name checked to be one
-    path component (:func:`check_name`), and the path checked to stay under ``results``."""
+def record_path(directory: Union[str, Path], board: str, baseline: str, seed: int,
+                recipe: Optional[str] = None) -> Path:
+    """``<directory>/results/<board>/<baseline>/seed-<seed>.json`` (``<baseline>@<recipe>`` for a
+    recipe other than the baseline's default, :func:`recipe_identity`), every name checked to
+    be one path component (:func:`check_name`), and the path checked to stay under ``results``."""
     check_board(board)
     check_name(baseline, "baseline")
+    folder = check_name(record_folder(baseline, recipe_identity(baseline, recipe)), "baseline")
     seed = integer(seed, item="field 'seed'", min=0, max=_MAX_SEED, error=ManifestError)
     root = Path(directory) / "results"
-    path = root / board / baseline / f"seed-{seed}.json"
+    path = root / board / folder / f"seed-{seed}.json"
     if not os.path.realpath(path).startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
         raise ManifestError(f"resolves to {os.path.realpath(path)}, outside the leaderboard's results folder "
                             f"{os.path.realpath(root)} (a link?)", file=path)
@@ -732,11 +812,12 @@ def prepare_publication(result: Dict[str, Any], directory: Union[str, Path], *, 
         raise ConfigError(f"{result['baseline']!r} was scored on a subset of the pairs (--score-subset): a subset "
                           "score is not a benchmark number and is never published to a board", file=src)
     seed = int(result.get("seed") or 0)
-    path = record_path(directory, board, result["baseline"], seed)
+    recipe = record_recipe(result, src)
+    path = record_path(directory, board, result["baseline"], seed, recipe)
     check_output(path, force)
     legacy = Path(directory) / "results" / board / f"{result['baseline']}.json"
     replaced = None
-    if legacy.is_file():
+    if recipe is None and legacy.is_file():   # the single-file layout never held another recipe
         old = validate_record(read_json(legacy, "leaderboard result", ManifestError), legacy)
         if int(old.get("seed") or 0) == seed:
             if not force:
@@ -762,6 +843,25 @@ def prepare_publication(result: Dict[str, Any], directory: Union[str, Path], *, 
     return Publication(path, rec, replaced, src)
 
 
+def _check_board_task(pub: Publication, directory: Union[str, Path]) -> None:
+    """Refuse ``pub`` when the board's existing records are of another task (one task per board,
+    as :func:`load_results` requires), before anything is written; the first other record decides."""
+    directory = Path(directory)
+    board_dir = directory / "results" / pub.record["board"]
+    if not board_dir.is_dir():
+        return
+    for f in sorted(board_dir.glob("*.json")) + sorted(board_dir.glob("*/seed-*.json")):
+        if f in (pub.path, pub.legacy):
+            continue
+        rec = read_json(f, "leaderboard result", ManifestError)
+        task = rec.get("task") if isinstance(rec, dict) else None
+        if task != pub.record["task"]:
+            raise ManifestError(f"record of task {pub.record['task']!r} for board {pub.record['board']!r}, whose "
+                                f"records are {task!r} ({f.relative_to(directory).as_posix()}); expected one task "
+                                "per board (publish it with another --board)", file=pub.source or pub.path)
+        return
+
+
 def publish_result(result: Dict[str, Any], directory: Union[str, Path], *, force: bool = False,
                    board: Union[str, None] = None, run_dir: Union[str, Path, None] = None,
                    manifest: Union[str, Path, None] = None) -> Path:
@@ -773,6 +873,7 @@ def publish_result(result: Dict[str, Any], directory: Union[str, Path], *, force
     unless every check passes (:func:`prepare_publication`).
     """
     pub = prepare_publication(result, directory, force=force, board=board, run_dir=run_dir, manifest=manifest)
+    _check_board_task(pub, directory)
     _Writes().commit([pub], force=force)
     return pub.path
 
@@ -860,6 +961,7 @@ def publish_predictions(predictions: Union[str, Path], directory: Union[str, Pat
     """
     pub = prepare_predictions(predictions, directory, name=name, board=board, manifest=manifest, split=split,
                               seed=seed, features_name=features_name, force=force)
+    _check_board_task(pub, directory)
     _Writes().commit([pub], force=force)
     return pub.path
 
@@ -1040,7 +1142,8 @@ def run_seeds(name: str, seeds: Union[str, Sequence[int]], *, out: Union[str, Pa
     root = Path(out) if out is not None else Path("runs") / Path(str(dataset)).name / name
     if leaderboard_dir is not None:   # every record can be written: checked before the first run
         for k in seeds:
-            check_output(record_path(leaderboard_dir, board or Path(str(dataset)).name, name, k), force)
+            check_output(record_path(leaderboard_dir, board or Path(str(dataset)).name, name, k,
+                                     overrides.get("recipe")), force)
     done = []
     for k in seeds:
         res = run_baseline(name, out=root / f"seed-{k}", overrides={**overrides, "seed": k}, force=force,
@@ -1102,31 +1205,40 @@ def load_results(directory: Union[str, Path],
                                     f"{first_task[0]!r} ({first_task[1]}); expected one task per board (publish it "
                                     "with another --board)", file=f)
             m = _SEED_FILE.match(f.name)
-            if m and f.parent.name != rec["baseline"]:
-                raise ManifestError(f"record of baseline {rec['baseline']!r} in the folder of {f.parent.name!r}", file=f)
-            if not m and f.stem != rec["baseline"]:
-                raise ManifestError(f"record of baseline {rec['baseline']!r} in the file of {f.stem!r}", file=f)
+            recipe = record_recipe(rec, f)
+            folder = record_folder(rec["baseline"], recipe)
+            what = f"baseline {rec['baseline']!r}" + ("" if recipe is None else f", recipe {recipe!r},")
+            if m and f.parent.name != folder:
+                raise ManifestError(f"record of {what} in the folder of {f.parent.name!r} (expected the folder "
+                                    f"{folder!r})", file=f)
+            if not m and f.stem != folder:
+                raise ManifestError(f"record of {what} in the file of {f.stem!r} (expected {folder + '.json'!r})",
+                                    file=f)
             if m and int(m.group(1)) != int(rec.get("seed") or 0):
                 raise ManifestError(f"record of seed {rec.get('seed')} in a file named for seed {m.group(1)}", file=f)
             if rec.get("board") is not None and rec["board"] != board:
                 raise ManifestError(f"record of board {rec['board']!r} in the folder of board {board!r}", file=f)
-            key = (rec["baseline"], int(rec.get("seed") or 0))
+            row = rec["baseline"] if recipe is None else f"{rec['baseline']} ({recipe} recipe)"
+            key = (row, int(rec.get("seed") or 0))
             if key in seen:
                 raise ManifestError(f"seed {key[1]} of {key[0]!r} is also in {seen[key]}", file=f)
             seen[key] = f.relative_to(directory).as_posix()
-            recs.append({**rec, "_file": seen[key]})
+            recs.append({**rec, "_file": seen[key], "_recipe": recipe})
         if recs:
-            # in the order of the single-file names (<baseline>.json), then by seed
-            recs.sort(key=lambda r: (r["baseline"] + ".json", int(r.get("seed") or 0)))
+            # in the order of the single-file names (<baseline>.json), each baseline's default recipe
+            # first, then its other recipes by name, then by seed
+            recs.sort(key=lambda r: (r["baseline"] + ".json", r["_recipe"] is not None, r["_recipe"] or "",
+                                     int(r.get("seed") or 0)))
             out[board] = recs
     return out
 
 
 def group_runs(recs: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
-    """``{baseline: [records by seed]}`` in the order of ``recs``."""
+    """``{row name: [records by seed]}`` in the order of ``recs`` (:func:`row_name`: a baseline, or
+    a baseline and a non-default recipe)."""
     out: Dict[str, List[Dict[str, Any]]] = {}
     for r in recs:
-        out.setdefault(r["baseline"], []).append(r)
+        out.setdefault(row_name(r), []).append(r)
     return out
 
 
@@ -1275,8 +1387,8 @@ def _examples_plot(recs) -> bytes:
 
     firsts = [runs[0] for runs in group_runs(recs).values() if runs[0].get("examples")]
     examples = firsts[0]["examples"]
-    names = [r["baseline"] for r in firsts]
-    by_name = {r["baseline"]: {e["pair_id"]: e for e in r["examples"]} for r in firsts}
+    names = [row_name(r) for r in firsts]
+    by_name = {row_name(r): {e["pair_id"]: e for e in r["examples"]} for r in firsts}
     n = len(examples)
     fig, axes = plt.subplots(n, 1, figsize=(7, 0.45 * (len(names) + 1) * n + 0.6), squeeze=False)
     for ax, ex in zip(axes[:, 0], examples):
@@ -1304,14 +1416,23 @@ def _examples_plot(recs) -> bytes:
 
 
 def board_tables(task, recs: List[Dict[str, Any]]) -> List[Tuple[str, List[str], Optional[str]]]:
-    """(title, baseline names in row order, reference row) of every table of a board."""
+    """(title, row names in row order, reference row) of every table of a board.
+
+    A baseline's rows of non-default recipes follow its own row (in the order of ``recs``),
+    in the same table and with the same reference row."""
     by_name = group_runs(recs)
+    variants: Dict[str, List[str]] = {}   # baseline -> its rows of non-default recipes
+    for r in recs:
+        nm = row_name(r)
+        if nm != r["baseline"] and nm not in variants.setdefault(r["baseline"], []):
+            variants[r["baseline"]].append(nm)
     out, listed = [], []
     ref = REFERENCE_ROWS.get(task.name)
     for title, names in task.tables:
-        if any(n in by_name for n in names):
-            out.append((title, list(names), ref if ref in names else None))
-            listed += names
+        if any(n in by_name or variants.get(n) for n in names):
+            rows = [x for n in names for x in [n] + variants.get(n, [])]
+            out.append((title, rows, ref if ref in names else None))
+            listed += rows
     others = [n for n in by_name if n not in listed]
     if others:
         out.append(("Other baselines", others, ref if ref in by_name else None))
@@ -1395,10 +1516,11 @@ def run_summary(r: Dict[str, Any]) -> str:
     outside predictions file came from."""
     src = r.get("source") or {}
     if src.get("kind") == "predictions file":
-        return (f"`{r['baseline']}` seed {r.get('seed')}, predictions file `{src.get('file')}` (sha256 "
+        return (f"`{row_name(r)}` seed {r.get('seed')}, predictions file `{src.get('file')}` (sha256 "
                 f"{str(src.get('sha256'))[:12]}...) scored by relocbench")
     wall = r.get("wall_time_s")
-    return (f"`{r['baseline']}` seed {r.get('seed')}, {(r.get('config') or {}).get('steps', 0)} steps, "
+    batch = "" if row_name(r) == r["baseline"] else f" at batch {(r.get('config') or {}).get('batch_size', '?')}"
+    return (f"`{row_name(r)}` seed {r.get('seed')}, {(r.get('config') or {}).get('steps', 0)} steps{batch}, "
             + ("–" if wall is None else f"{wall:.0f}") + f" s on {(r.get('hardware') or {}).get('device', '?')}")
 
 

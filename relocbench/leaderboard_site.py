@@ -5,11 +5,13 @@ fonts): ``index.html`` with one section per board (its features named on a visib
 one set of tables per features, sortable by clicking a header, mean ± std over seeds, the
 pooled 95% interval, the paired comparison with the table's full model; the papers' rows in
 tables of their own, labelled ``paper, C3D``), one page per result
-(``<board>/<baseline>.html``, or ``<board>/<baseline>.<features>.html`` on a board with
-several features; names are slugs, distinct for distinct names, and a clash is refused,
-never overwritten: the features line, per-seed runs, breakdowns, the threshold curve as SVG, the
-qualitative examples, the exact config of each seed, manifest sha256 and the command that
-reproduces it), ``submit.html`` and two assets (``style.css``, ``sort.js``).
+(per row: a baseline, or a baseline and a recipe other than its default,
+:func:`relocbench.leaderboard.row_name`; ``<board>/<baseline>.html``, or
+``<board>/<baseline>.<features>.html`` on a board with several features; names are slugs,
+distinct for distinct names, and a clash is refused, never overwritten: the features line,
+per-seed runs, breakdowns, the threshold curve as SVG, the qualitative examples, the exact
+config of each seed, manifest sha256 and the command that reproduces it), ``submit.html``
+and two assets (``style.css``, ``sort.js``).
 
 The numbers come from :func:`relocbench.leaderboard.board_stats`, as in the README.
 Regenerating from unchanged results gives byte-identical files: records are read in sorted
@@ -30,7 +32,7 @@ from .errors import ManifestError
 from .io import atomic_dir, dumps_json
 from .leaderboard import (HEADLINE_COLUMN, board_stats, board_tables, claim, feature_groups, features_summary,
                           fmt_ci, fmt_comparison, fmt_count, fmt_mean_std, group_runs, load_results, paper_label,
-                          slug)
+                          record_folder, slug)
 
 __all__ = ["build_site", "render_site", "write_site"]
 
@@ -323,8 +325,10 @@ def _reproduce(rec: Dict[str, Any], board: str, config_name: str) -> str:
         if isinstance(feats, dict) and feats.get("kind") == "declared":
             cmd += f" --features-name {json.dumps(feats.get('name'))}"
         return cmd
+    recipe = rec.get("_recipe")   # a non-default recipe: also in the config file, named for the reader
     cmd = (f"relocbench run-baseline {name} --dataset {dataset} --config {config_name} --seed {seed} --threads 1 "
-           f"--out runs/{board}/{name}/seed-{seed} --leaderboard leaderboard")
+           + ("" if recipe is None else f"--recipe {recipe} ")
+           + f"--out runs/{board}/{record_folder(name, recipe)}/seed-{seed} --leaderboard leaderboard")
     if board != dataset:
         cmd += f" --board {board}"
     feats = rec.get("features")

@@ -436,3 +436,36 @@ def test_records_of_two_tasks_on_one_board_are_one_line_error(tmp_path):
         load_results(lb)
     one_line_error(CliRunner().invoke(cli, ["leaderboard", "--dir", str(lb)]), "expected one task per board")
     assert not (lb / "README.md").exists()
+
+
+def test_publishing_a_record_of_another_task_is_refused_before_writing(tmp_path, monkeypatch):
+    """``publish_result`` (and so ``run-baseline --seeds --leaderboard``) reads the board's records first."""
+    from types import SimpleNamespace
+
+    import relocbench.engine
+    from relocbench.leaderboard import run_seeds
+    from relocbench.tasks import get_task
+
+    lb = tmp_path / "lb"
+    write(lb, temporal_record("a", 0, [1, 2, 3]))
+    st = {"baseline": "b", "task": "spatiotemporal", "board": "tiny", "dataset": "tiny", "seed": 0,
+          "metrics": {"frame_map": {t: 0.5 for (_, t), _ in get_task("spatiotemporal").columns}}}
+    before = tree(lb)
+    msg = (r"record of task 'spatiotemporal' for board 'tiny', whose records are 'temporal' "
+           r"\(results/tiny/a/seed-0\.json\); expected one task per board")
+    with pytest.raises(ManifestError, match=msg) as exc:
+        publish_result(st, lb)
+    assert "\n" not in str(exc.value) and tree(lb) == before
+    # the same record on its own board, or a temporal record on this one, is written
+    assert publish_result(st, lb, board="tiny-st").is_file()
+    assert publish_result(temporal_record("c", 0, [0, 1, 2]), lb).is_file()
+
+    def fake_run(name, *, out, overrides, force, **kw):
+        return SimpleNamespace(result={**st, "baseline": name, "seed": overrides["seed"]}, run_dir=None,
+                               metrics=st["metrics"])
+
+    monkeypatch.setattr(relocbench.engine, "run_baseline", fake_run)
+    before = tree(lb)
+    with pytest.raises(ManifestError, match=msg):
+        run_seeds("d", [0], out=tmp_path / "runs", leaderboard_dir=lb, board="tiny")
+    assert tree(lb) == before

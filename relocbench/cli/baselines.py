@@ -54,7 +54,8 @@ def print_coverage(cov) -> None:
         print_report(cov["skipped"])
 
 
-def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: int, force: bool) -> None:
+def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: int, force: bool,
+                   recipe=None) -> None:
     """Before the run: the leaderboard record it will write can be written (and does not
     exist without --force)."""
     from .. import leaderboard as lb
@@ -63,7 +64,7 @@ def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: 
     target_board = lb.check_board(board or Path(str(dataset)).name)
     check_writable(leaderboard_dir / "results" / target_board)
     record_path = getattr(lb, "record_path", None)  # the per-seed layout of the leaderboard
-    path = (record_path(leaderboard_dir, target_board, name, seed) if record_path is not None
+    path = (record_path(leaderboard_dir, target_board, name, seed, recipe) if record_path is not None
             else leaderboard_dir / "results" / target_board / f"{name}.json")
     check_output(path, force)
 
@@ -157,7 +158,7 @@ def run_baseline(name, dataset, features, feature_preset, feature_card, frames, 
                           "benchmark number and is never published; drop --leaderboard or --score-subset")
     if leaderboard_dir is not None and seeds is None:
         _, cfg = resolve_config(name, config_file=config_file, overrides=overrides)
-        _check_publish(leaderboard_dir, board, name, dataset, cfg.seed, force)
+        _check_publish(leaderboard_dir, board, name, dataset, cfg.seed, force, getattr(cfg, "recipe", None))
     if frames is not None:
         if features != "synthetic":
             raise ConfigError("give the frames folder once: --frames or --features, not both")
