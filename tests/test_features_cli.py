@@ -80,18 +80,24 @@ def test_frame_dp_on_every_layout_with_a_card(small_manifest, tmp_path, layout):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["features"] == f
 
 
+def _cgbm_two_steps(manifest, tmp_path, feats):
+    """A 2-step cgbm run of a tiny config on ``feats``; returns its run folder."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"hidden: 8\nrank: 2\nfeature_dim: {DIM}\neval_every: 2\neval_batch_size: 16\n")
+    run = tmp_path / "run"
+    res = _run(["run-baseline", "cgbm", "--dataset", str(manifest), "--features", str(feats), "--steps", "2",
+                "--batch-size", "4", "--config", str(cfg), "--threads", "1", "--device", "cpu", "--quiet",
+                "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    return run
+
+
 @pytest.mark.parametrize("layout", ["npz", "pt", "csv", "hdf5"])
 def test_cgbm_two_steps_on_every_other_layout_with_a_card(small_manifest, tmp_path, layout):
     """The trainable path on each layout (npy: the test below): the rows reach the model on the
     manifest's grid, the run records the card, and the run's own predictions are scored."""
     feats = _write_layout(tmp_path, layout, _videos(small_manifest))
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"hidden: 8\nrank: 2\nfeature_dim: {DIM}\neval_every: 2\neval_batch_size: 16\n")
-    run = tmp_path / "run"
-    res = _run(["run-baseline", "cgbm", "--dataset", str(small_manifest), "--features", str(feats), "--steps", "2",
-                "--batch-size", "4", "--config", str(cfg), "--threads", "1", "--device", "cpu", "--quiet",
-                "--out", str(run)])
-    assert res.exit_code == 0, res.output
+    run = _cgbm_two_steps(small_manifest, tmp_path, feats)
     result = json.loads((run / "result.json").read_text())
     assert result["features"]["name"] == f"mine-{layout}"
     assert result["features"]["card"]["time_axis"]["stride_frames"] == 16
@@ -103,13 +109,7 @@ def test_cgbm_two_steps_on_every_other_layout_with_a_card(small_manifest, tmp_pa
 
 def test_cgbm_two_steps_on_a_card_folder_and_predict_keeps_the_card(small_manifest, tmp_path):
     feats = _write_layout(tmp_path, "npy", _videos(small_manifest))
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(f"hidden: 8\nrank: 2\nfeature_dim: {DIM}\neval_every: 2\neval_batch_size: 16\n")
-    run = tmp_path / "run"
-    res = _run(["run-baseline", "cgbm", "--dataset", str(small_manifest), "--features", str(feats), "--steps", "2",
-                "--batch-size", "4", "--config", str(cfg), "--threads", "1", "--device", "cpu", "--quiet",
-                "--out", str(run)])
-    assert res.exit_code == 0, res.output
+    run = _cgbm_two_steps(small_manifest, tmp_path, feats)
     assert json.loads((run / "result.json").read_text())["features"]["name"] == "mine-npy"
     # the run's own features, reopened with its recorded card
     res = _run(["predict", str(run), "--split", "val", "--manifest", str(small_manifest), "--device", "cpu"])
