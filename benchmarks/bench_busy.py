@@ -15,7 +15,9 @@ ActivityNet manifest with synthetic features, batch 32; ``stvr-convlstm`` on
 * ``ACTIVE``: ``OMP_WAIT_POLICY=ACTIVE`` in the child's environment (spin until work comes);
 * ``default``: libgomp's own default when the variable is unset, reproduced with
   ``GOMP_SPINCOUNT=300000`` (which relocbench leaves alone) -- what relocbench did before;
-* ``relocbench``: neither set; ``import relocbench`` sets ``PASSIVE``.
+* ``relocbench``: neither set; ``import relocbench`` sets ``PASSIVE``;
+* ``spin30k``, ``spin3k``: libgomp's spin-then-sleep with ``GOMP_SPINCOUNT`` 30000 / 3000
+  (shorter spins; measured on 2026-12-07 they did not hold the speed beside a busy core).
 
 After ``--warmup`` untimed steps the process runs ``2 * --rounds`` blocks of ``--steps``
 steps, alternately alone and beside a burner (one process spinning on one core, started
@@ -43,7 +45,9 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-MODES = {"ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"}, "default": {"GOMP_SPINCOUNT": "300000"}, "relocbench": {}}
+MODES = {"ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"}, "default": {"GOMP_SPINCOUNT": "300000"}, "relocbench": {},
+         # libgomp's spin-then-sleep with shorter spins (what relocbench could set instead of PASSIVE)
+         "spin30k": {"GOMP_SPINCOUNT": "30000"}, "spin3k": {"GOMP_SPINCOUNT": "3000"}}
 CLEARED = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 CHILD = r"""
@@ -219,7 +223,8 @@ def main(argv=None) -> None:
                 b = statistics.median(r["median"] for r in busy) if busy else float("inf")
                 la = max((r["load"] for r in alone), default=float("nan"))
                 lb = max((r["load"] for r in busy), default=float("nan"))
-                policy = res["info"][0]["policy"] or f"unset ({'GOMP_SPINCOUNT=300000' if mode == 'default' else '-'})"
+                spin = MODES[mode].get("GOMP_SPINCOUNT")
+                policy = res["info"][0]["policy"] or f"unset ({'GOMP_SPINCOUNT=' + spin if spin else '-'})"
                 ratio = f"{b / a:.2f}x" if a != float("inf") and b != float("inf") else "-"
                 la, lb = (f"{x:.2f}" if x == x else "-" for x in (la, lb))
                 print(f"{case}  {t}  {mode} [{policy}]  {_fmt(a, args.limit, args.steps)}  {la}  "
