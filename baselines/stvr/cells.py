@@ -108,6 +108,25 @@ def _odd_kernel(value, name: str, owner: str) -> int:
 
 
 # --------------------------------------------------------------------------- aligners
+def _check_cell_input(owner: str, x: torch.Tensor, in_channels: int, state, state_channels: int,
+                      names: Sequence[str] = ("h", "c")) -> None:
+    """One check of a recurrent cell's input ``(batch, in_channels, height, width)`` and of its
+    state's two tensors (``state_channels`` channels on the input's grid), named ``names``."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ConfigError(
+            f"The input of {owner} must be a (batch, {in_channels}, height, width) "
+            f"tensor. Got {tuple(x.shape)} instead."
+        )
+    if state is not None:
+        want = (x.shape[0], state_channels, *x.shape[2:])
+        first, second = (getattr(state, n) for n in names)
+        if tuple(first.shape) != want or tuple(second.shape) != want:
+            raise ConfigError(
+                f"The state of {owner} must hold {names[0]} and {names[1]} of shape {want}. Got "
+                f"{tuple(first.shape)} and {tuple(second.shape)} instead."
+            )
+
+
 class StateAligner(nn.Module):
     """Injected part of :class:`ConvLSTM`: maps ``(x_t, h_{t-1}, c_{t-1})`` to an Alignment.
 
@@ -408,19 +427,7 @@ class ConvLSTM(nn.Module):
         return LSTMState(zeros, zeros)
 
     def _check(self, x: torch.Tensor, state: Optional[LSTMState]) -> None:
-        owner = type(self).__name__
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"The input of {owner} must be a (batch, {self.in_channels}, height, width) "
-                f"tensor. Got {tuple(x.shape)} instead."
-            )
-        if state is not None:
-            want = (x.shape[0], self.hidden_channels, *x.shape[2:])
-            if tuple(state.h.shape) != want or tuple(state.c.shape) != want:
-                raise ConfigError(
-                    f"The state of {owner} must hold h and c of shape {want}. Got "
-                    f"{tuple(state.h.shape)} and {tuple(state.c.shape)} instead."
-                )
+        _check_cell_input(type(self).__name__, x, self.in_channels, state, self.hidden_channels)
 
     def align(self, x: torch.Tensor, state: LSTMState, *,
               flow: Optional[torch.Tensor] = None) -> Alignment:
@@ -599,18 +606,7 @@ class OriginalConvLSTM(nn.Module):
     def _check(self, x: torch.Tensor, state: Optional[OriginalLSTMState],
                flow: Optional[torch.Tensor]) -> None:
         owner = type(self).__name__
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ConfigError(
-                f"The input of {owner} must be a (batch, {self.in_channels}, height, width) "
-                f"tensor. Got {tuple(x.shape)} instead."
-            )
-        if state is not None:
-            want = tuple(x.shape)
-            if tuple(state.c.shape) != want or tuple(state.h.shape) != want:
-                raise ConfigError(
-                    f"The state of {owner} must hold c and h of shape {want}. Got "
-                    f"{tuple(state.c.shape)} and {tuple(state.h.shape)} instead."
-                )
+        _check_cell_input(owner, x, self.in_channels, state, self.in_channels, names=("c", "h"))
         if flow is not None:
             raise ConfigError(f"The 'flow' argument of {owner}.forward must be None (the cell "
                               f"takes no optical flow). Got a {type(flow).__name__} instead.")
