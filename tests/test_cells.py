@@ -18,6 +18,7 @@ from relocbench_baselines.stvr.cells import (
     list_cells,
     register_cell,
     run_sequence,
+    sample_links,
     sequence_flows,
 )
 from relocbench.errors import ConfigError
@@ -253,6 +254,19 @@ def test_flow_lstm_with_zero_flow_equals_convlstm_and_follows_a_shift():
     both = FlowLSTM(in_channels=C_IN, hidden_channels=HID, warp_cell=True)
     aligned = both.align(x[:, 0], state, flow=shift)
     torch.testing.assert_close(aligned.cell, dense_image_warp(state.c, shift))
+
+
+def test_sample_links_by_hand():
+    # one 1x4 map [1, 2, 3, 4], three links: identity, one column right, half a column left;
+    # warped(p) = state(p - flow), zero outside the map, bilinear between columns
+    state = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64).reshape(1, 1, 1, 4)
+    flows = torch.zeros(1, 3, 2, 1, 4, dtype=F64)
+    flows[:, 1, 1] = 1.0
+    flows[:, 2, 1] = -0.5
+    out = sample_links(state, flows)
+    assert out.shape == (1, 3, 1, 1, 4)
+    want = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 1.0, 2.0, 3.0], [1.5, 2.5, 3.5, 2.0]], dtype=F64)
+    torch.testing.assert_close(out[0, :, 0, 0], want, rtol=0, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- warp LSTM details

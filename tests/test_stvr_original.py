@@ -17,10 +17,13 @@ from relocbench.ops import boundary_points, sparse_image_warp
 from relocbench_baselines.stvr.cells import (
     ClipCell,
     OriginalConvLSTM,
+    OriginalFlowLSTM,
     OriginalLSTMState,
+    OriginalTrajLSTM,
     OriginalWarpLSTM,
     create_cell,
     list_cells,
+    register_cell,
     run_sequence,
     tf_layer_norm,
     warp_control_points,
@@ -109,9 +112,26 @@ def test_create_cell_original_recipe():
     assert type(create_cell("warp", recipe="original", in_channels=4)) is OriginalWarpLSTM
     assert type(create_cell("none", recipe="original", in_channels=4)) is ClipCell
     assert type(create_cell("warp", in_channels=4, hidden_channels=2)).__name__ == "WarpLSTM"
-    for name in ("flow", "traj"):
-        with pytest.raises(ConfigError, match=rf"The 'original' recipe has no '{name}' cell"):
-            create_cell(name, recipe="original", in_channels=4)
+    flow = create_cell("flow", recipe="original", in_channels=4)
+    traj = create_cell("traj", recipe="original", in_channels=4)
+    assert type(flow) is OriginalFlowLSTM and type(traj) is OriginalTrajLSTM
+    assert flow.needs_flow and not traj.needs_flow and traj.links == 5
+    assert isinstance(flow, OriginalConvLSTM) and isinstance(traj, OriginalConvLSTM)
+    # a cell registered without an original counterpart is refused by the original recipe
+    from relocbench_baselines.stvr import cells as cells_module
+
+    @register_cell("compact-only")
+    class CompactOnly(ClipCell):
+        pass
+
+    try:
+        with pytest.raises(ConfigError, match=r"The 'original' recipe has no 'compact-only' cell \(it has "
+                                              r"\['convlstm', 'flow', 'none', 'traj', 'warp'\]\); use "
+                                              r"recipe='compact'"):
+            create_cell("compact-only", recipe="original", in_channels=4)
+    finally:
+        del cells_module._CELLS["compact-only"]
+    assert "compact-only" not in list_cells()
     with pytest.raises(ConfigError, match=r"The 'recipe' parameter must be one of "
                                           r"\['compact', 'original'\]. Got 'paper' instead."):
         create_cell("warp", recipe="paper", in_channels=4)
@@ -292,6 +312,201 @@ def test_original_cells_refuse_bad_inputs():
     with pytest.raises(ConfigError, match=r"'num_boundary_points' parameter of OriginalWarpLSTM "
                                           r"must be an int >= 0"):
         OriginalWarpLSTM(in_channels=3, num_boundary_points=-1)
+
+
+# --------------------------------------------------------------------------- flow and traj cells
+# The authors' cell with this project's flow / trajectory alignment (no counterpart in the
+# authors' code): the oracles are the authors' ConvLSTM on hand-moved states.
+def _shift(t: torch.Tensor, dy: int, dx: int, *, border: str) -> torch.Tensor:
+    """``out[..., i, j] = t[..., i - dy, j - dx]`` for a shift of one pixel at most, the
+    border row or column replicated (``border="replicate"``) or zero (``"zeros"``)."""
+    out = t
+    for axis, d in ((-2, dy), (-1, dx)):
+        if d == 0:
+            continue
+        n = out.shape[axis]
+        edge = out.narrow(axis, 0, 1) if d > 0 else out.narrow(axis, n - 1, 1)
+        if border == "zeros":
+            edge = torch.zeros_like(edge)
+        rest = out.narrow(axis, 0, n - 1) if d > 0 else out.narrow(axis, 1, n - 1)
+        out = torch.cat((edge, rest) if d > 0 else (rest, edge), axis)
+    return out
+
+
+def _random_state(c: int, size: int, seed: int) -> OriginalLSTMState:
+    g = torch.Generator().manual_seed(seed)
+    return OriginalLSTMState(torch.randn(2, c, size, size, generator=g, dtype=F64),
+                             torch.randn(2, c, size, size, generator=g, dtype=F64))
+
+
+def test_shift_helper_by_hand():
+    t = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert _shift(t, 0, 1, border="replicate").tolist() == [[1, 1, 2], [4, 4, 5]]
+    assert _shift(t, 0, -1, border="zeros").tolist() == [[2, 3, 0], [5, 6, 0]]
+    assert _shift(t, 1, 0, border="zeros").tolist() == [[0, 0, 0], [1, 2, 3]]
+
+
+@pytest.mark.parametrize("name", ["flow", "traj"])
+def test_flow_and_traj_cells_shapes_and_state(name):
+    cell = create_cell(name, recipe="original", in_channels=3, gate_channels=4)
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 4, 3, 8, 8, generator=g)
+    flows = torch.randn(2, 4, 2, 8, 8, generator=g) if name == "flow" else None
+    out = run_sequence(cell, x, flows)
+    assert out.shape == (2, 4, 3, 8, 8) and torch.isfinite(out).all()
+    step, state = cell(x[:, 0])  # the first step needs no flow
+    assert isinstance(state, OriginalLSTMState) and state.h is step
+    assert step.shape == state.c.shape == state.h.shape == (2, 3, 8, 8)
+    kw = {"flow": flows[:, 1]} if name == "flow" else {}
+    step, state = cell(x[:, 1], state, **kw)
+    assert step.shape == state.c.shape == state.h.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(step, out[:, 1])
+
+
+def test_flow_and_traj_cell_parameters():
+    plain = OriginalConvLSTM(in_channels=4, gate_channels=3)
+    flow = OriginalFlowLSTM(in_channels=4, gate_channels=3)
+    assert flow.state_dict().keys() == plain.state_dict().keys()  # the flow adds no parameter
+    traj = OriginalTrajLSTM(in_channels=4, gate_channels=3, links=2, trajectory_channels=5)
+    shapes = {k: tuple(v.shape) for k, v in traj.named_parameters() if not k.startswith("norms.")}
+    # the gates read concat([x, h_1, h_2]): (1 + 2) * 4 channels; the links' flows come from
+    # concat([x, h]) (8 channels) by two 5x5 convolutions
+    assert shapes == {"gate_depthwise.weight": (12, 1, 3, 3), "gate_pointwise.weight": (3, 12, 1, 1),
+                      "gate_pointwise.bias": (3,), "gates.weight": (16, 3, 1, 1), "gates.bias": (16,),
+                      "trajectory.weight": (5, 8, 5, 5), "trajectory.bias": (5,),
+                      "traj_to_flow.weight": (4, 5, 5, 5), "traj_to_flow.bias": (4,)}
+    assert torch.count_nonzero(traj.traj_to_flow.weight) == 0 and torch.count_nonzero(traj.traj_to_flow.bias) == 0
+    limit = math.sqrt(6.0 / (8 * 25 + 5 * 25))  # Xavier-uniform, zero bias
+    w = traj.trajectory.weight
+    assert 0 < w.abs().max() <= limit and torch.count_nonzero(traj.trajectory.bias) == 0
+
+
+def test_zero_flow_equals_the_convlstm():
+    g = torch.Generator().manual_seed(12)
+    flow = OriginalFlowLSTM(in_channels=3, gate_channels=2).double()
+    plain = OriginalConvLSTM(in_channels=3, gate_channels=2).double()
+    plain.load_state_dict(flow.state_dict())
+    x = torch.randn(1, 3, 3, 8, 8, generator=g, dtype=F64)
+    zero = torch.zeros(1, 3, 2, 8, 8, dtype=F64)
+    torch.testing.assert_close(run_sequence(flow, x, zero), run_sequence(plain, x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dy,dx", [(0, 1), (0, -1), (1, 0), (-1, 0)])
+def test_one_pixel_flow_equals_the_convlstm_on_the_shifted_state(dy, dx):
+    # a constant flow (dy, dx) of one pixel moves h and c by one pixel: warped(p) = state(p - flow),
+    # the border replicated; the gates are then the ConvLSTM's on the moved state
+    flow = OriginalFlowLSTM(in_channels=3, gate_channels=2).double()
+    plain = OriginalConvLSTM(in_channels=3, gate_channels=2).double()
+    plain.load_state_dict(flow.state_dict())
+    state = _random_state(3, 6, seed=13)
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(14), dtype=F64)
+    const = torch.tensor([float(dy), float(dx)], dtype=F64).reshape(1, 2, 1, 1).expand(2, 2, 6, 6)
+    moved = OriginalLSTMState(_shift(state.c, dy, dx, border="replicate"),
+                              _shift(state.h, dy, dx, border="replicate"))
+    aligned = flow.align(x, state, flow=const)
+    torch.testing.assert_close(aligned.c, moved.c, rtol=0, atol=1e-12)
+    torch.testing.assert_close(aligned.h, moved.h, rtol=0, atol=1e-12)
+    out, new = flow(x, state, flow=const)
+    want, want_state = plain(x, moved)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(new.c, want_state.c, rtol=0, atol=1e-12)
+    assert not torch.allclose(out, plain(x, state)[0])
+
+
+def _convlstm_of_traj(traj: OriginalTrajLSTM) -> OriginalConvLSTM:
+    """The ConvLSTM that a zero-flow traj cell equals: every link's depthwise kernel set to the
+    first link's, the pointwise weights of the links' copies of h summed."""
+    c, links = traj.in_channels, traj.links
+    with torch.no_grad():
+        dw = traj.gate_depthwise.weight
+        for k in range(1, links):
+            dw[c * (1 + k):c * (2 + k)] = dw[c:2 * c]
+    plain = OriginalConvLSTM(in_channels=c, gate_channels=traj.gate_channels).to(dw.dtype)
+    state = {k: v for k, v in traj.state_dict().items() if k in plain.state_dict()}
+    pw = traj.gate_pointwise.weight
+    state["gate_depthwise.weight"] = dw[:2 * c].clone()
+    state["gate_pointwise.weight"] = torch.cat(
+        (pw[:, :c], sum(pw[:, c * (1 + k):c * (2 + k)] for k in range(links))), 1)
+    plain.load_state_dict(state)
+    return plain
+
+
+def test_traj_cell_at_its_zero_initialisation_equals_the_convlstm_with_summed_links():
+    traj = OriginalTrajLSTM(in_channels=3, gate_channels=2, links=3, trajectory_channels=4).double()
+    plain = _convlstm_of_traj(traj)
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(2, 3, 3, 8, 8, generator=g, dtype=F64)
+    torch.testing.assert_close(run_sequence(traj, x), run_sequence(plain, x), rtol=0, atol=1e-12)
+    state = _random_state(3, 8, seed=16)
+    aligned = traj.align(x[:, 0], state)  # every link the identity: L copies of h, c itself
+    torch.testing.assert_close(aligned.h, state.h.repeat(1, 3, 1, 1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(aligned.c, state.c, rtol=0, atol=1e-12)
+    assert torch.count_nonzero(traj.link_flows(x[:, 0], state.h)) == 0
+
+
+def test_traj_links_sample_h_and_c_and_average_c():
+    # two links with constant one-pixel flows, right and left (the bias of the flow layer,
+    # channels (dy, dx) per link): h's samples are the two shifted copies (zero padding) in link
+    # order, c the mean of its two shifted copies
+    traj = OriginalTrajLSTM(in_channels=2, gate_channels=2, links=2).double()
+    with torch.no_grad():
+        traj.traj_to_flow.bias.copy_(torch.tensor([0.0, 1.0, 0.0, -1.0]))
+    state = _random_state(2, 5, seed=17)
+    x = torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(18), dtype=F64)
+    flows = traj.link_flows(x, state.h)
+    assert flows.shape == (2, 2, 2, 5, 5)
+    assert flows[:, 0, 1].eq(1).all() and flows[:, 1, 1].eq(-1).all() and flows[:, :, 0].eq(0).all()
+    aligned = traj.align(x, state)
+    right = {n: _shift(getattr(state, n), 0, 1, border="zeros") for n in ("c", "h")}
+    left = {n: _shift(getattr(state, n), 0, -1, border="zeros") for n in ("c", "h")}
+    torch.testing.assert_close(aligned.h, torch.cat((right["h"], left["h"]), 1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(aligned.c, (right["c"] + left["c"]) / 2, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["flow", "traj"])
+def test_gradients_of_the_flow_and_traj_cells(name):
+    cell = create_cell(name, recipe="original", in_channels=2, gate_channels=3)
+    g = torch.Generator().manual_seed(19)
+    x = torch.randn(1, 3, 2, 8, 8, generator=g, requires_grad=True)
+    flows = 0.5 * torch.randn(1, 3, 2, 8, 8, generator=g) if name == "flow" else None
+    (run_sequence(cell, x, flows) ** 2).sum().backward()
+    for pname, p in cell.named_parameters():
+        if pname.startswith("trajectory."):  # upstream of the zero-initialised flow layer
+            assert p.grad is None or torch.count_nonzero(p.grad) == 0, pname
+        else:
+            assert p.grad is not None and torch.count_nonzero(p.grad) > 0, pname
+    if name == "traj":  # once the flow layer has moved, the trajectory convolution learns too
+        cell.zero_grad()
+        with torch.no_grad():
+            cell.traj_to_flow.weight.normal_(0, 0.1, generator=g)
+        (run_sequence(cell, x) ** 2).sum().backward()
+        assert torch.count_nonzero(cell.trajectory.weight.grad) > 0
+
+
+def test_flow_and_traj_cells_refuse_bad_inputs():
+    flow = OriginalFlowLSTM(in_channels=3, gate_channels=2)
+    x = torch.zeros(1, 3, 8, 8)
+    _, state = flow(x)
+    with pytest.raises(ConfigError, match=r"The 'flow' argument of OriginalFlowLSTM.forward must be a "
+                                          r"\(batch, 2, height, width\) dense flow for every step after "
+                                          r"the first. Got None instead."):
+        flow(x, state)
+    with pytest.raises(ConfigError, match=r"The 'flows' parameter of run_sequence must be a "
+                                          r"\(1, 2, 2, 8, 8\) tensor for the OriginalFlowLSTM cell"):
+        run_sequence(flow, torch.zeros(1, 2, 3, 8, 8))
+    with pytest.raises(ConfigError, match=r"The 'flow' parameter of dense_image_warp must have shape"):
+        flow(x, state, flow=torch.zeros(1, 2, 4, 4))
+    traj = OriginalTrajLSTM(in_channels=3, gate_channels=2)
+    with pytest.raises(ConfigError, match=r"'flow' argument of OriginalTrajLSTM.forward must be None"):
+        traj(x, None, flow=torch.zeros(1, 2, 8, 8))
+    with pytest.raises(ConfigError, match=r"The state of OriginalTrajLSTM must hold c and h of shape \(1, 3, 8, 8\)"):
+        traj(x, OriginalLSTMState(torch.zeros(1, 3, 8, 8), torch.zeros(1, 15, 8, 8)))
+    with pytest.raises(ConfigError, match=r"The 'links' parameter of OriginalTrajLSTM must be an int "
+                                          r">= 1. Got 0 instead."):
+        OriginalTrajLSTM(in_channels=3, links=0)
+    with pytest.raises(ConfigError, match=r"The 'trajectory_kernel_size' parameter of OriginalTrajLSTM "
+                                          r"must be an odd int"):
+        OriginalTrajLSTM(in_channels=3, trajectory_kernel_size=4)
 
 
 # --------------------------------------------------------------------------- backbone

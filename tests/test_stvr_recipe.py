@@ -312,10 +312,10 @@ def test_recipes_are_declared_and_resolved():
     assert original_milestones(2) == (1,) and original_milestones(90000) == (10000, 20000)
     _, compact = resolve_config("stvr-warp")
     assert compact.recipe == "compact" and compact.backbone == "tiny3d" and compact.lr_milestones == ()
-    for name in ("stvr-flow", "stvr-traj"):
-        cell = name.split("-")[1]
-        with pytest.raises(ConfigError, match=rf"The 'original' recipe has no '{cell}' cell"):
-            resolve_config(name, overrides={"recipe": "original"})
+    for name in ("stvr-flow", "stvr-traj"):  # every cell has the original recipe
+        _, cfg = resolve_config(name, overrides={"recipe": "original"})
+        assert (cfg.cell, cfg.recipe, cfg.backbone, cfg.clip_sampling, cfg.flip, cfg.optimizer) == \
+            (name.split("-")[1], "original", "i3d", "second", True, "sgd")
     with pytest.raises(ConfigError, match="The 'backbone' parameter i3d belongs to the original recipe"):
         STVR.default_config({"backbone": "i3d"})
     with pytest.raises(ConfigError, match=r"The 'weights' parameter \('w.pt'\) is the i3d backbone's state dict"):
@@ -325,16 +325,24 @@ def test_recipes_are_declared_and_resolved():
                              "lr_milestones": [5]})
     with pytest.raises(ConfigError, match="the original recipe's I3D weights are 'weights'"):
         STVR.default_config({"recipe": "original", "pretrained": True})
-    with pytest.raises(ConfigError, match="'flip' parameter cannot be used with the flow cell"):
-        STVR.default_config({"cell": "flow", "flip": True})
+    # the flow cell takes flips and the three clips of a second (its flows follow both)
+    flow = STVR.default_config({"cell": "flow", "flip": True, "clip_sampling": "second", "ref_clips": 3,
+                                "query_clips": 3})
+    assert (flow.flip, flow.clip_sampling) == (True, "second")
+    with pytest.raises(ConfigError, match=r"The 'cell' parameter of the original recipe must be one of "
+                                          r"\['none', 'convlstm', 'flow', 'traj', 'warp'\]. Got 'gru' instead."):
+        OriginalSTVRModel(cell="gru", **MODEL_KW)
 
 
-def test_cli_refuses_the_original_recipe_for_flow_and_traj_in_one_line():
-    res = CliRunner().invoke(cli, ["run-baseline", "stvr-traj", "--recipe", "original", "--dataset",
-                                   "synthetic-sprites"])
-    assert res.exit_code == 2
-    lines = [line for line in res.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "The 'original' recipe has no 'traj' cell" in lines[0]
+def test_show_config_of_the_original_flow_and_traj_recipes():
+    for name in ("stvr-flow", "stvr-traj"):
+        res = CliRunner().invoke(cli, ["run-baseline", name, "--recipe", "original", "--show-config"],
+                                 env={"COLUMNS": "250"})
+        assert res.exit_code == 0, res.output
+        rows = {line.split("│")[1].strip(): line.split("│")[-2].strip() for line in res.output.splitlines()
+                if line.startswith("│ ")}
+        assert (rows["cell"], rows["recipe"], rows["backbone"], rows["clip_sampling"], rows["flip"]) == \
+            (name.split("-")[1], "original", "i3d", "second", "true")
 
 
 @pytest.fixture(scope="module")
@@ -377,18 +385,20 @@ def test_flips_of_query_and_reference_are_drawn_independently(sprites):
     assert {(True, False), (False, True)} <= seen  # one flipped without the other
 
 
-def test_tiny_end_to_end_cli_run_scored_by_evaluate(sprites, tmp_path):
+def _two_step_cli_run(name, sprites, tmp_path):
+    """A 2-step ``run-baseline NAME --recipe original`` of the shipped tiny config from the command line, its
+    result and predictions checked, and the predictions scored by ``evaluate --clip-scoring original``."""
     cfg = REPO / "baselines" / "stvr" / "configs" / "original-tiny.yaml"  # the shipped tiny config is TINY
     assert load_config_file(cfg) == TINY
     out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["run-baseline", "stvr-warp", "--recipe", "original", "--dataset", str(sprites),
+    res = CliRunner().invoke(cli, ["run-baseline", name, "--recipe", "original", "--dataset", str(sprites),
                                    "--steps", "2", "--config", str(cfg), "--device", "cpu", "--quiet",
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
     result = json.loads((out / "result.json").read_text())
-    assert result["config"]["recipe"] == "original" and result["config"]["cell"] == "warp"
+    assert result["config"]["recipe"] == "original" and result["config"]["cell"] == name.split("-")[1]
     assert result["config"]["optimizer"] == "sgd" and result["config"]["lr_milestones"] == [1]
-    assert result["training"]["steps"] == 2
+    assert result["training"]["steps"] == 2 and result["config"]["flip"] is True
     assert result["weights"] == {"id": "none", "note": WEIGHTS_NOTE_RANDOM}  # random weights, marked so
     assert result["config"]["clip_sampling"] == "second" and result["metrics"]["clip_scoring"] == "original"
     doc = json.loads((out / "predictions-test.json").read_text())
@@ -412,6 +422,20 @@ def test_tiny_end_to_end_cli_run_scored_by_evaluate(sprites, tmp_path):
     assert scored["per_label"] == result["metrics"]["per_label"]
 
 
+def test_tiny_end_to_end_cli_run_scored_by_evaluate(sprites, tmp_path):
+    _two_step_cli_run("stvr-warp", sprites, tmp_path)
+
+
+@pytest.mark.parametrize("name,cell_type", [("stvr-flow", "OriginalFlowLSTM"), ("stvr-traj", "OriginalTrajLSTM")])
+def test_original_flow_and_traj_cells_two_steps_from_the_cli(name, cell_type, sprites, tmp_path):
+    """The authors' cell with this project's flow / trajectory alignment, in the whole original recipe (flips
+    and three clips a second included)."""
+    _two_step_cli_run(name, sprites, tmp_path)
+    _, cfg = resolve_config(name, overrides={**TINY, "recipe": "original"})
+    model = STVR.create_model(cfg)
+    assert type(model.cell).__name__ == cell_type and model.needs_flow == (name == "stvr-flow")
+
+
 def test_weights_option_reaches_the_i3d_backbone(sprites, tmp_path):
     missing = tmp_path / "rgb_imagenet.pt"
     res = CliRunner().invoke(cli, ["run-baseline", "stvr-clip", "--recipe", "original", "--weights", str(missing),
@@ -431,7 +455,8 @@ def test_weights_option_reaches_the_i3d_backbone(sprites, tmp_path):
         ("original", "i3d", "sgd", "[10000, 20000]", "true")
 
 
-@pytest.mark.parametrize("name,cell_type", [("stvr-clip", "ClipCell"), ("stvr-convlstm", "OriginalConvLSTM")])
+@pytest.mark.parametrize("name,cell_type", [("stvr-clip", "ClipCell"), ("stvr-convlstm", "OriginalConvLSTM"),
+                                            ("stvr-flow", "OriginalFlowLSTM"), ("stvr-traj", "OriginalTrajLSTM")])
 def test_original_recipe_of_the_other_cells_from_python(name, cell_type, sprites, tmp_path):
     from relocbench.engine import run_baseline
 
@@ -456,8 +481,6 @@ def test_clip_sampling_follows_the_recipe_and_needs_whole_keyframes():
         STVR.default_config({"clip_sampling": "second", "ref_clips": 4, "query_clips": 3})
     with pytest.raises(ConfigError, match=r"The 'query_clips' parameter must be a multiple of 3"):
         STVR.default_config({"clip_sampling": "second", "ref_clips": 3, "query_clips": 1})
-    with pytest.raises(ConfigError, match="clip_sampling' parameter second cannot be used with the flow cell"):
-        STVR.default_config({"cell": "flow", "clip_sampling": "second", "ref_clips": 3, "query_clips": 3})
 
 
 def test_three_contiguous_clips_of_each_keyframe_with_its_boxes(sprites):
@@ -487,3 +510,39 @@ def test_three_contiguous_clips_of_each_keyframe_with_its_boxes(sprites):
     compact = _baseline(sprites, clip_sampling="keyframe")
     assert compact.per_keyframe == 1 and compact.ctx.extras["clip_scoring"] == "keyframe"
     assert compact.pair_inputs(row)["clips"] is None and compact.pair_inputs(row)["ref"].shape[0] == len(kf)
+
+
+def test_flow_cell_flows_join_the_centre_frames_of_consecutive_clips_flipped_or_not(sprites):
+    """With clip_sampling second the flow cell gets one flow per reference clip, between the centre frames of
+    consecutive clips (three a keyframe: frames t + 4, t + 12, t + 20 on sprites), zero for the first; a flipped
+    reference's flows come from its flipped frames. A sprites clip's frame 4 is its centre frame, so the oracle
+    is the flows of ``ref[:, 4]``, the clips the model is given."""
+    from relocbench_baselines.stvr.cells import sequence_flows
+
+    plain = _baseline(sprites, "stvr-flow", flip=False, batch_size=6, ref_clips=6, clip_sampling="second")
+    flipped = _baseline(sprites, "stvr-flow", flip=True, batch_size=6, ref_clips=6, clip_sampling="second")
+    assert plain.map_size == 8
+    seen = set()
+    for a, b in zip(plain.batch(0), flipped.batch(0)):
+        for it in (a, b):
+            assert it["flows"].shape == (6, 2, 8, 8) and not it["flows"][0].any()
+            want = sequence_flows(list(it["ref"][:, 4]), size=(8, 8)).numpy()
+            np.testing.assert_array_equal(it["flows"], want)
+        fr = not np.array_equal(a["ref"], b["ref"])
+        if fr:
+            assert np.array_equal(a["ref"][:, :, :, ::-1], b["ref"])
+            assert not np.allclose(a["flows"], b["flows"])
+        else:
+            np.testing.assert_array_equal(a["flows"], b["flows"])
+        seen.add(fr)
+    assert seen == {True, False}
+    # the centre frames of the clips of keyframe t are frames t + 4, t + 12, t + 20 of the video
+    row = next(plain.ctx.manifest.table("pairs", "test").itertuples(index=False))
+    times = plain._ref_times(row)[:2]
+    frames = plain.source.frames(row.ref_video)
+    idx = [min(int(t) + 8 * j + 4, len(frames) - 1) for t in times for j in range(3)]
+    got = plain._flows(row.ref_video, times, np.ones(2, bool))
+    np.testing.assert_array_equal(got, sequence_flows(list(frames[idx]), size=(8, 8)).numpy())
+    assert got.shape == (6, 2, 8, 8) and np.abs(got[1:]).max() > 0
+    x = plain.pair_inputs(row)
+    assert x["flows"].shape == (3 * len(plain._ref_times(row)), 2, 8, 8) == (len(x["ref"]), 2, 8, 8)

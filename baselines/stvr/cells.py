@@ -25,7 +25,10 @@ convention ``warped(p) = state(p - flow(p))``.
 These are the ``compact`` recipe (the default). ``create_cell(name, recipe="original",
 in_channels=C)`` builds the authors' cells instead (:class:`OriginalConvLSTM`,
 :class:`OriginalWarpLSTM`: full-width ``C``-channel state, separable gate convolutions,
-layer norm, the skip connection inside ``h``); ``flow`` and ``traj`` have no original.
+layer norm, the skip connection inside ``h``). ``flow`` and ``traj`` have no counterpart in
+the authors' code; in the original recipe they are the authors' cell with this project's
+flow / trajectory alignment of both ``h`` and ``c`` (:class:`OriginalFlowLSTM`,
+:class:`OriginalTrajLSTM`), a documented extension.
 """
 from __future__ import annotations
 
@@ -56,6 +59,9 @@ __all__ = [
     "OriginalLSTMState",
     "OriginalConvLSTM",
     "OriginalWarpLSTM",
+    "OriginalFlowLSTM",
+    "OriginalTrajLSTM",
+    "sample_links",
     "TFLayerNorm",
     "tf_layer_norm",
     "warp_control_points",
@@ -154,18 +160,20 @@ class IdentityAligner(StateAligner):
 
 class FlowAligner(StateAligner):
     """Optical-flow baseline: ``h_{t-1}`` (and ``c_{t-1}`` if ``warp_cell``) warped by a
-    dense flow given at every step (see :func:`feature_flow`), border replicated."""
+    dense flow given at every step (see :func:`feature_flow`), border replicated. ``owner``
+    names the cell in the error raised when the flow is missing."""
 
     needs_flow = True
 
-    def __init__(self, *, warp_cell: bool = False) -> None:
+    def __init__(self, *, warp_cell: bool = False, owner: str = "FlowLSTM") -> None:
         super().__init__()
         self.warp_cell = bool(warp_cell)
+        self.owner = str(owner)
 
     def forward(self, x, h, c, *, flow=None):
         if flow is None:
             raise ConfigError(
-                "The 'flow' argument of FlowLSTM.forward must be a (batch, 2, height, width) "
+                f"The 'flow' argument of {self.owner}.forward must be a (batch, 2, height, width) "
                 "dense flow for every step after the first. Got None instead."
             )
         flow = flow.to(h.dtype)
@@ -174,6 +182,18 @@ class FlowAligner(StateAligner):
             h_w, c_w = both.split(h.shape[1], 1)
             return Alignment(h_w, c_w, flow)
         return Alignment(dense_image_warp(h, flow), c, flow)
+
+
+def sample_links(state: torch.Tensor, flows: torch.Tensor) -> torch.Tensor:
+    """``state`` ``(B, C, H, W)`` sampled along each of ``L`` link flows ``(B, L, 2, H, W)``
+    with zero padding (TrajGRU's warp): ``(B, L, C, H, W)``, link ``l`` being
+    ``dense_image_warp(state, flows[:, l], padding_mode="zeros")``."""
+    b, ch, height, width = state.shape
+    links = flows.shape[1]
+    copies = state.unsqueeze(1).expand(b, links, ch, height, width)
+    warped = dense_image_warp(copies.reshape(b * links, ch, height, width),
+                              flows.reshape(b * links, 2, height, width), padding_mode="zeros")
+    return warped.reshape(b, links, ch, height, width)
 
 
 class TrajAligner(StateAligner):
@@ -211,10 +231,7 @@ class TrajAligner(StateAligner):
         b, ch, height, width = h.shape
         hidden = F.leaky_relu(self.input_to_traj(x) + self.state_to_traj(h), 0.2)
         flows = self.traj_to_flow(hidden).reshape(b, self.links, 2, height, width)
-        copies = h.unsqueeze(1).expand(b, self.links, ch, height, width)
-        warped = dense_image_warp(copies.reshape(b * self.links, ch, height, width),
-                                  flows.reshape(b * self.links, 2, height, width),
-                                  padding_mode="zeros")
+        warped = sample_links(h, flows)
         return Alignment(warped.reshape(b, self.links * ch, height, width), c, flows)
 
 
@@ -331,10 +348,12 @@ RECIPES = ("compact", "original")
 def create_cell(name: str, *, recipe: str = "compact", **kwargs) -> nn.Module:
     """Build the cell registered as ``name`` with keyword hyperparameters.
 
-    ``recipe="original"`` builds the authors' counterpart instead: ``none`` ->
+    ``recipe="original"`` builds the original recipe's counterpart instead: ``none`` ->
     :class:`ClipCell` (their model before a cell was added), ``convlstm`` ->
-    :class:`OriginalConvLSTM`, ``warp`` -> :class:`OriginalWarpLSTM`; ``flow`` and ``traj``
-    have no counterpart in the authors' code and are refused.
+    :class:`OriginalConvLSTM`, ``warp`` -> :class:`OriginalWarpLSTM` (the authors' cells);
+    ``flow`` -> :class:`OriginalFlowLSTM` and ``traj`` -> :class:`OriginalTrajLSTM`, the
+    authors' cell with this project's flow / trajectory alignment (no counterpart in the
+    authors' code). A cell registered later without an original counterpart is refused.
     """
     if recipe not in RECIPES:
         raise ConfigError(
@@ -347,8 +366,8 @@ def create_cell(name: str, *, recipe: str = "compact", **kwargs) -> nn.Module:
     if recipe == "original":
         if name not in _ORIGINAL_CELLS:
             raise ConfigError(
-                f"The 'original' recipe has no {name!r} cell (the authors' code has "
-                f"{sorted(_ORIGINAL_CELLS)} only); use recipe='compact' for {name!r}."
+                f"The 'original' recipe has no {name!r} cell (it has "
+                f"{sorted(_ORIGINAL_CELLS)}); use recipe='compact' for {name!r}."
             )
         return _ORIGINAL_CELLS[name](**kwargs)
     return _CELLS[name](**kwargs)
@@ -574,10 +593,15 @@ class OriginalConvLSTM(nn.Module):
 
     ``forward(x, state=None, *, flow=None)`` returns ``(output, OriginalLSTMState(c, output))``;
     ``state=None`` starts from zeros (TensorFlow's ``zero_state``).
+
+    Subclasses change only :meth:`align`, the previous state as the gates see it (the warp,
+    flow and trajectory cells); ``state_copies`` is the number of aligned copies of ``h`` the
+    gates read (``concat([x, h_1, ..., h_L])``; 1 but for :class:`OriginalTrajLSTM`).
     """
 
     needs_flow = False
     recipe = "original"
+    state_copies: int = 1
 
     def __init__(self, *, in_channels: int, gate_channels: int = 128, kernel_size: int = 3,
                  forget_bias: float = 1.0) -> None:
@@ -587,7 +611,7 @@ class OriginalConvLSTM(nn.Module):
         self.gate_channels = _positive_int(gate_channels, "gate_channels", owner)
         _odd_kernel(kernel_size, "kernel_size", owner)
         self.forget_bias = float(forget_bias)
-        both = 2 * in_channels
+        both = (1 + self.state_copies) * in_channels
         self.gate_depthwise = nn.Conv2d(both, both, kernel_size, padding=kernel_size // 2,
                                         groups=both, bias=False)
         self.gate_pointwise = nn.Conv2d(both, gate_channels, 1)
@@ -607,12 +631,14 @@ class OriginalConvLSTM(nn.Module):
                flow: Optional[torch.Tensor]) -> None:
         owner = type(self).__name__
         _check_cell_input(owner, x, self.in_channels, state, self.in_channels, names=("c", "h"))
-        if flow is not None:
+        if flow is not None and not self.needs_flow:
             raise ConfigError(f"The 'flow' argument of {owner}.forward must be None (the cell "
                               f"takes no optical flow). Got a {type(flow).__name__} instead.")
 
-    def align(self, x: torch.Tensor, state: OriginalLSTMState) -> OriginalLSTMState:
-        """The previous state as the gates see it (the identity for the ConvLSTM)."""
+    def align(self, x: torch.Tensor, state: OriginalLSTMState, *,
+              flow: Optional[torch.Tensor] = None) -> OriginalLSTMState:
+        """The previous state as the gates see it (the identity for the ConvLSTM): ``c``
+        ``(B, C, H, W)`` and ``h`` ``(B, state_copies * C, H, W)``."""
         return state
 
     def forward(self, x: torch.Tensor, state: Optional[OriginalLSTMState] = None, *,
@@ -622,8 +648,10 @@ class OriginalConvLSTM(nn.Module):
         if state is None:
             # warping a zero state gives zeros: the first step needs no alignment
             c_prev, h_prev = self.init_state(x)
+            if self.state_copies > 1:
+                h_prev = h_prev.repeat(1, self.state_copies, 1, 1)
         else:
-            c_prev, h_prev = self.align(x, state)
+            c_prev, h_prev = self.align(x, state, flow=flow)
         z = self.gates(self.gate_pointwise(self.gate_depthwise(torch.cat((x, h_prev), 1))))
         i, j, f, o = z.chunk(4, 1)
         i = self.norms["input"](i)
@@ -691,7 +719,8 @@ class OriginalWarpLSTM(OriginalConvLSTM):
         disp = field.reshape(b, 2, rows * cols).transpose(1, 2)
         return src.unsqueeze(0).expand(b, -1, -1), disp
 
-    def align(self, x: torch.Tensor, state: OriginalLSTMState) -> OriginalLSTMState:
+    def align(self, x: torch.Tensor, state: OriginalLSTMState, *,
+              flow: Optional[torch.Tensor] = None) -> OriginalLSTMState:
         src, disp = self.displacements(x, state.h)
         both, _ = sparse_image_warp(torch.cat((state.h, state.c), 1), src, src + disp,
                                     interpolation_order=self.interpolation_order,
@@ -701,10 +730,96 @@ class OriginalWarpLSTM(OriginalConvLSTM):
         return OriginalLSTMState(c_w, h_w)
 
 
-#: The authors' counterpart of each registered cell name (``create_cell(..., recipe="original")``).
+class OriginalFlowLSTM(OriginalConvLSTM):
+    """The authors' cell with this project's flow alignment: no counterpart in the authors' code.
+
+    :class:`OriginalConvLSTM` whose previous ``h`` and ``c`` are both warped, before the gates,
+    by the dense optical flow given at every step after the first (``forward(x, state,
+    flow=...)``, ``(B, 2, H, W)`` ``(dy, dx)`` in feature-map pixels, as the compact
+    :class:`FlowLSTM` takes it; see :func:`feature_flow`), with the border replicated
+    (:class:`FlowAligner` with ``warp_cell=True``). This is the original warp cell's alignment
+    of both states (conv_lstm_cell.py:94-103) with its sparse spline warp replaced by a dense
+    warp along the given flow; it adds no parameter, so a zero flow gives the
+    :class:`OriginalConvLSTM` with the same weights.
+    """
+
+    needs_flow = True
+
+    def __init__(self, *, in_channels: int, gate_channels: int = 128, kernel_size: int = 3,
+                 forget_bias: float = 1.0) -> None:
+        super().__init__(in_channels=in_channels, gate_channels=gate_channels,
+                         kernel_size=kernel_size, forget_bias=forget_bias)
+        self.aligner = FlowAligner(warp_cell=True, owner=type(self).__name__)
+
+    def align(self, x: torch.Tensor, state: OriginalLSTMState, *,
+              flow: Optional[torch.Tensor] = None) -> OriginalLSTMState:
+        aligned = self.aligner(x, state.h, state.c, flow=flow)
+        return OriginalLSTMState(aligned.cell, aligned.hidden)
+
+
+class OriginalTrajLSTM(OriginalConvLSTM):
+    """The authors' cell with this project's trajectory alignment: no counterpart in the
+    authors' code.
+
+    :class:`OriginalConvLSTM` with TrajGRU's ``links`` learned flows (Shi et al. 2017), as the
+    compact :class:`TrajLSTM` has them, computed like the original warp cell's displacements
+    from the raw ``concat([x, h])`` (``2 C`` channels): a ``trajectory_kernel_size`` convolution
+    to ``trajectory_channels``, LeakyReLU(0.2), and a zero-initialised convolution of the same
+    kernel to ``2 * links`` channels ``(dy, dx)`` per link, so that every link starts as the
+    identity (the first convolution is Xavier-uniform with a zero bias, slim's defaults as in
+    the rest of the cell). Both ``h`` and ``c`` are sampled along each link with zero padding
+    (:func:`sample_links`), as the original warp cell warps both. The links combine as in the
+    compact cell: the ``L`` samples of ``h`` are concatenated link-major and the gates read
+    ``concat([x, h_1, ..., h_L])`` (the separable gate convolution is ``(1 + L) C`` wide, its
+    1x1 pointwise part being the learned per-link weighting of TrajGRU's 1x1 state
+    convolution); the memory cell enters the gates only through ``f * c``, which takes one
+    ``C``-channel tensor, so its ``L`` samples are averaged (this project's choice). At the
+    zero initialisation it is therefore the :class:`OriginalConvLSTM` whose ``h`` weights are
+    the sum over the links (with equal depthwise kernels for the links' copies).
+    """
+
+    def __init__(self, *, in_channels: int, gate_channels: int = 128, kernel_size: int = 3,
+                 forget_bias: float = 1.0, links: int = 5, trajectory_channels: int = 32,
+                 trajectory_kernel_size: int = 5) -> None:
+        owner = type(self).__name__
+        # read by OriginalConvLSTM.__init__ for the width of the gate convolution
+        self.state_copies = _positive_int(links, "links", owner)
+        super().__init__(in_channels=in_channels, gate_channels=gate_channels,
+                         kernel_size=kernel_size, forget_bias=forget_bias)
+        self.links = self.state_copies
+        _positive_int(trajectory_channels, "trajectory_channels", owner)
+        _odd_kernel(trajectory_kernel_size, "trajectory_kernel_size", owner)
+        pad = trajectory_kernel_size // 2
+        self.trajectory = nn.Conv2d(2 * in_channels, trajectory_channels, trajectory_kernel_size,
+                                    padding=pad)
+        self.traj_to_flow = nn.Conv2d(trajectory_channels, 2 * self.links, trajectory_kernel_size,
+                                      padding=pad)
+        nn.init.xavier_uniform_(self.trajectory.weight)
+        nn.init.zeros_(self.trajectory.bias)
+        nn.init.zeros_(self.traj_to_flow.weight)
+        nn.init.zeros_(self.traj_to_flow.bias)
+
+    def link_flows(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The ``(B, links, 2, H, W)`` ``(dy, dx)`` flows of the links from ``concat([x, h])``."""
+        hidden = F.leaky_relu(self.trajectory(torch.cat((x, h), 1)), 0.2)
+        return self.traj_to_flow(hidden).reshape(h.shape[0], self.links, 2, *h.shape[2:])
+
+    def align(self, x: torch.Tensor, state: OriginalLSTMState, *,
+              flow: Optional[torch.Tensor] = None) -> OriginalLSTMState:
+        flows = self.link_flows(x, state.h)
+        h_links = sample_links(state.h, flows)
+        c_links = sample_links(state.c, flows)
+        return OriginalLSTMState(c_links.mean(1), h_links.flatten(1, 2))
+
+
+#: The counterpart of each registered cell name in the original recipe
+#: (``create_cell(..., recipe="original")``): the authors' cells for ``none``, ``convlstm`` and
+#: ``warp``; for ``flow`` and ``traj`` the authors' cell with this project's alignment.
 _ORIGINAL_CELLS: Dict[str, Type[nn.Module]] = {
     "none": ClipCell,
     "convlstm": OriginalConvLSTM,
+    "flow": OriginalFlowLSTM,
+    "traj": OriginalTrajLSTM,
     "warp": OriginalWarpLSTM,
 }
 

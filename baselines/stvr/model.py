@@ -13,7 +13,8 @@ one per scored keyframe):
 2. Query features: ``roi_align`` of each query clip's map at its box (``roi_size`` square).
 3. Reference propagation (Eq. 8): the cell runs over the reference maps in time order
    (:func:`relocbench_baselines.stvr.cells.run_sequence`); ``flow`` is given dense optical flow between
-   the keyframes of consecutive clips.
+   the centre frames of consecutive clips (the keyframes, with ``clip_sampling: keyframe``). The
+   original recipe's model shares this step (``OriginalSTVRModel.propagate``).
 4. Proposals (Eq. 9): an RPN (3x3 conv, objectness and box deltas per anchor), NMS with
    ``torchvision.ops.nms``, ``roi_align`` of each proposal.
 5. Matching (Eq. 10): attention over the query clips, ``e_kj = tanh(W_q avg(f^q_j) +

@@ -15,7 +15,10 @@ backbone               Inception-I3D to ``Mixed_4c``, frozen batch norm, input i
                        (:mod:`.i3d`; ``input_func.py:223``), time folded into channels; a tiny
                        ``tiny3d`` may stand in for CPU tests (``backbone="tiny3d"``)
 cell                   ``create_cell(cell, recipe="original")`` over the reference clips
-                       (``ava_meta_arch.py:941-949``); the query clips skip it (lines 578-581)
+                       (``ava_meta_arch.py:941-949``); the query clips skip it (lines 578-581).
+                       ``flow`` and ``traj`` are the authors' cell with this project's
+                       alignment (no counterpart in the authors' code); ``flow`` is given
+                       the optical flow between consecutive reference clips
 pooling                ``crop_and_resize`` to 14x14, 2x2 max pool stride 2 -> 7x7 (config
                        lines 46-48; ``ava_meta_arch.py:1489-1497``): :func:`crop_and_pool`
 RPN                    3x3 conv of depth 512 + ReLU6 (``ava_meta_arch.py:955-963``; proto
@@ -72,8 +75,8 @@ from torchvision.ops import box_iou, nms, roi_align
 
 from relocbench.errors import ConfigError
 
-from .cells import create_cell, run_sequence
-from .model import BoxCoder, Tiny3D, _image_generator, _sample
+from .cells import create_cell
+from .model import BoxCoder, STVRModel, Tiny3D, _image_generator, _sample
 from .original import (
     ANCHOR_BASE_SIZE,
     BACKGROUND,
@@ -127,9 +130,11 @@ HEAD_BATCH, HEAD_POSITIVE_FRACTION, HEAD_POSITIVE_IOU = 16, 0.25, 0.5
 LOCALIZATION_WEIGHT = 2.0
 DETECTION_NMS_IOU, DETECTIONS_PER_CLASS, DETECTIONS_TOTAL = 0.6, 15, 30
 ORIGINAL_BACKBONES = ("i3d", "tiny3d")
-#: Cells of the original recipe: the authors' ConvLSTM and warp LSTM, and no cell (the clip
-#: model). ``flow`` and ``traj`` have no counterpart in the authors' code.
-ORIGINAL_CELLS = ("none", "convlstm", "warp")
+#: Cells of the original recipe: the authors' ConvLSTM and warp LSTM, no cell (the clip model),
+#: and the authors' cell with this project's flow or trajectory alignment (``flow``, ``traj``:
+#: no counterpart in the authors' code; :class:`~.cells.OriginalFlowLSTM`,
+#: :class:`~.cells.OriginalTrajLSTM`).
+ORIGINAL_CELLS = ("none", "convlstm", "flow", "traj", "warp")
 
 
 def normalize_clips_signed(clips: torch.Tensor) -> torch.Tensor:
@@ -388,9 +393,10 @@ class OriginalSTVRModel(nn.Module):
     Keyword-only hyperparameters; the widths are keywords so that tests can be tiny:
     ``backbone`` ``i3d`` (``weights``: ``"none"`` for random weights marked so, or a local
     state dict in the pytorch-i3d layout) or ``tiny3d`` (``width``, ``backbone_stride``;
-    random weights only), ``cell`` ``none`` / ``convlstm`` / ``warp`` with
-    ``gate_channels`` (128), ``rpn_depth`` (512), ``attention_dim`` (128), ``block_depth``
-    (2048), ``block_bottleneck`` (512), ``block_units`` (3). Anchors: :func:`rpn_anchors` of
+    random weights only), ``cell`` ``none`` / ``convlstm`` / ``flow`` / ``traj`` / ``warp``
+    with ``gate_channels`` (128; ``links`` for ``traj``, 5), ``rpn_depth`` (512),
+    ``attention_dim`` (128), ``block_depth`` (2048), ``block_bottleneck`` (512),
+    ``block_units`` (3). Anchors: :func:`rpn_anchors` of
     the feature grid, base size ``256 * frame_size / 320`` and the backbone's stride (at 320
     pixels and I3D's stride 16, the original's).
     """
@@ -398,11 +404,11 @@ class OriginalSTVRModel(nn.Module):
     def __init__(self, *, cell: str = "warp", backbone: str = "i3d", weights: str = "none", width: int = 16,
                  backbone_stride: int = 16, frame_size: int = IMAGE_SIZE, gate_channels: int = 128,
                  rpn_depth: int = 512, attention_dim: int = 128, block_depth: int = 2048,
-                 block_bottleneck: int = 512, block_units: int = 3) -> None:
+                 block_bottleneck: int = 512, block_units: int = 3, links: int = 5) -> None:
         super().__init__()
         if cell not in ORIGINAL_CELLS:
-            raise ConfigError(f"The 'original' recipe has no {cell!r} cell (the authors' code has "
-                              f"{sorted(ORIGINAL_CELLS)} only); use recipe 'compact' for {cell!r}.")
+            raise ConfigError(f"The 'cell' parameter of the original recipe must be one of "
+                              f"{list(ORIGINAL_CELLS)}. Got {cell!r} instead.")
         if backbone not in ORIGINAL_BACKBONES:
             raise ConfigError(f"The 'backbone' parameter of the original recipe must be one of "
                               f"{list(ORIGINAL_BACKBONES)}. Got {backbone!r} instead.")
@@ -439,8 +445,10 @@ class OriginalSTVRModel(nn.Module):
         kw = {"in_channels": c}
         if cell != "none":
             kw["gate_channels"] = gate_channels
+        if cell == "traj":
+            kw["links"] = links
         self.cell = create_cell(cell, recipe="original", **kw)
-        self.needs_flow = False
+        self.needs_flow = bool(getattr(self.cell, "needs_flow", False))
         # anchors: all (inference, clipped to the image) and the training subset inside it
         scale = self.frame_size / float(IMAGE_SIZE)
         grid = rpn_anchors(self.map_size, self.map_size, base_size=ANCHOR_BASE_SIZE * scale,
@@ -525,9 +533,9 @@ class OriginalSTVRModel(nn.Module):
         h = self.block(torch.cat((fp, fq), 1)).mean((-2, -1))
         return self.cls(h), self.box(h).reshape(-1, 2, 4)
 
-    def propagate(self, maps: torch.Tensor, flows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``(B, T, C, h, w)`` -> the cell's outputs over the reference clips."""
-        return run_sequence(self.cell, maps)
+    #: ``(B, T, C, h, w)`` -> the cell's outputs over the reference clips, ``flows``
+    #: ``(B, T, 2, h, w)`` for the flow cell: the compact model's propagation, shared.
+    propagate = STVRModel.propagate
 
     # ------------------------------------------------------------------ training
     def forward(self, ref_clips: torch.Tensor, ref_valid: torch.Tensor, query_clips: torch.Tensor,
@@ -548,7 +556,7 @@ class OriginalSTVRModel(nn.Module):
         b, t = ref_clips.shape[:2]
         maps = self.encode(ref_clips.reshape(b * t, *ref_clips.shape[2:]))
         maps = maps * ref_valid.reshape(b * t, 1, 1, 1).to(maps.dtype)
-        maps = self.propagate(maps.reshape(b, t, *maps.shape[1:])).reshape(b * t, *maps.shape[1:])
+        maps = self.propagate(maps.reshape(b, t, *maps.shape[1:]), flows).reshape(b * t, *maps.shape[1:])
         qfeat = self.query_features(query_clips, query_boxes)
         valid = ref_valid.reshape(-1)
         obj, deltas = self.rpn(maps)
@@ -596,10 +604,11 @@ class OriginalSTVRModel(nn.Module):
     def detect(self, ref_clips: torch.Tensor, query_clips: torch.Tensor, query_boxes: torch.Tensor,
                flows: Optional[torch.Tensor] = None, *, return_maps: bool = False):
         """Per reference clip, the "matching actor" detections ``(boxes (k, 4) pixels, scores
-        (k,))`` best first, after the per-class NMS of :func:`multiclass_nms`."""
+        (k,))`` best first, after the per-class NMS of :func:`multiclass_nms`. ``flows``
+        ``(T, 2, h, w)``: the flow cell's flows between consecutive reference clips."""
         t = ref_clips.shape[0]
         maps = self.encode(ref_clips)
-        maps = self.propagate(maps.unsqueeze(0))[0]
+        maps = self.propagate(maps.unsqueeze(0), None if flows is None else flows.unsqueeze(0))[0]
         qfeat = self.query_features(query_clips.unsqueeze(0), query_boxes.unsqueeze(0))
         qmask = torch.ones(1, query_clips.shape[0], dtype=torch.bool, device=maps.device)
         obj, deltas = self.rpn(maps)

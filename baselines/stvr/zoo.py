@@ -14,8 +14,10 @@ Two recipes (``--recipe NAME`` or ``recipe: NAME`` in a config file; :data:`STVR
 ``compact`` (the default) is relocbench's CPU-sized design above; ``original`` is the model as
 the authors built it (:mod:`relocbench_baselines.stvr.original_model`: Inception-I3D to
 ``Mixed_4c``, their ConvLSTM / warp LSTM cells, their RPN, ``block4`` second stage with a 3-way
-softmax, and their training schedule), for ``stvr-clip``, ``stvr-convlstm`` and ``stvr-warp``.
-``stvr-flow`` and ``stvr-traj`` have no counterpart in the authors' code and refuse it::
+softmax, and their training schedule), for all five. ``stvr-flow`` and ``stvr-traj`` have no
+counterpart in the authors' code: under ``original`` their cell is the authors' cell with this
+project's flow / trajectory alignment of ``h`` and ``c`` (``cells.OriginalFlowLSTM``,
+``cells.OriginalTrajLSTM``), a documented extension::
 
     relocbench run-baseline stvr-warp --recipe original --dataset ava --frames data/ava \\
         --weights rgb_imagenet.pt       # Inception-I3D, pytorch-i3d layout; without: random
@@ -39,6 +41,12 @@ keyframe (the recipe's 6 and 30: 2 s references, queries up to 10 s; input_func.
 original's per-clip rule (``clip_scoring: original`` in its metrics; ``relocbench evaluate
 --clip-scoring original`` scores the file the same way). On a dataset with keyframes closer
 than a second (synthetic-sprites: every 8 frames) consecutive keyframes' clips overlap.
+
+Optical flow of the flow cell (``stvr-flow``, both recipes): one flow per reference clip,
+between the centre frames of consecutive clips (:func:`~.cells.sequence_flows` at the feature
+map's size; the first is zero): the keyframes with ``clip_sampling: keyframe``, each of the
+three clips' centre frames with ``second``. A padding clip's frame is black. A horizontally
+flipped reference has its flows computed from the flipped frames.
 """
 from __future__ import annotations
 
@@ -87,9 +95,10 @@ class STVRConfig(TrainConfig):
     With ``recipe: original`` the model is :class:`~relocbench_baselines.stvr.original_model.
     OriginalSTVRModel`, built from ``cell``, ``backbone`` (``i3d`` or ``tiny3d``), ``weights``,
     ``width``, ``backbone_stride``, ``frame_size``, ``gate_channels``, ``rpn_depth``,
-    ``attention_dim`` and the ``block_*`` fields; its thresholds and counts are the original's
-    constants, so the compact model's fields (``hidden_channels``, ``roi_size``, anchors,
-    ``head_*``, proposal and detection counts, ``fusion``) do not apply to it.
+    ``attention_dim``, the ``block_*`` fields and ``links`` (the traj cell); its thresholds and
+    counts are the original's constants, so the compact model's fields (``hidden_channels``,
+    ``roi_size``, anchors, ``head_*``, proposal and detection counts, ``fusion``) do not apply
+    to it. ``flow_method`` sets the flow cell's optical flow in both recipes.
     """
 
     steps: int = 600
@@ -155,13 +164,9 @@ class STVRConfig(TrainConfig):
     def validate(self) -> None:
         """Checks across fields; ``lr_schedule: original`` sets ``lr_milestones`` from ``steps``
         (:func:`original_milestones`)."""
-        from .original_model import ORIGINAL_BACKBONES, ORIGINAL_CELLS
+        from .original_model import ORIGINAL_BACKBONES
 
         if self.recipe == "original":
-            if self.cell not in ORIGINAL_CELLS:
-                raise ConfigError(f"The 'original' recipe has no {self.cell!r} cell (the authors' code has "
-                                  f"{sorted(ORIGINAL_CELLS)} only: stvr-clip, stvr-convlstm, stvr-warp); "
-                                  f"use recipe compact for {self.cell!r}")
             if self.backbone not in ORIGINAL_BACKBONES:
                 raise ConfigError(f"The 'backbone' parameter of the original recipe must be one of "
                                   f"{list(ORIGINAL_BACKBONES)}. Got {self.backbone!r} instead.")
@@ -183,12 +188,6 @@ class STVRConfig(TrainConfig):
                 if getattr(self, name) % k:
                     raise ConfigError(f"The '{name}' parameter must be a multiple of {k} with clip_sampling second "
                                       f"({k} clips per keyframe). Got {getattr(self, name)!r} instead.")
-            if self.cell == "flow":
-                raise ConfigError("The 'clip_sampling' parameter second cannot be used with the flow cell (its "
-                                  "optical flows are computed between keyframes); use clip_sampling keyframe")
-        if self.flip and self.cell == "flow":
-            raise ConfigError("The 'flip' parameter cannot be used with the flow cell (its optical flows are "
-                              "computed from the unflipped frames)")
         if self.lr_schedule == "original":
             want = original_milestones(self.steps)
             if self.lr_milestones and tuple(self.lr_milestones) != want:
@@ -234,7 +233,7 @@ STVR_RECIPES: Dict[str, Dict[str, object]] = {
 
 def _original_kwargs(cfg: STVRConfig) -> Dict[str, Any]:
     keys = ("cell", "backbone", "weights", "width", "backbone_stride", "frame_size", "gate_channels", "rpn_depth",
-            "attention_dim", "block_depth", "block_bottleneck", "block_units")
+            "attention_dim", "block_depth", "block_bottleneck", "block_units", "links")
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -318,7 +317,9 @@ class STVR(Baseline):
     """CVPR 2019 STVR model (Fig. 5); the variant sets the reference cell.
 
     Propagation cells: stvr-clip none, stvr-convlstm ConvLSTM, stvr-flow optical-flow-warped
-    ConvLSTM, stvr-traj TrajLSTM (5 links), stvr-warp warp LSTM.
+    ConvLSTM, stvr-traj TrajLSTM (5 links), stvr-warp warp LSTM; each in both recipes
+    (``original``: the authors' cells, and for flow and traj the authors' cell with this
+    project's alignment).
     """
 
     task = "spatiotemporal"
@@ -389,11 +390,17 @@ class STVR(Baseline):
         valid = np.ones(len(times), bool) if valid is None else valid
         return np.stack([self._clip(video, c, ok) for t, ok in zip(times, valid) for c in self._clip_times(t)])
 
-    def _flows(self, video: str, times, valid) -> np.ndarray:
+    def _flows(self, video: str, times, valid, flip: bool = False) -> np.ndarray:
+        """``(len(times) * per_keyframe, 2, h, w)``: the flow cell's flows between the centre frames of
+        consecutive reference clips (each keyframe's clips in order, a black frame for a keyframe that is
+        not ``valid``), from the horizontally flipped frames when ``flip``."""
         from .cells import sequence_flows
 
-        frames = [self.source.frame(video, t, size=self.size) if ok else np.zeros((self.size, self.size, 3), np.uint8)
-                  for t, ok in zip(times, valid)]
+        black = np.zeros((self.size, self.size, 3), np.uint8)
+        frames = [self.source.frame(video, c, size=self.size) if ok else black
+                  for t, ok in zip(times, valid) for c in self._clip_times(t)]
+        if flip:
+            frames = [f[:, ::-1] for f in frames]
         return sequence_flows(frames, size=(self.map_size, self.map_size), method=self.config.flow_method).numpy()
 
     def _item(self, rng: np.random.Generator) -> Dict[str, Any]:
@@ -430,8 +437,7 @@ class STVR(Baseline):
             "query_boxes": np.repeat(qb * s, k, axis=0).astype(np.float32),
             "gt_all": gt_all, "gt_match": gt_match, "gt_matching": gt_matching,
         }
-        if self.config.cell == "flow":
-            item["flows"] = self._flows(rvideo, times, valid)
+        flip_ref = False
         if cfg.flip:
             # the query and the reference each flipped with probability 1/2, drawn independently
             # (input_func.py:283-300: two random_horizontal_flip calls)
@@ -443,6 +449,8 @@ class STVR(Baseline):
                 item["ref"] = item["ref"][:, :, :, ::-1].copy()
                 item["gt_all"] = [_flip_boxes(g, s) for g in gt_all]
                 item["gt_match"] = [_flip_boxes(g, s) for g in gt_match]
+        if self.config.cell == "flow":
+            item["flows"] = self._flows(rvideo, times, valid, flip=flip_ref)
         return item
 
     def batch(self, step: int, rank: int = 0, world_size: int = 1) -> List[Dict[str, Any]]:

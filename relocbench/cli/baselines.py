@@ -92,7 +92,7 @@ def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: 
 @click.option("--seed", type=int, default=None, help="Seed of everything random in the run (an int >= 0).")
 @click.option("--recipe", default=None,
               help="A named set of config values of baselines that have recipes (cgbm family: paper, the default, "
-                   "or original, the released code's training and decoding; stvr-clip, stvr-convlstm, stvr-warp: "
+                   "or original, the released code's training and decoding; the five stvr-* baselines: "
                    "compact, the default, or original, the authors' model); --show-config shows its values.")
 @click.option("--weights", default=None,
               help="Backbone weights of baselines with a 'weights' field (the spatio-temporal original recipe: a "
