@@ -154,7 +154,8 @@ def relocalization_figure(runs: Dict[str, Path], *, pair_ids: Optional[Sequence[
 
 def state_flows(baseline, model, row) -> Optional[np.ndarray]:
     """The dense ``(T, 2, h, w)`` ``(dy, dx)`` flows the cell applied to the previous state at
-    each reference step of pair ``row`` (step 0: zeros); ``None`` for cells without a flow."""
+    each reference step of pair ``row`` (step 0: zeros); ``None`` for cells without a flow
+    (and for the original recipe's cells, which do not report the flow they apply)."""
     import torch
 
     x = baseline.pair_inputs(row)
@@ -169,10 +170,11 @@ def state_flows(baseline, model, row) -> Optional[np.ndarray]:
             xt = maps[t:t + 1]
             f_in = None if flows_in is None else flows_in[t:t + 1]
             if state is not None:
-                al = cell.align(xt, state, flow=f_in)
-                if al.flow is None:
+                # the original recipe's cells return the aligned state without its flow
+                flow = getattr(cell.align(xt, state, flow=f_in), "flow", None)
+                if flow is None:
                     return None
-                fl = al.flow[0]
+                fl = flow[0]
                 out.append(fl[0] if fl.dim() == 4 else fl)  # TrajLSTM: the first link
             _, state = cell(xt, state, flow=f_in)
     return torch.stack(out).numpy()
