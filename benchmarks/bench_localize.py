@@ -28,7 +28,12 @@ Three tables:
    on disk. ``--mode collection-scale``: the same at 1,000 references without rendering them
    (the 30 of ``--quick`` plus 970 entries of shuffled, noisy rows).
 
+8. **The README's figure** (``--mode example``, not part of ``all``): ``docs/localize-example.png``
+   written by ``relocbench localize ... --plot`` on rendered videos (:func:`example_figure`).
+   ``--mode refine --worst N`` also lists the queries of the N largest boundary errors.
+
     python benchmarks/bench_localize.py [--workdir DIR] [--seeds 4] [--skip-long] [--mode MODE] [--per-kind 3]
+        [--worst N] [--figure PATH]
 
 Set ``OMP_NUM_THREADS=1`` on a shared CPU.
 """
@@ -268,12 +273,15 @@ def floor(work: Path, seeds: int) -> None:
                               "found above floor"], rows)
 
 
-def refine_table(work: Path, seeds: int, per_kind: int) -> None:
-    """Boundary error in reference frames and tIoU, coarse vs refined with each descriptor."""
-    from relocbench.localize.refine import DESCRIPTORS, refine_segments
+def refine_table(work: Path, seeds: int, per_kind: int, worst: int = 0) -> None:
+    """Boundary error in reference frames and tIoU, coarse vs refined with each descriptor; with
+    ``worst`` > 0, the queries of the ``worst`` largest errors of the default descriptor listed
+    (kind, seed, file, reference, truth, coarse and refined boundaries, alignment)."""
+    from relocbench.localize.refine import DEFAULT_DESCRIPTOR, DESCRIPTORS, refine_segments
 
     cache = FeatureCache(work / "cache-refine")
     acc = {name: {"es": [], "ee": [], "tiou": [], "ms": []} for name in ["coarse (window)"] + list(DESCRIPTORS)}
+    detail = []  # (error, kind, seed, query, reference, truth, coarse, refined, alignment)
     for seed in range(seeds):
         refs = _references(work, 3, seed)
         for kind, q, ref, a, b in _degraded_queries(work, refs, per_kind, seed):
@@ -293,6 +301,11 @@ def refine_table(work: Path, seeds: int, per_kind: int) -> None:
                                               0.5, descriptor=name)
                     seg, ms = segs[0], 1000 * (time.perf_counter() - t0)
                 es, ee, t = _frame_errors(seg, ref, a, b)
+                if name == DEFAULT_DESCRIPTOR:
+                    c = coarse.segments[0]
+                    detail.append((math.inf if es is None else max(es, ee), kind, seed, Path(q).name,
+                                   Path(seg.reference).name, (a, b), (c.start_frame, c.end_frame),
+                                   (seg.start_frame, seg.end_frame), seg.alignment))
                 acc[name]["tiou"].append(t)
                 acc[name]["ms"].append(ms)
                 if es is not None:
@@ -306,6 +319,13 @@ def refine_table(work: Path, seeds: int, per_kind: int) -> None:
     table(f"Refinement: {len(acc['grey']['tiou'])} degraded queries ({per_kind} per kind, {seeds} seed(s)); boundary "
           "error in reference frames over both boundaries of top-1 answers in the right reference",
           ["boundaries", "queries", "median err", "p90 err", "max err", "mean top-1 tIoU", "refine ms / query"], rows)
+    if worst > 0:
+        detail.sort(key=lambda d: (-d[0], d[2], d[3]))
+        table(f"The {min(worst, len(detail))} worst queries ({DEFAULT_DESCRIPTOR} descriptor; reference frames "
+              "[start, end); error: the larger of the two boundaries', inf for a wrong reference)",
+              ["error", "kind", "seed", "query", "top-1 reference", "truth", "coarse", "refined", "alignment"],
+              [[f"{d[0]:g}", d[1], d[2], d[3], d[4], f"{d[5][0]}-{d[5][1]}", f"{d[6][0]}-{d[6][1]}",
+                f"{d[7][0]}-{d[7][1]}", "-" if d[8] is None else f"{d[8]:.3f}"] for d in detail[:worst]])
 
 
 def degrade_table(work: Path, seeds: int, per_kind: int) -> None:
@@ -490,17 +510,53 @@ def collection_scale(work: Path, n_refs: int = 1000, n_queries: int = 20) -> Non
                     "features + first-stage matrix", ["first-stage matrix written in s"], [f"{matrix_s:.1f}"])
 
 
+# --------------------------------------------------------------------------- 8. the README's figure
+def example_figure(work: Path, figure: Path) -> None:
+    """The README's ``localize --plot`` figure, from the command a user types: two references
+    rendered by :mod:`relocbench.localize.synthetic` (``reference.mp4``: twelve 6 s scenes at
+    25 fps; ``other.mp4``: ten other scenes at 30 fps; both 160x120) and ``query.mp4``, seconds 44
+    to 58 of ``reference.mp4`` saved again at 15 fps, 240x180 and 20 % brighter; then ``relocbench
+    localize query.mp4 reference.mp4 other.mp4 --top-k 3 --plot FIGURE`` in a fresh process (no
+    cache). Same files and library versions, same figure (the PNG carries no date)."""
+    import subprocess
+    import sys
+
+    from relocbench.localize.degrade import Degradation, degrade
+
+    ref, other, query = work / "reference.mp4", work / "other.mp4", work / "query.mp4"
+    if not ref.exists():
+        write_scene_video(ref, [(200 + i, 6.0) for i in range(12)], fps=25, size=(160, 120), seed=11)
+    if not other.exists():
+        write_scene_video(other, [(300 + i, 6.0) for i in range(10)], fps=30, size=(160, 120), seed=11)
+    if not query.exists():
+        degrade(ref, query, 44 * 25, 58 * 25, Degradation(fps=15.0, size=(240, 180), brightness=1.2))
+    cmd = [sys.executable, "-m", "relocbench", "localize", str(query), str(ref), str(other), "--top-k", "3",
+           "--device", "cpu", "--no-cache", "--plot", str(figure), "--force"]
+    print("relocbench localize query.mp4 reference.mp4 other.mp4 --top-k 3 --plot " + str(figure))
+    r = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")),
+                       capture_output=True, text=True, timeout=300, cwd=work)
+    print(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise SystemExit(f"relocbench localize failed (exit {r.returncode})")
+    print(f"wrote {figure} ({figure.stat().st_size / 1024:.0f} KiB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=None, help="Folder for the generated videos (default: a temp dir).")
     ap.add_argument("--seeds", type=int, default=4, help="Seeds of the matcher comparison.")
     ap.add_argument("--skip-long", action="store_true", help="Skip the 10-minute reference.")
     ap.add_argument("--mode", default="all", choices=["all", "matchers", "growth", "ten-minutes", "floor", "refine",
-                                                      "degrade", "collection", "collection-scale"],
+                                                      "degrade", "collection", "collection-scale", "example"],
                     help="One table only (default: all of them).")
     ap.add_argument("--quick", action="store_true", help="Collection search over 30 references instead of 1,000.")
     ap.add_argument("--per-kind", type=int, default=3,
                     help="Degraded queries per kind and seed (floor/refine/degrade).")
+    ap.add_argument("--figure", type=Path,
+                    default=Path(__file__).resolve().parents[1] / "docs" / "localize-example.png",
+                    help="With --mode example: where the figure goes (default: docs/localize-example.png).")
+    ap.add_argument("--worst", type=int, default=0,
+                    help="With --mode refine: list the N queries of the largest boundary errors.")
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-localize-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -514,7 +570,7 @@ def main() -> None:
     if mode in ("all", "floor"):
         floor(work, args.seeds)
     if mode in ("all", "refine"):
-        refine_table(work, args.seeds, args.per_kind)
+        refine_table(work, args.seeds, args.per_kind, args.worst)
     if mode in ("all", "degrade"):
         degrade_table(work, args.seeds, args.per_kind)
     if mode in ("all", "ten-minutes") and not args.skip_long:
@@ -523,6 +579,8 @@ def main() -> None:
         collection(work, 30 if args.quick else 1000)
     if mode == "collection-scale":
         collection_scale(work)
+    if mode == "example":
+        example_figure(work, args.figure)
     print(f"load average at the end {os.getloadavg()[0]:.2f} (1 min)")
 
 

@@ -5,7 +5,9 @@
 >>> [(s.reference, s.start_hms, s.end_hms, s.score) for s in res.segments]  # doctest: +SKIP
 
 See :mod:`relocbench.localize.core` (the pipeline), :mod:`~relocbench.localize.matching`
-(training-free matchers, time grid, NMS), :mod:`~relocbench.localize.runs` (trained runs,
+(training-free matchers, time grid, NMS), :mod:`~relocbench.localize.bars` (black bars cropped
+before their features), :mod:`~relocbench.localize.refine` (frame-accurate boundaries),
+:mod:`~relocbench.localize.runs` (trained runs,
 ``predict``), :mod:`~relocbench.localize.cache`, :mod:`~relocbench.localize.outputs` and
 :mod:`~relocbench.localize.timecodes`.
 """

@@ -8,7 +8,8 @@ one ``.npz`` file per entry, named by the SHA-256 of (:func:`settings_doc`):
 
 * the video file's SHA-256 (its content: a renamed or copied file hits, an edited one misses);
 * the settings that shape the rows: backbone, weights (a weights or PCA file by its path,
-  size and modification time), step, PCA, backbone options, the decoded range;
+  size and modification time), step, PCA, backbone options, the black bars cropped or not
+  (:mod:`relocbench.localize.bars`), the decoded range;
 * the cache format and the relocbench version (a new release recomputes).
 
 Entries are written atomically, so an interrupted run leaves none half-written. An entry
@@ -101,6 +102,8 @@ def settings_doc(video_sha256: str, settings: Dict[str, Any], start_s: Optional[
         "step_frames": settings.get("step_frames"), "pca": _file_token(settings.get("pca")),
         "options": settings.get("options") or {}, "start_s": start_s, "end_s": end_s,
     }
+    if settings.get("bars"):  # frames cropped before the backbone (relocbench.localize.bars)
+        doc["bars"] = settings["bars"]
     return json.loads(json.dumps(doc, sort_keys=True, default=str))
 
 

@@ -245,11 +245,13 @@ def _range(query_range) -> Tuple[Optional[float], Optional[float]]:
 
 
 class _Features:
-    """Feature extraction with one config and backbone, through the cache; timed."""
+    """Feature extraction with one config and backbone, through the cache; timed. ``bars``: the
+    frames' black bars cropped first (:mod:`relocbench.localize.bars`; the training-free matchers)."""
 
-    def __init__(self, cfg, cache: Optional[FeatureCache]) -> None:
+    def __init__(self, cfg, cache: Optional[FeatureCache], *, bars: bool = False) -> None:
         self.cfg = cfg
         self.cache = cache
+        self.bars = bool(bars)
         # built on the first cache miss (loading a model's weights takes time), or on the first
         # cache hit when no PCA says the rows' width (an entry's width is checked against it)
         self.backbone = None
@@ -257,14 +259,20 @@ class _Features:
         self.seconds = {"hash": 0.0, "extract": 0.0, "cache_read": 0.0}
 
     def settings(self) -> Dict[str, Any]:
-        return {"backbone": self.cfg.backbone, "weights": self.cfg.weights, "step_frames": self.cfg.step_frames,
-                "pca": self.cfg.pca, "options": self.cfg.options}
+        out = {"backbone": self.cfg.backbone, "weights": self.cfg.weights, "step_frames": self.cfg.step_frames,
+               "pca": self.cfg.pca, "options": self.cfg.options}
+        if self.bars:
+            from .bars import BARS_SETTING
+
+            out["bars"] = BARS_SETTING
+        return out
 
     def _make_backbone(self):
         if self.backbone is None:
             from ..extract.backbones import make_backbone
+            from .bars import BarCropped
 
-            self.backbone = make_backbone(self.cfg)
+            self.backbone = BarCropped(make_backbone(self.cfg)) if self.bars else make_backbone(self.cfg)
         return self.backbone
 
     def width(self) -> int:
@@ -366,7 +374,7 @@ class _TrainingFree:
         return Candidates(kept.start * g, np.minimum(kept.end * g, info.duration), kept.score)
 
     def features_doc(self, qf) -> Dict[str, Any]:
-        return {**_feature_summary(qf), "grid_s": self.grid_s}
+        return {**_feature_summary(qf), "bars": qf.attrs.get("bars"), "grid_s": self.grid_s}
 
 
 class _Trained:
@@ -472,7 +480,7 @@ def localize(
         how = _TrainingFree(str(method), grid_s=grid_s, window=window, **common)
     fc = cache if isinstance(cache, FeatureCache) else (
         FeatureCache(None if cache is True else cache) if cache not in (False, None) else None)
-    feats = _Features(how.cfg, fc)
+    feats = _Features(how.cfg, fc, bars=isinstance(how, _TrainingFree))
     infos: List[ReferenceInfo] = []
     per_ref: List[Tuple[int, Candidates]] = []
     match_s = 0.0

@@ -11,6 +11,10 @@ modification time, grid) and its SHA-256; a matrix that does not pass (or is mis
 merged from shards, or written before the matrix existed) is computed again from the index's
 rows, written again, and a one-line warning says why. Only the candidates' full rows are read.
 
+The rows are those of ``localize``'s training-free matchers: each step's frames with their black
+bars cropped first (:mod:`relocbench.localize.bars`), recorded as the ``bars`` setting, so an
+index made before that crop existed is refused as made with other settings.
+
 **A search** (:func:`search_index`) extracts the query with the index's settings (other
 settings asked for are refused, naming each difference) and then works in two stages:
 
@@ -61,6 +65,14 @@ def _config(backbone, weights, step_frames, device, batch_size):
                          device=device, batch_size=batch_size)
 
 
+def _backbone(cfg):
+    """The index's backbone: frames' black bars cropped first, as for ``localize`` (module docstring)."""
+    from ..extract.backbones import make_backbone
+    from .bars import BarCropped
+
+    return BarCropped(make_backbone(cfg))
+
+
 def build_index(videos: Sequence[PathLike], out: PathLike, *, backbone: Optional[str] = None,
                 weights: Optional[str] = None, step_frames: Optional[int] = None, device: str = "auto",
                 batch_size: int = 8, resume: bool = False, force: bool = False, shard: Any = None,
@@ -76,8 +88,9 @@ def build_index(videos: Sequence[PathLike], out: PathLike, *, backbone: Optional
 
     check_bounds(batch_size=batch_size, step_frames=step_frames)
     paths = expand_references(videos)
-    summary = extract_videos(paths, _config(backbone, weights, step_frames, device, batch_size), out=out,
-                             resume=resume, force=force, shard=shard, workers=workers, quiet=quiet)
+    cfg = _config(backbone, weights, step_frames, device, batch_size)
+    summary = extract_videos(paths, cfg, out=out, resume=resume, force=force, shard=shard, workers=workers,
+                             quiet=quiet, backbone=_backbone(cfg))
     if shard is None and summary.extracted + summary.resumed > 0 and Path(out).is_file():
         build_coarse(out, stat_sources=True)
     return summary
@@ -402,7 +415,6 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
     (``refined`` false) and ``warn`` (default: one line on standard error) names it."""
     from ..extract import extract_video
     from ..extract.api import settings_for
-    from ..extract.backbones import make_backbone
     from ..io import require_file
     from .core import (LocalizeResult, ReferenceInfo, _check_query_range, _check_range, _range, _rank,
                        _TrainingFree, check_bounds)
@@ -421,7 +433,7 @@ def search_index(query: PathLike, index: PathLike, *, query_range: Any = None, b
     t0 = time.perf_counter()
     refs = load_index(index)
     load_s = time.perf_counter() - t0
-    bb = make_backbone(cfg)
+    bb = _backbone(cfg)
     check_settings(refs, settings_for(bb, cfg))
     start_s, end_s = _range(query_range)
     _check_query_range(str(query), start_s, end_s)
