@@ -12,7 +12,7 @@ frames (step ``j`` is row ``j``: the rows as read) in ``.npy``. Then, for each, 
   reads each);
 * **train pass**: every training video once (``--train-every K``: every K-th one).
 
-Three loops read the same files, each returning float32 C-contiguous arrays (the files hold
+Four loops read the same files, each returning float32 C-contiguous arrays (the files hold
 float32, so no loop converts anything):
 
 * ``plain``: ``np.load`` / ``h5py`` / ``torch.load(weights_only=True)`` in a loop;
@@ -22,13 +22,23 @@ float32, so no loop converts anything):
   must do to use these features on the benchmark's grid;
 * ``store``: :func:`relocbench.features.open_feature_store` with the card and the manifest
   (coverage check, finite check, the mapping), its cache off (``cache_mb=0``), so that it
-  reads exactly what the plain loop reads.
+  reads exactly what the plain loop reads. It reads a float32 ``.npy`` file itself (the
+  header matched as ``np.save`` writes it, not parsed by ``np.load``'s ``literal_eval``) and
+  an HDF5 dataset through h5py's low-level ``h5d.open`` / ``DatasetID.read``, both into one
+  buffer reused for every video; a ``.pt`` file through ``torch.load`` as the plain loop;
+* ``cached store``: the same store with its default LRU cache (``$RELOCBENCH_FEATURE_CACHE_MB``,
+  else 2048 MiB), made anew (empty) for each repeat: the test pairs read each of their videos
+  several times, and a cached video is read and mapped once; the memory it holds is bounded
+  by the cache setting (its peak column).
 
-They alternate (plain, plain+map, store, ...) and the best of ``--repeats`` is shown with the
-ratios store / plain and store / plain+map; each one's peak traced memory is measured in one
-more pass (tracemalloc: numpy buffers included; not timed, as tracing slows the store's many
-small Python allocations far more than the plain loop's). The load average is printed beside
-every figure: on a shared machine the times move with it.
+They alternate (plain, plain+map, store, cached store, ...) and the best of ``--repeats`` is
+shown with the ratios store / plain, store / plain+map and cached / plain; each one's peak
+traced memory is measured in one more pass (tracemalloc: numpy buffers included; not timed,
+as tracing slows the store's many small Python allocations far more than the plain loop's). No file here is memory-mapped (the
+store maps only ``.npy`` files of 256 MiB or more), so the traced peak holds every buffer: the
+store's reused row buffer (the largest video's raw rows) and block scratch, and the result of
+the video being read. The load average is printed beside every figure: on a shared machine
+the times move with it.
 
     python benchmarks/bench_features.py [--quick] [--repeats 2] [--workdir DIR]
 
@@ -177,18 +187,20 @@ def main() -> None:
     args = ap.parse_args()
     every = args.train_every or (16 if args.quick else 1)
 
-    from relocbench.features import open_feature_store, video_infos
+    from relocbench.features import default_cache_mb, open_feature_store, video_infos
     from relocbench.manifest import open_manifest
 
     man = open_manifest("activitynet")
     infos = video_infos(man)
+    cache_mb = default_cache_mb()
     pairs = man.table("pairs", "test")
     pair_videos = [(str(q), str(r)) for q, r in zip(pairs["query_video"], pairs["ref_video"])][:args.pairs]
     train = sorted(set(map(str, man.table("segments", "train")["video"])))[::every]
     videos = sorted({v for p in pair_videos for v in p} | set(train))
     work = Path(tempfile.mkdtemp(prefix="bench-features-", dir=args.workdir))
     print(f"{len(pair_videos)} test pairs, {len(train)} training videos (every {every}), "
-          f"{len(videos)} videos written per source; load average {loadavg()} on {os.cpu_count()} CPUs")
+          f"{len(videos)} videos written per source; cached store: {cache_mb:g} MiB cache; "
+          f"load average {loadavg()} on {os.cpu_count()} CPUs")
     rows_out = []
     try:
         for name, dim, axis_spec, layouts in SOURCES:
@@ -197,10 +209,10 @@ def main() -> None:
             print(f"wrote {name} sources in {time.perf_counter() - t0:.0f} s (load {loadavg()})")
             for layout, path in sources.items():
                 for workload, items in (("test pairs", [v for p in pair_videos for v in p]), ("train pass", train)):
-                    best = {"plain": (9e9, ""), "map": (9e9, ""), "store": (9e9, "")}
+                    best = {"plain": (9e9, ""), "map": (9e9, ""), "store": (9e9, ""), "cached": (9e9, "")}
                     read, close = plain_reader(layout, path)
-                    store = open_feature_store(path, card=card_for(layout, name, dim, axis_spec), manifest=man,
-                                               cache_mb=0)
+                    card = card_for(layout, name, dim, axis_spec)
+                    store = open_feature_store(path, card=card, manifest=man, cache_mb=0)
                     plans = naive_mapping(store, items)
 
                     def plain():
@@ -211,28 +223,39 @@ def main() -> None:
                         for v in items:
                             mapped(read(v), plans[v])
 
-                    def through_store():
+                    def through_store(s=store):
                         for v in items:
-                            store.get(v)
+                            s.get(v)
+
+                    def fresh_cached():  # a store with the default cache, empty (made untimed)
+                        return open_feature_store(path, card=card, manifest=man, cache_mb=cache_mb)
 
                     for _ in range(args.repeats):  # alternated
                         best["plain"] = min(best["plain"], timed(plain))
                         best["map"] = min(best["map"], timed(plain_map))
                         best["store"] = min(best["store"], timed(through_store))
+                        cached = fresh_cached()
+                        best["cached"] = min(best["cached"], timed(lambda: through_store(cached)))
+                        cached.close()
                     pm, sm = peak_mib(plain), peak_mib(through_store)
+                    cached = fresh_cached()
+                    cm = peak_mib(lambda: through_store(cached))
+                    cached.close()
                     close()
                     store.close()
-                    (ps, pl), (ms, ml), (ss, sl) = best["plain"], best["map"], best["store"]
+                    (ps, pl), (ms, ml), (ss, sl), (cs, cl) = (best[k] for k in ("plain", "map", "store", "cached"))
                     rows_out.append([name, layout, workload, len(items), f"{ps:.2f} (load {pl})",
                                      f"{ms:.2f} (load {ml})", f"{ss:.2f} (load {sl})", f"{ss / ps:.2f}",
-                                     f"{ss / ms:.2f}", f"{pm:.0f}", f"{sm:.0f}"])
+                                     f"{ss / ms:.2f}", f"{pm:.0f}", f"{sm:.0f}", f"{cs:.2f} (load {cl})",
+                                     f"{cs / ps:.2f}", f"{cm:.0f}"])
                     print(" | ".join(map(str, rows_out[-1])), flush=True)
             for p in sources.values():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     cols = ["features", "layout", "workload", "reads", "plain s", "plain+map s", "store s", "store/plain",
-            "store/(plain+map)", "plain peak MiB", "store peak MiB"]
+            "store/(plain+map)", "plain peak MiB", "store peak MiB", "cached store s", "cached/plain",
+            "cached peak MiB"]
     print("\n| " + " | ".join(cols) + " |")
     print("|" + "|".join("---" for _ in cols) + "|")
     for r in rows_out:

