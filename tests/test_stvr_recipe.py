@@ -269,7 +269,9 @@ def test_multiclass_nms_per_class_then_total():
 def test_model_shapes_gradients_and_matching_actor_detections():
     model = tiny_model("warp")
     assert (model.channels, model.map_size, len(model.anchors)) == (32, 8, 8 * 8 * 12)
-    assert model.weights_id == "none" and model.weights_note == WEIGHTS_NOTE_RANDOM
+    # the backbone is random; the run's record says it trains from scratch, not "for tests only"
+    assert model.weights_id == "none" and model.backbone.weights_note == WEIGHTS_NOTE_RANDOM
+    assert model.weights_note == om.WEIGHTS_NOTE_SCRATCH["tiny3d"] and "trained in the run" in model.weights_note
     losses = model(**fake_batch(), seeds=[3, 4])
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
@@ -288,7 +290,8 @@ def test_i3d_backbone_loads_weights_from_a_file(tmp_path):
     small = {**MODEL_KW, "backbone": "i3d", "frame_size": 64}
     torch.manual_seed(0)
     first = OriginalSTVRModel(cell="none", **small)
-    assert first.channels == 1024 and first.weights_id == "none" and first.weights_note == WEIGHTS_NOTE_RANDOM
+    assert first.channels == 1024 and first.weights_id == "none" and first.backbone.weights_note == WEIGHTS_NOTE_RANDOM
+    assert first.weights_note == om.WEIGHTS_NOTE_SCRATCH["i3d"] and "rgb_imagenet" in first.weights_note
     state = {k: v + 0.5 if v.is_floating_point() else v for k, v in first.backbone.state_dict().items()}
     path = tmp_path / "rgb_imagenet.pt"
     torch.save(state, path)
@@ -399,7 +402,7 @@ def _two_step_cli_run(name, sprites, tmp_path):
     assert result["config"]["recipe"] == "original" and result["config"]["cell"] == name.split("-")[1]
     assert result["config"]["optimizer"] == "sgd" and result["config"]["lr_milestones"] == [1]
     assert result["training"]["steps"] == 2 and result["config"]["flip"] is True
-    assert result["weights"] == {"id": "none", "note": WEIGHTS_NOTE_RANDOM}  # random weights, marked so
+    assert result["weights"] == {"id": "none", "note": om.WEIGHTS_NOTE_SCRATCH["tiny3d"]}  # trained from scratch, marked so
     assert result["config"]["clip_sampling"] == "second" and result["metrics"]["clip_scoring"] == "original"
     doc = json.loads((out / "predictions-test.json").read_text())
     assert doc["results"]

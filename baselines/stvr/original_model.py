@@ -87,7 +87,16 @@ from .original import (
     rpn_anchors,
 )
 
+
+#: ``weights.note`` of a run whose backbone had no weights file: what the run's numbers rest on.
+WEIGHTS_NOTE_SCRATCH = {
+    "i3d": ("no pretrained weights: Inception-I3D from random initialisation, trained in the run "
+            "(the authors start from the Kinetics rgb_imagenet weights)"),
+    "tiny3d": "no pretrained weights: the tiny3d backbone from random initialisation, trained in the run",
+}
+
 __all__ = [
+    "WEIGHTS_NOTE_SCRATCH",
     "BOX_CODER_WEIGHTS",
     "CROP_SIZE",
     "RPN_POSITIVE_IOU",
@@ -433,7 +442,10 @@ class OriginalSTVRModel(nn.Module):
             self.backbone.weights_note = WEIGHTS_NOTE_RANDOM
             self.stride = self.backbone.stride
         self.weights_id = self.backbone.weights_id
-        self.weights_note = self.backbone.weights_note
+        # the run's record: without a weights file the backbone is not a test-only random
+        # module but the start of training from scratch (its convolutions train with the rest)
+        self.weights_note = (self.backbone.weights_note if self.weights_id != "none"
+                             else WEIGHTS_NOTE_SCRATCH[backbone])
         if frame_size % self.stride:
             raise ConfigError(f"The 'frame_size' parameter must be a multiple of the backbone stride {self.stride}. "
                               f"Got {frame_size!r} instead.")
