@@ -9,7 +9,10 @@ A *recipe* other than the baseline's default (``config.recipe``, e.g. cgbm's ``o
 is part of a row's identity: its records go to ``results/<board>/<baseline>@<recipe>/`` and
 its row is ``<baseline> (<recipe> recipe)`` (:func:`record_recipe`, :func:`row_name`), in
 the same tables as the default recipe's row, right after it, compared with the same full
-model. A record without ``config.recipe``, or with the default one, is the baseline's row.
+model (in a group of tables that holds the full model only as one recipe row, e.g. the
+spatio-temporal original recipe alone under its per-clip scoring rule, with that row:
+:func:`board_tables`). A record without ``config.recipe``, or with the default one, is the
+baseline's row.
 
 ``publish_result`` copies a run's ``result.json`` into the leaderboard folder (refusing to
 overwrite without ``force``) and, when the run folder is at hand, adds the per-pair scores
@@ -1419,7 +1422,10 @@ def board_tables(task, recs: List[Dict[str, Any]]) -> List[Tuple[str, List[str],
     """(title, row names in row order, reference row) of every table of a board.
 
     A baseline's rows of non-default recipes follow its own row (in the order of ``recs``),
-    in the same table and with the same reference row."""
+    in the same table and with the same reference row. In a group of ``recs`` that holds the
+    full model only through one recipe row (the spatio-temporal original recipe, alone under
+    its scoring rule), that row is the reference, and a baseline present only through its
+    recipe rows has no empty row of its own; with no run of the full model there is none."""
     by_name = group_runs(recs)
     variants: Dict[str, List[str]] = {}   # baseline -> its rows of non-default recipes
     for r in recs:
@@ -1428,10 +1434,13 @@ def board_tables(task, recs: List[Dict[str, Any]]) -> List[Tuple[str, List[str],
             variants[r["baseline"]].append(nm)
     out, listed = [], []
     ref = REFERENCE_ROWS.get(task.name)
+    if ref not in by_name:
+        ref = variants[ref][0] if len(variants.get(ref, [])) == 1 else None
     for title, names in task.tables:
         if any(n in by_name or variants.get(n) for n in names):
-            rows = [x for n in names for x in [n] + variants.get(n, [])]
-            out.append((title, rows, ref if ref in names else None))
+            own = [n for n in names if n in by_name or not variants.get(n)]   # no empty row beside recipe rows
+            rows = [x for n in names for x in ([n] if n in own else []) + variants.get(n, [])]
+            out.append((title, rows, ref if ref in rows else None))
             listed += rows
     others = [n for n in by_name if n not in listed]
     if others:

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from relocbench.cli import cli
 from relocbench.errors import ManifestError, PredictionError
-from relocbench.leaderboard import (_decode_ap, _st_pair_scores, _weighted_frame_map, board_stats, feature_groups,
-                                    group_name, load_results, render_leaderboard, validate_record)
+from relocbench.leaderboard import (_decode_ap, _st_pair_scores, _weighted_frame_map, board_stats, board_tables,
+                                    feature_groups, group_name, load_results, render_leaderboard, validate_record)
 from relocbench.leaderboard_site import render_site
 from relocbench.metrics.spatiotemporal import evaluate_spatiotemporal
 from relocbench.tasks import get_task
@@ -213,6 +213,48 @@ def test_records_of_different_scoring_rules_are_never_ranked_together(tmp_path):
     index = render_site(results)["index.html"].decode()
     assert f"<caption>Features: {KF}</caption>" in index and f"<caption>Features: {ORIG.replace(chr(39), '&#x27;')}" \
         "</caption>" in index
+
+
+def test_original_recipe_rows_alone_under_their_rule_are_compared_with_the_original_warp(tmp_path):
+    # the compact recipe's stvr-warp and stvr-clip scored per keyframe; the original recipe's
+    # stvr-warp and stvr-convlstm scored per clip: two groups, each paired within itself
+    kf_warp, kf_clip = st_run(tmp_path, 1, clips=None), st_run(tmp_path, 2, "stvr-clip", clips=None)
+    o_warp, o_conv = st_run(tmp_path, 3), st_run(tmp_path, 4, "stvr-convlstm")
+    for r in (o_warp, o_conv):
+        r["config"]["recipe"] = "original"
+    groups = feature_groups([kf_warp, kf_clip, o_warp, o_conv])
+    (title, rows, ref), = board_tables(ST, groups[ORIG])
+    # no empty stvr-warp / stvr-convlstm rows beside their recipe rows; the others stay as placeholders
+    assert rows == ["stvr-clip", "stvr-convlstm (original recipe)", "stvr-flow", "stvr-traj",
+                    "stvr-warp (original recipe)"]
+    assert ref == "stvr-warp (original recipe)"
+    assert [(rows, ref) for _, rows, ref in board_tables(ST, groups[KF])] == [
+        (["stvr-clip", "stvr-convlstm", "stvr-flow", "stvr-traj", "stvr-warp"], "stvr-warp")]
+    text, _ = render_leaderboard(tmp_path, {"sprites": [kf_warp, kf_clip, o_warp, o_conv]})
+    tables = text.split("### ")[1:]
+    t_orig = next(t for t in tables if t.split("\n", 1)[0].endswith(f"— features: {ORIG}"))
+    t_kf = next(t for t in tables if t.split("\n", 1)[0].endswith(f"— features: {KF}"))
+    assert "vs stvr-warp (original recipe) (paired, 95% CI)" in t_orig and "(original recipe)" not in t_kf
+    assert "| stvr-warp |" not in t_orig and "| stvr-convlstm |" not in t_orig
+    row = next(line for line in t_orig.splitlines() if line.startswith("| stvr-convlstm (original recipe) |"))
+    # one seed each: the paired difference of the point estimates is the difference of the frame-mAPs
+    want = o_conv["metrics"]["frame_map"]["0.5"] - o_warp["metrics"]["frame_map"]["0.5"]
+    assert f"| {100 * want:+.1f} [" in row
+    assert "Paired bootstrap against `stvr-warp (original recipe)` over 10 test pairs" in t_orig
+    assert t_orig.count("| reference |") == 1 and "| stvr-warp (original recipe) |" in t_orig
+
+
+def test_a_group_without_the_full_model_has_no_paired_column(tmp_path):
+    # before: every row of such a table read "reference"; now the column is left out
+    clip, conv = st_run(tmp_path, 1, "stvr-clip"), st_run(tmp_path, 2, "stvr-convlstm")
+    conv["config"]["recipe"] = "original"
+    (_, rows, ref), = board_tables(ST, [clip, conv])
+    assert ref is None and rows == ["stvr-clip", "stvr-convlstm (original recipe)", "stvr-flow", "stvr-traj",
+                                    "stvr-warp"]
+    text, _ = render_leaderboard(tmp_path, {"sprites": [clip, conv]})
+    table = text.split("### ", 1)[1].split("Runs on", 1)[0]
+    assert "reference" not in table and "(paired" not in table and "Paired bootstrap" not in table
+    assert "| stvr-clip | " in table and "| stvr-convlstm (original recipe) | " in table
 
 
 # ----------------------------------------------------------------------------- validation
