@@ -17,8 +17,10 @@ executor's subprocesses) inherit the environment, so they start with the same po
 A user's own choice wins: nothing is set when ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``
 (libgomp) or ``KMP_BLOCKTIME`` (Intel OpenMP) is already in the environment, and nothing
 when torch is already imported (too late to matter; the environment is left as it was).
-The thread count is left to torch and ``--threads``: with the passive policy the default
-(one thread per core) was the fastest both alone and beside a busy process.
+The thread count is left to torch and ``--threads``, except that ``run-baseline`` on a CPU
+gives a baseline the count it declares (``Baseline.cpu_threads``) when the policy is passive
+and the user chose none: a model made of many small ops (cgbm) gains nothing from a second
+passive thread, which every parallel op must wake (measured on 2026-12-07: README).
 """
 from __future__ import annotations
 

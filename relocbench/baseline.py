@@ -143,6 +143,12 @@ class Baseline:
     trainable: ClassVar[bool] = False
     variant_defaults: ClassVar[Dict[str, Any]] = {}
     variant_description: ClassVar[str] = ""
+    #: Torch threads on a CPU when the OpenMP threads sleep at barriers (``OMP_WAIT_POLICY=
+    #: PASSIVE``, as ``import relocbench`` sets it) and neither ``--threads`` nor
+    #: ``OMP_NUM_THREADS`` chose a count; ``None``: torch's default (one per core). A model
+    #: made of many small ops gains nothing from a second passive thread (every parallel op
+    #: wakes it) and can set 1.
+    cpu_threads: ClassVar[Optional[int]] = None
 
     def __init__(self, config: Any, ctx: RunContext) -> None:
         self.config = config

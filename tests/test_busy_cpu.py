@@ -87,3 +87,50 @@ def test_choose_wait_policy_in_a_given_environment():
     assert choose_wait_policy(env, modules={}) is None and env == {"OMP_WAIT_POLICY": ""}
     env = {}
     assert choose_wait_policy(env, modules={"torch": object()}) is None and env == {}
+
+
+# ---------------------------------------------------------------------------- thread count
+@pytest.mark.parametrize("env,device,name,expected", [
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, "cpu", "cgbm", 1),            # the baseline's own count
+    ({"OMP_WAIT_POLICY": "passive"}, "cpu", "cgbm-base", 1),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, "cpu", "sst", None),          # no count of its own: torch's
+    ({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"}, "cpu", "cgbm", None),  # the user's count
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "cpu", "cgbm", None),          # spinning threads scale: torch's
+    ({}, "cpu", "cgbm", None),                                     # torch came first: libgomp spins
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, "cuda", "cgbm", None),        # not a CPU run
+])
+def test_default_cpu_threads_follow_the_wait_policy_and_the_users_choice(monkeypatch, env, device, name, expected):
+    from relocbench.cli.baselines import _default_cpu_threads
+
+    for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert _default_cpu_threads(name, device) == expected
+
+
+def test_run_baseline_records_the_baselines_thread_count(monkeypatch, tmp_path):
+    """A CPU run of cgbm without --threads under passive waits trains on one thread (its
+    result.json says so); --threads wins."""
+    torch = pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from relocbench.cli import cli
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("hidden: 4\nrank: 1\neval_every: 0\nselect_on_val: false\neval_batch_size: 256\n")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what the process holds before the run: the run must choose 1 itself
+    try:
+        for extra, threads in (([], 1), (["--threads", "2"], 2)):
+            out = tmp_path / f"run{threads}"
+            res = CliRunner().invoke(cli, ["run-baseline", "cgbm", "--steps", "1", "--batch-size", "2", "--device",
+                                           "cpu", "--quiet", "--config", str(cfg), "--out", str(out), *extra])
+            assert res.exit_code == 0, res.output
+            import json
+
+            assert json.loads((out / "result.json").read_text())["hardware"]["threads"] == threads
+    finally:
+        torch.set_num_threads(before)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import ClassVar, Dict, List
+from typing import ClassVar, Dict, List, Optional
 
 import numpy as np
 
@@ -256,6 +256,11 @@ class CGBM(_PairTrained):
 
     Config = CGBMRunConfig
     recipes: ClassVar[Dict[str, Dict[str, object]]] = CGBM_RECIPES
+    # Under the passive OpenMP policy a second thread does not pay here: measured on 2026-12-07
+    # on an idle 2-core CPU (benchmarks/bench_train.py --only-recipes, OMP_WAIT_POLICY=PASSIVE),
+    # median step 307 ms on one thread against 359 ms on two at batch 32, 869 against 864 ms at
+    # batch 128; one thread also leaves the other core to whatever else runs.
+    cpu_threads: ClassVar[Optional[int]] = 1
 
     def prepare(self, model) -> None:
         if self.config.input_pipeline == "relocbench":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import click
 
@@ -54,6 +55,25 @@ def print_coverage(cov) -> None:
         print_report(cov["skipped"])
 
 
+def _default_cpu_threads(name: str, device: str) -> Optional[int]:
+    """The baseline's own CPU thread count (``Baseline.cpu_threads``) for a run on the CPU under
+    passive OpenMP waits, when the user chose no count (``--threads``, ``OMP_NUM_THREADS``);
+    ``None`` (torch's default) otherwise."""
+    import os
+
+    from ..registry import get_baseline
+
+    n = getattr(get_baseline(name), "cpu_threads", None)
+    if not n or "OMP_NUM_THREADS" in os.environ or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return None
+    if device != "cpu":
+        import torch
+
+        if device != "auto" or torch.cuda.is_available():
+            return None
+    return n
+
+
 def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: int, force: bool,
                    recipe=None) -> None:
     """Before the run: the leaderboard record it will write can be written (and does not
@@ -101,7 +121,9 @@ def _check_publish(leaderboard_dir: Path, board, name: str, dataset: str, seed: 
               help="Comma-separated seeds (e.g. 0,1,2): one run folder <out>/seed-<k> each, each published.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=None,
-              help="CPU threads for torch, >= 1 (default: torch's choice). Use 1 per process when the CPU is shared.")
+              help="CPU threads for torch, >= 1 (default: the baseline's own count on a CPU under passive "
+                   "OpenMP waits, 1 for the cgbm family; else torch's choice). Use 1 per process when the "
+                   "CPU is shared.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (default runs/<dataset>/<name>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -169,6 +191,8 @@ def run_baseline(name, dataset, features, feature_preset, feature_card, frames, 
         from ..registry import get_baseline
         if feature_preset or feature_card or get_baseline(name).task == "temporal":
             check_declared(features, preset=feature_preset, card=feature_card)
+    if threads is None:
+        threads = _default_cpu_threads(name, device)
     if seeds is not None:
         from ..leaderboard import run_seeds
         run_seeds(name, seeds, out=out, leaderboard_dir=leaderboard_dir, board=board, force=force, echo=click.echo,
