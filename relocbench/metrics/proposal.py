@@ -44,7 +44,6 @@ import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 
 from ..errors import ConfigError, PredictionError
 from .activitynet import ANET_TIOU_THRESHOLDS, check_thresholds_and_blocked, ground_truth_arrays, read_activitynet_arrays
@@ -61,12 +60,14 @@ _SPLIT_PAIRS = 1 << 22  # at least this many such rows are scored by two process
 PathLike = Union[str, os.PathLike]
 
 
-def read_activitynet_proposals(doc: Union[PathLike, Mapping], blocked: Iterable[str] = ()) -> Tuple[pd.DataFrame, dict]:
+def read_activitynet_proposals(doc: Union[PathLike, Mapping], blocked: Iterable[str] = ()) -> Tuple[Any, dict]:
     """Proposals (``results``) as a table of video/t_start/t_end/score plus a report.
 
     Read by the ActivityNet predictions reader (:func:`read_activitynet_arrays` without
     labels): entries need ``segment`` and ``score``, a ``label`` is ignored.
     """
+    import pandas as pd  # only this table needs it: scoring works on arrays
+
     names, counts, segs, scores, report = _read_proposal_arrays(doc, blocked)
     pred = pd.DataFrame({"video": np.repeat(np.array(names, dtype=object), counts), "t_start": segs[:, 0],
                          "t_end": segs[:, 1], "score": scores})
@@ -291,11 +292,12 @@ def activitynet_proposal(
         raise PredictionError(f"expected at least one proposal, found none ({n_bl} on blocked videos skipped)",
                               file=src)
     has_gt = gt_counts > 0  # the videos are those with at least one annotation
-    vcode, videos = pd.factorize(np.array(gt_vids, dtype=object)[has_gt])
+    code: Dict[str, int] = {}  # video -> its index, in order of first appearance
+    vcode = np.array([code.setdefault(v, len(code)) for v, h in zip(gt_vids, has_gt) if h], dtype=np.int64)
     gvid = np.repeat(vcode, gt_counts[has_gt])
-    n_vid = len(videos)
+    n_vid = len(code)
     budget = float(max_avg_nr_proposals) if max_avg_nr_proposals else n_prop / float(n_vid)
-    pvid = np.repeat(pd.Index(videos).get_indexer(pd.Index(names, dtype=object)), counts)
+    pvid = np.repeat(np.array([code.get(v, -1) for v in names], dtype=np.int64), counts)
     on_gt = pvid >= 0
     if not on_gt.all():
         pvid, segs, scores = pvid[on_gt], segs[on_gt], scores[on_gt]
