@@ -54,14 +54,18 @@ def _read_npy(p: Path, key: Optional[str]) -> np.ndarray:
 
 def _read_npz(p: Path, key: Optional[str]) -> np.ndarray:
     with np.load(p, allow_pickle=False) as z:
-        names = list(z.files)
-        if key is None:
-            if len(names) != 1:
-                raise ValueError(f"holds arrays {names}; name the one to read (the card's 'key')")
-            key = names[0]
-        if key not in names:
-            raise ValueError(f"has no array {key!r}; it holds {names}")
-        return z[key]
+        return z[_npz_member(list(z.files), key)]
+
+
+def _npz_member(names: List[str], key: Optional[str]) -> str:
+    """The array of a ``.npz`` holding ``names`` to read: ``key``, or the only one."""
+    if key is None:
+        if len(names) != 1:
+            raise ValueError(f"holds arrays {names}; name the one to read (the card's 'key')")
+        return names[0]
+    if key not in names:
+        raise ValueError(f"has no array {key!r}; it holds {names}")
+    return key
 
 
 def _read_pt(p: Path, key: Optional[str]) -> np.ndarray:
@@ -155,13 +159,7 @@ def _shape_npz(p: Path, key: Optional[str]):
         raise ValueError(f"not a .npz archive ({exc})") from None
     with zf:
         members = {n[:-4]: n for n in zf.namelist() if n.endswith(".npy")}
-        names = list(members)
-        if key is None:
-            if len(names) != 1:
-                raise ValueError(f"holds arrays {names}; name the one to read (the card's 'key')")
-            key = names[0]
-        if key not in members:
-            raise ValueError(f"has no array {key!r}; it holds {names}")
+        key = _npz_member(list(members), key)
         try:
             with zf.open(members[key]) as fh:
                 return _npy_header(fh, zf.getinfo(members[key]).file_size)
