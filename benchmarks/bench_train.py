@@ -1,6 +1,7 @@
 """Training and inference speed of the temporal baselines at paper settings on this machine.
 
-    .venv/bin/python benchmarks/bench_train.py [--steps 20] [--baseline cgbm] [--threads 2]
+    .venv/bin/python benchmarks/bench_train.py [--steps 20] [--baseline cgbm] [--threads 1] [--ranks 2]
+    .venv/bin/python benchmarks/bench_train.py --only-ranks --ranks 2 --steps 40
 
 What a 1,000-step paper-budget run of ``cgbm`` costs here (target: at most 10 minutes on an
 idle 2-core CPU), from its parts measured in this run, on the committed ActivityNet manifest
@@ -22,6 +23,17 @@ differ in the loss pooling and the initialisation (a step's arithmetic is the sa
 their step times should be equal. The first timed batch is then profiled (untimed): its
 aten calls and matmul FLOPs, and the achieved fraction of the matmul roofline
 (:func:`step_profile`).
+
+With ``--ranks N`` (``--only-ranks``: just these rows) the step of an N-process
+data-parallel run (``torchrun --nproc_per_node N relocbench run-baseline ...``: each rank
+computes its share of every global batch on ``--threads`` threads, DDP averages the
+gradients over gloo) is timed against the one-process step on the same global batches,
+alternated step by step (:func:`time_ranks`), and the run is estimated from it.
+
+A step's time grows with its batch's longest reference (the windows are bucketed by length,
+so the longest varies from batch to batch: over 300 batches of the ActivityNet stream, a
+median of 35 steps and a mean of 58); an estimate needs enough timed steps (40 or more) for
+its mean to stand for the run's.
 
 The timed steps start after ``--skip`` steps (the first batches are not typical: the sampler
 shuffles the batch order, so any window of steps is an unbiased sample of batch lengths).
@@ -49,6 +61,11 @@ def main(argv=None) -> None:
     ap.add_argument("--no-test", action="store_true", help="Skip the test-split inference row (not part of the estimate).")
     ap.add_argument("--only-recipes", action="store_true",
                     help="Only the paper vs original recipe step times (cgbm family).")
+    ap.add_argument("--ranks", type=int, default=1,
+                    help="Also time the step of a data-parallel run over this many processes of --threads "
+                         "threads each (torchrun's DDP over gloo), alternated with the one-process step, "
+                         "and estimate that run (default 1: no such rows).")
+    ap.add_argument("--only-ranks", action="store_true", help="Only the --ranks rows and their estimate.")
     args = ap.parse_args(argv)
 
     import torch
@@ -71,6 +88,11 @@ def main(argv=None) -> None:
         return RunContext(dataset="activitynet", manifest=man, features=store, device=torch.device("cpu"))
 
     ctx = context()
+    if args.only_ranks:
+        if args.ranks < 2:
+            ap.error("--only-ranks needs --ranks 2 or more")
+        _print_rows(args, kept, time_ranks(args, cls, cfg))
+        return
     if args.only_recipes:
         _print_rows(args, kept, time_recipes(args, cls, ctx))
         return
@@ -155,9 +177,160 @@ def main(argv=None) -> None:
     total = t_render + args.budget * t_b + evals * t_val
     rows.append([f"{args.budget:,}-step run ({args.baseline}, estimate)", "", "", f"{total / 60:.1f} min",
                  "render + steps + validations (target <= 10 min on an idle 2-core CPU)"])
+    if args.ranks > 1:
+        rows += time_ranks(args, cls, cfg, t_render=t_render)
     if getattr(cls, "recipes", None):
         rows += time_recipes(args, cls, ctx)
     _print_rows(args, kept, rows)
+
+
+def time_ranks(args, cls, cfg, *, t_render=None):
+    """Rows: the training step of a ``--ranks``-process data-parallel run (what ``torchrun
+    --nproc_per_node N relocbench run-baseline ...`` does: each rank computes its share of
+    every global batch on ``--threads`` threads, DDP averages the gradients over gloo)
+    against the one-process step on the same global batches, alternated step by step.
+
+    Every rank renders the training features into its own cache first (as each rank of a
+    run does). The timed steps are spread evenly over the run's ``--budget`` steps. Each round: a barrier, one DDP step on all ranks (timed on rank 0 from the
+    barrier to the end of its optimiser step), a barrier, then one one-process step of the
+    full global batch on rank 0 (its own model and optimiser) while the other ranks wait in
+    the next barrier (gloo waits in a blocking read, leaving their cores idle). The estimate
+    adds the validation passes (each rank predicts its share of the pairs, as in a run:
+    :func:`relocbench.engine.predict_pairs`) and the rendering.
+    """
+    import os
+    import socket
+
+    import torch.multiprocessing as tmp
+
+    with socket.socket() as sock:  # a free port for the ranks to meet on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = tmp.get_context("spawn")
+    results = ctx.SimpleQueue()
+    load0 = os.getloadavg()
+    tmp.start_processes(_rank_worker, args=(args.ranks, port, vars(args), results), nprocs=args.ranks,
+                        join=True, start_method="spawn")
+    load1 = os.getloadavg()
+    res = results.get()
+    ddp, one, rend = res["ddp"], res["one"], res["render"]
+    t_ddp, t_one = float(np.mean(ddp)), float(np.mean(one))
+    load = f"load average {load0[0]:.2f} -> {load1[0]:.2f}"
+    longest = (f"timed batches' longest reference {res['timed_longest']:.0f} steps on average "
+               f"(the run's {args.budget:,} batches: {res['run_longest']:.0f})")
+    rows = [
+        [f"train step (1 process, {args.threads} thread{'s' if args.threads > 1 else ''})",
+         f"batch {args.batch_size}", f"{1 / t_one:.3f} steps/s", f"{t_one * args.budget / 60:.1f} min",
+         f"median {1000 * float(np.median(one)):.0f} ms; alternated with the row below; {load}"],
+        [f"train step ({args.ranks} ranks x {args.threads} thread{'s' if args.threads > 1 else ''}, DDP)",
+         f"batch {args.batch_size} ({args.batch_size // args.ranks} a rank)", f"{1 / t_ddp:.3f} steps/s",
+         f"{t_ddp * args.budget / 60:.1f} min",
+         f"median {1000 * float(np.median(ddp)):.0f} ms; {t_ddp / t_one:.2f}x the one-process step; {load}"],
+    ]
+    rows.append(["batches timed", f"{len(one)} steps", "", "", longest])
+    t_val, evals = res["val"], args.budget // cfg.eval_every if getattr(cfg, "eval_every", 0) else 0
+    rows.append([f"predict (val pairs, shared by {args.ranks} ranks)", "", "", f"{t_val * evals / 60:.1f} min",
+                 f"{t_val:.1f} s per pass; {evals} passes per run"])
+    total = (t_render if t_render is not None else rend) + args.budget * t_ddp + evals * t_val
+    rows.append([f"{args.budget:,}-step run ({args.baseline}, {args.ranks} ranks, estimate)", "", "",
+                 f"{total / 60:.1f} min",
+                 f"torchrun --nproc_per_node {args.ranks} relocbench run-baseline {args.baseline} --threads "
+                 f"{args.threads} ... (target <= 10 min on an idle 2-core CPU)"])
+    return rows
+
+
+def _rank_worker(rank, world, port, opts, results):
+    """One rank of :func:`time_ranks` (a spawned process)."""
+    import os
+    import time as _time
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from relocbench.baseline import RunContext
+    from types import SimpleNamespace
+
+    from relocbench.engine import _make_optimizer, keep_freed_memory, predict_pairs
+    from relocbench.features import open_feature_store
+    from relocbench.manifest import open_manifest
+    from relocbench.registry import get_baseline
+    from relocbench.tasks import get_task
+
+    torch.set_num_threads(opts["threads"])
+    keep_freed_memory()
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        man = open_manifest("activitynet")
+        cls = get_baseline(opts["baseline"])
+        cfg = cls.default_config({"batch_size": opts["batch_size"]})
+        store = open_feature_store("synthetic", manifest=man, seed=0)
+        t0 = _time.perf_counter()
+        for v in sorted(set(man.table("segments", "train")["video"])):
+            store.get(v)
+        t_render = _time.perf_counter() - t0
+
+        def make(world_size):
+            c = RunContext(dataset="activitynet", manifest=man, features=store, device=torch.device("cpu"),
+                           rank=rank if world_size > 1 else 0, world_size=world_size)
+            torch.manual_seed(0)
+            model = cls.create_model(cfg)
+            base = cls(cfg, c)
+            base.prepare(model)
+            opt, _ = _make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+            model.train()
+            return model, base, opt
+
+        def step(model, wrapped, base, opt, b):
+            loss, _ = base.loss(wrapped, b)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            opt.step()
+
+        m_ddp, b_ddp, o_ddp = make(world)
+        w_ddp = DDP(m_ddp)
+        one = make(1) if rank == 0 else None
+        times = {"ddp": [], "one": []}
+        skip, steps = opts["skip"], opts["steps"]
+        # the timed steps spread evenly over the run's (the warm-up ones first): their
+        # batches' lengths are a sample of the whole run's
+        spread = np.linspace(skip, opts["budget"] - 1, steps).round().astype(int).tolist()
+        plan = list(range(skip)) + spread
+        for k, s in enumerate(plan):
+            batch = b_ddp.batch(s, rank, world)
+            dist.barrier()
+            t0 = _time.perf_counter()
+            step(m_ddp, w_ddp, b_ddp, o_ddp, batch)
+            dt = _time.perf_counter() - t0
+            if k >= skip:
+                times["ddp"].append(dt)
+            dist.barrier()
+            if rank == 0:
+                full = one[1].batch(s)
+                t0 = _time.perf_counter()
+                step(one[0], one[0], one[1], one[2], full)
+                if k >= skip:
+                    times["one"].append(_time.perf_counter() - t0)
+        # a validation pass as the run does it: every rank predicts its share of the chunks
+        dist.barrier()
+        m_ddp.eval()
+        t0 = _time.perf_counter()
+        shared = SimpleNamespace(enabled=True, rank=rank, world_size=world)
+        predict_pairs(b_ddp, m_ddp, get_task(cls.task), b_ddp.ctx, man.table("pairs", "val"), desc="val",
+                      quiet=True, dist=shared)
+        t_val = _time.perf_counter() - t0
+        if rank == 0:
+            def longest(s):
+                w = one[1]._batches.rows(s)
+                return int((w["ref_end_step"] - w["ref_start_step"]).max())
+
+            times["timed_longest"] = float(np.mean([longest(s) for s in spread]))
+            times["run_longest"] = float(np.mean([longest(s) for s in range(opts["budget"])]))
+            results.put({**times, "render": t_render, "val": t_val})
+    finally:
+        dist.destroy_process_group()
 
 
 def time_recipes(args, cls, ctx):

@@ -185,11 +185,15 @@ def _torch_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _hardware(device) -> Dict[str, Any]:
+def _hardware(device, world_size: int = 1) -> Dict[str, Any]:
+    """Where a run ran; ``processes`` (the data-parallel ranks, each with ``threads`` threads)
+    only for a distributed run."""
     import torch
 
     hw = {"device": str(device), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
           "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__}
+    if world_size > 1:
+        hw["processes"] = int(world_size)
     if device.type == "cuda":
         hw["gpu"] = torch.cuda.get_device_name(device)
     return hw
@@ -287,22 +291,36 @@ def _load_weights(model, path: Path, device) -> None:
 
 
 def predict_pairs(baseline: Baseline, model, task, ctx, pairs, *, desc: str, quiet: bool,
-                  leave: bool = True) -> Dict[str, list]:
+                  leave: bool = True, dist: Optional["Distributed"] = None) -> Dict[str, list]:
     """``baseline.predict`` over ``pairs`` in the task's chunks, with a progress line.
 
     Chunks hold ``baseline.prediction_chunk()`` pairs in the task's order (temporal: by
     window length, as the batched predictors sort them), so batched predictors see the
-    same batches as in one call and the predictions are the same.
+    same batches as in one call and the predictions are the same. With ``dist`` (a
+    distributed run: every rank calls this with the same model) rank ``r`` predicts chunks
+    ``r, r + N, ...`` and every rank returns all of them, merged in chunk order: the same
+    dictionary as one process computes.
     """
     import torch
 
-    results: Dict[str, list] = {}
     chunks = task.prediction_chunks(ctx, pairs, baseline.prediction_chunk())
-    with Progress(total=len(pairs), desc=desc, unit="pair", quiet=quiet, leave=leave) as bar:
+    share = dist is not None and dist.enabled
+    mine = [(i, c) for i, c in enumerate(chunks) if not share or i % dist.world_size == dist.rank]
+    done: Dict[int, Dict[str, list]] = {}
+    with Progress(total=sum(len(c) for _, c in mine), desc=desc, unit="pair", quiet=quiet, leave=leave) as bar:
         with torch.no_grad():
-            for chunk in chunks:
-                results.update(baseline.predict(model, chunk))
+            for i, chunk in mine:
+                done[i] = baseline.predict(model, chunk)
                 bar.update(len(chunk))
+    if share:
+        import torch.distributed as tdist
+
+        every: list = [None] * dist.world_size
+        tdist.all_gather_object(every, done)
+        done = {i: r for part in every for i, r in part.items()}
+    results: Dict[str, list] = {}
+    for i in sorted(done):
+        results.update(done[i])
     return results
 
 
@@ -356,14 +374,18 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
                 logger.write(step=step, loss=lval, grad_norm=gnorm, lr=sched.get_last_lr()[0], **logs)
             if step % eval_every == 0 or step == cfg.steps:
                 improved = False
+                validate = bool(cfg.select_on_val and val_pairs is not None and len(val_pairs))
+                if validate:
+                    # every rank predicts its share of the validation pairs (one process: all)
+                    model.eval()
+                    results = predict_pairs(baseline, model, task, baseline.ctx,
+                                            task.predictable(baseline.ctx, val_pairs),
+                                            desc=f"validate {baseline.name} at step {step}", quiet=quiet,
+                                            leave=False, dist=dist)
                 if dist.is_main:
                     model.eval()
                     score = float("nan")
-                    if cfg.select_on_val and val_pairs is not None and len(val_pairs):
-                        results = predict_pairs(baseline, model, task, baseline.ctx,
-                                                task.predictable(baseline.ctx, val_pairs),
-                                                desc=f"validate {baseline.name} at step {step}", quiet=quiet,
-                                                leave=False)
+                    if validate:
                         # a baseline may keep its checkpoint by its own validation score (the
                         # original cgbm recipe: the released code's strict tIoU rule)
                         own = getattr(baseline, "validation_score", None)
@@ -649,7 +671,7 @@ def run_baseline(
                 "baseline": name, "task": cls.task, "dataset": ctx.dataset, "split": split,
                 "metrics": metrics, "config": config_to_dict(cfg), "seed": cfg.seed,
                 "features": task.describe_features(ctx), "manifest_sha256": task.manifest_sha256(ctx),
-                "relocbench": __version__, "wall_time_s": round(wall, 2), "hardware": _hardware(dist.device),
+                "relocbench": __version__, "wall_time_s": round(wall, 2), "hardware": _hardware(dist.device, dist.world_size),
                 "parameters": cls.parameter_count(cfg), "training": train_info,
                 "examples": task.examples(ctx, scored, results),
             }

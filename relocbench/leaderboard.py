@@ -1530,7 +1530,8 @@ def run_summary(r: Dict[str, Any]) -> str:
     wall = r.get("wall_time_s")
     batch = "" if row_name(r) == r["baseline"] else f" at batch {(r.get('config') or {}).get('batch_size', '?')}"
     return (f"`{row_name(r)}` seed {r.get('seed')}, {(r.get('config') or {}).get('steps', 0)} steps{batch}, "
-            + ("–" if wall is None else f"{wall:.0f}") + f" s on {(r.get('hardware') or {}).get('device', '?')}")
+            + ("–" if wall is None else f"{wall:.0f}") + f" s on {(r.get('hardware') or {}).get('device', '?')}"
+            + (f" ({hw['processes']} processes)" if (hw := r.get("hardware") or {}).get("processes") else ""))
 
 
 def figure_name(board: str, features: Optional[str], kind: str) -> str:

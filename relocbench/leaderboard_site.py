@@ -378,7 +378,8 @@ def _result_page(task, board: str, name: str, features: str, runs, st, files: _F
         steps = (r.get("config") or {}).get("steps")
         cells += [_td(fmt_ci(ci)), _td("–" if steps is None else str(steps)),
                   _td("–") if wall is None else _td(f"{float(wall):.0f}", float(wall)),
-                  _td(f"{hw.get('device', '?')} ({hw.get('cpu_count', '?')} CPUs, torch {hw.get('torch', '?')})"
+                  _td(f"{hw.get('device', '?')} ({hw.get('cpu_count', '?')} CPUs, torch {hw.get('torch', '?')}"
+                      + (f", {hw['processes']} processes" if hw.get("processes") else "") + ")"
                       if hw else "–"),
                   _td(fmt_count(r.get("parameters")))]
         body.append("<tr>" + "".join(cells) + "</tr>")

@@ -179,6 +179,63 @@ def test_ddp_two_cpu_processes_match_single_process(small_manifest, tmp_path):
     assert json.loads((tmp_path / "ddp" / "result.json").read_text())["metrics"]["n_pairs"] == single.metrics["n_pairs"]
 
 
+_SHARED_VALIDATION = """
+import os, tiny_baseline
+from relocbench.engine import run_baseline
+calls = {calls!r}
+predict = tiny_baseline.TinyTemporal.predict
+def counted(self, model, pairs):  # how many pairs each rank predicts, call by call
+    with open(os.path.join(calls, "rank-" + os.environ["RANK"]), "a") as f:
+        f.write(str(len(pairs)) + "\\n")
+    return predict(self, model, pairs)
+tiny_baseline.TinyTemporal.predict = counted
+tiny_baseline.TinyTemporal.prediction_chunk = lambda self: 3  # several chunks in a small split
+run_baseline("tiny-test", dataset={dataset!r}, out={out!r}, overrides={{"eval_every": 4, "dropout": 0.0}})
+"""
+
+
+def _val_scores(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [(r["step"], r["val_score"], r["best_step"]) for r in rows if "val_score" in r]
+
+
+def test_ddp_ranks_share_the_validation_and_keep_the_one_process_scores(small_manifest, tmp_path, monkeypatch):
+    """Under torchrun every rank predicts its share of the validation pairs (chunks r, r + N, ...);
+    rank 0 scores the merged predictions: the same validation scores and kept checkpoint
+    as one process, and the record says it ran on 2 processes."""
+    from relocbench.manifest import open_manifest
+
+    monkeypatch.setattr(tiny_baseline.TinyTemporal, "prediction_chunk", lambda self: 3)
+    single = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "single",
+                          overrides={"eval_every": 4, "dropout": 0.0})
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    script = tmp_path / "ddp_entry.py"
+    script.write_text(_SHARED_VALIDATION.format(calls=str(calls), dataset=str(small_manifest),
+                                                out=str(tmp_path / "ddp")))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29537", str(script)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_val = len(open_manifest(str(small_manifest)).table("pairs", "val"))
+    assert n_val > 6, "the validation split must span several chunks of 3 pairs for the test to mean anything"
+    rank1 = [int(x) for x in (calls / "rank-1").read_text().split()]
+    rank0 = [int(x) for x in (calls / "rank-0").read_text().split()]
+    passes = len(_val_scores(tmp_path / "ddp"))
+    assert passes == 3  # steps 4, 8, 12
+    # rank 1 predicted only validation chunks, every other one: its share of each pass
+    per_pass = sum(rank1) // passes
+    assert sum(rank1) == passes * per_pass and 0 < per_pass < n_val
+    # rank 0 predicted the rest of each pass, then the test split alone
+    n_test = len(open_manifest(str(small_manifest)).table("pairs", "test"))
+    assert sum(rank0) == passes * (n_val - per_pass) + n_test
+    assert _val_scores(tmp_path / "ddp") == _val_scores(tmp_path / "single")
+    record = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert record["hardware"]["processes"] == 2 and "processes" not in single.result["hardware"]
+    assert record["metrics"]["average"] == pytest.approx(single.metrics["average"], abs=1e-9)
+
+
 _FAULTS = """
 import resource, numpy as np
 from relocbench.engine import keep_freed_memory

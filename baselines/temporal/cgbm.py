@@ -43,8 +43,10 @@ trainable, TensorFlow's count.
 Padded batches: query and reference carry lengths. The forward LSTMs are causal, so
 padding after a sequence cannot change its valid outputs; the backward matching direction
 reverses each reference within its own length first; attention ignores padded query steps.
-Queries are aggregated in groups of similar length (``query_groups``), each cut at its own
-longest query, so that the aggregation LSTM does not run over padding.
+The LSTMs run over groups of similar length (``length_groups``), each cut at its own longest
+sequence, and the matching loop sorts the pairs by reference length and steps only those
+still inside their reference: an LSTM runs over padding only up to its group's longest
+sequence, the matching never. Padded reference steps' outputs are never used.
 """
 from __future__ import annotations
 
@@ -201,85 +203,112 @@ class CrossGatedBilinearMatching(nn.Module):
             )
         query_len = query_len.to(query.device).long()
         ref_len = ref_len.to(ref.device).long()
-        hq = self.drop_aggregation(self._aggregate_queries(query, query_len))  # [B, Tq, l]
-        hr = self.drop_aggregation(self.aggregation(ref)[0])              # [B, Tr, l]
-        # both directions side by side along the batch: [2B, ...]
-        hr2 = torch.cat([hr, reverse_padded(hr, ref_len)], 0)
-        hq2 = torch.cat([hq, hq], 0)
-        # Attention runs on the valid query steps only, packed as rows [N, l] (queries are
-        # padded to the longest of the batch, about twice their mean length): the scores of
-        # both directions are computed for the 2N rows and scattered into a padded [2B, Tq]
-        # matrix whose padding stays at the float minimum, so softmax gives it zero weight.
+        ref_len_in = ref_len
+        hq = self.drop_aggregation(self._run_grouped(self.aggregation, query, query_len))  # [B, Tq, l]
+        hr = self.drop_aggregation(self._run_grouped(self.aggregation, ref, ref_len))      # [B, Tr, l]
+        # The matching runs on the pairs sorted by reference length, longest first, so that at
+        # step i the pairs still inside their reference are a prefix (n_i of them): a pair's
+        # padded steps are never computed (both directions are valid at the same steps, the
+        # backward one being reversed within its length). Sorted after the dropout, which
+        # draws its masks in the batch's own order; the outputs are put back in that order.
+        lens = ref_len.detach().cpu()
+        order = torch.argsort(lens, descending=True, stable=True)
+        identity = bool((order == torch.arange(b)).all())
+        if not identity:
+            dev_order = order.to(hr.device)
+            hr, hq = hr.index_select(0, dev_order), hq.index_select(0, dev_order)
+            query_len, ref_len = query_len.index_select(0, dev_order), ref_len.index_select(0, dev_order)
+            lens = lens[order]
+        active = (lens[None, :] > torch.arange(tr)[:, None]).sum(1).tolist()   # n_i at every step
+        # both directions stacked on a leading axis: [2, B, Tr, l]
+        hr2 = torch.stack([hr, reverse_padded(hr, ref_len)], 0)
+        # Attention runs on the valid query steps only, packed as rows [N, l] in pair order
+        # (queries are padded to the longest of the batch, about twice their mean length), so
+        # the rows of the first n pairs are the first ``cum[n]``. The scores of both directions
+        # are scattered into a padded [2, n, Tq] matrix whose padding stays at the float
+        # minimum, so softmax gives it zero weight.
         qb, qj = length_mask(query_len, tq).nonzero(as_tuple=True)        # sorted by pair, then step
+        cum = [0] + torch.cumsum(query_len.detach().cpu(), 0).tolist()
+        flat = qb * tq + qj                                               # [N] place in an [n, Tq] matrix
         # tanh(x) = 2 sigmoid(2 x) - 1: the scores are computed as 2 w^T sigmoid(2 x) + b - sum(w),
         # with the factor 2 folded into the keys and the per-step term (PyTorch's CPU tanh
         # costs about four times its sigmoid; the two agree to float rounding)
         keys = self.att_query(hq[qb, qj]).mul(2.0)                        # [N, l], doubled
-        keys2 = torch.cat([keys, keys], 0)                                # [2N, l]
-        rows2 = torch.cat([qb, qb + b], 0)                                # pair of each row, both directions
-        cols2 = torch.cat([qj, qj], 0)
-        w_score = self.att_score.weight.view(l) * 2.0
+        w_score = self.att_score.weight.view(l, 1) * 2.0
         b_score = self.att_score.bias - self.att_score.weight.sum()
-        ref_proj = self.att_ref(hr2)                                      # [2B, Tr, l]
-        gate_q = torch.sigmoid(self.gate_query(hr2)).unbind(1) if cfg.gating else None
-        # unbind once: indexing [:, i] inside the loop would make autograd zero-fill a
+        ref_proj = self.att_ref(hr2)                                      # [2, B, Tr, l]
+        gate_q = torch.sigmoid(self.gate_query(hr2)).unbind(2) if cfg.gating else None
+        # unbind once: indexing [:, :, i] inside the loop would make autograd zero-fill a
         # full-size gradient buffer at every step
-        ref_proj_steps = ref_proj.unbind(1)
-        hr_steps = hr2.unbind(1)
+        ref_proj_steps = ref_proj.unbind(2)
+        hr_steps = hr2.unbind(2)
         h = hr.new_zeros(2, b, l)
         c = hr.new_zeros(2, b, l)
-        e_pad = hr.new_full((2 * b, tq), torch.finfo(hr.dtype).min)
+        e_pad = hr.new_full((2, b * tq), torch.finfo(hr.dtype).min)
         outs = []
         for i in range(tr):
-            u = (ref_proj_steps[i] + self.att_match(h.reshape(2 * b, l))).mul_(2.0)  # [2B, l], doubled
-            # in-place sigmoid on the fresh sum: one [2N, l] buffer per step, saved for backward
-            score = torch.mv((keys2 + u.index_select(0, rows2)).sigmoid_(), w_score) + b_score
-            e = e_pad.index_put((rows2, cols2), score)
-            alpha = torch.softmax(e, dim=-1)                              # [2B, Tq]
-            att = torch.bmm(alpha[:, None, :], hq2).squeeze(1)            # [2B, l]
-            r_i = hr_steps[i]
+            n = active[i]
+            if n == 0:
+                outs.append(hr.new_zeros(2, b, l))
+                continue
+            m = cum[n]
+            h, c = h[:, :n], c[:, :n]
+            u = (ref_proj_steps[i][:, :n] + self.att_match(h)).mul_(2.0)  # [2, n, l], doubled
+            # in-place sigmoid on the fresh sum: one [2, m, l] buffer per step, saved for backward
+            score = torch.matmul((keys[:m] + u[:, qb[:m]]).sigmoid_(), w_score).squeeze(-1) + b_score
+            e = e_pad[:, :n * tq].scatter(1, flat[:m].expand(2, m), score).view(2, n, tq)
+            alpha = torch.softmax(e, dim=-1)                              # [2, n, Tq]
+            att = torch.matmul(alpha.transpose(0, 1), hq[:n]).transpose(0, 1)  # [2, n, l]
+            r_i = hr_steps[i][:, :n]
             if cfg.gating:
-                att, r_i = att * gate_q[i], r_i * torch.sigmoid(self.gate_ref(att))
+                att, r_i = att * gate_q[i][:, :n], r_i * torch.sigmoid(self.gate_ref(att))
             if cfg.bilinear:
-                pq, pr = self.bilinear(torch.cat([att, r_i], 0)).view(2, -1, l, cfg.rank)
+                pq, pr = self.bilinear(torch.stack([att, r_i], 0)).view(2, 2, n, l, cfg.rank)
                 t = (pq * pr).sum(-1)
             else:
                 t = torch.cat([att, r_i], -1)
-            h, c = self.matching(t.view(2, b, -1), (h, c))
-            outs.append(h)
+            h, c = self.matching(t, (h, c))
+            outs.append(F.pad(h, (0, 0, 0, b - n)) if n < b else h)
         hm = torch.stack(outs, 2)                                         # [2, B, Tr, l]
         hm = torch.cat([hm[0], reverse_padded(hm[1], ref_len)], -1)       # [B, Tr, 2l]
-        hl = self.localization(self.drop_matching(hm))[0]
+        if not identity:
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(b)
+            hm = hm.index_select(0, inverse.to(hm.device))
+        hl = self._run_grouped(self.localization, self.drop_matching(hm), ref_len_in)
         return self.classifier(hl)
 
-    #: Query batches are run through the aggregation LSTM in up to this many groups of
-    #: similar length, each cut at its own longest query (queries vary about twice as much
-    #: as the length-bucketed references: one padded call would spend half its work on padding).
-    query_groups: int = 4
+    #: Batches are run through an LSTM (the aggregation of queries and references, the
+    #: localization) in up to this many groups of similar length, each cut at its own longest
+    #: sequence (queries vary about twice as much as the length-bucketed references, whose
+    #: batches are still about a quarter padding: one padded call spends that on padding).
+    length_groups: int = 4
 
-    def _aggregate_queries(self, query: torch.Tensor, query_len: torch.Tensor) -> torch.Tensor:
-        """The aggregation LSTM's outputs ``[B, Tq, l]`` at the valid query steps, zeros after.
+    def _run_grouped(self, lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``lstm``'s outputs ``[B, T, l]`` over ``x [B, T, in]`` at the valid steps, zeros after.
 
-        The LSTM is causal, so a query's valid outputs do not depend on how far its batch is
-        padded; the batch is sorted by length and cut into groups of equal size, each run
-        to its own longest query. The padding is never read: attention gives it zero weight.
+        The LSTM is causal, so a sequence's valid outputs do not depend on how far its batch
+        is padded; the batch is sorted by length and cut into groups of equal size, each run
+        to its own longest sequence. The padding is never read (attention gives padded query
+        steps zero weight, the matching stops at each reference's length, the loss and the
+        decoding mask padded reference steps).
         """
-        b, tq, _ = query.shape
-        groups = min(self.query_groups, b)
-        lens = query_len.detach().cpu()
-        if groups <= 1 or int(lens.min()) == tq:
-            return self.aggregation(query)[0]
+        b, t, _ = x.shape
+        groups = min(self.length_groups, b)
+        lens = lengths.detach().cpu()
+        if groups <= 1 or int(lens.min()) == t:
+            return lstm(x)[0]
         order = torch.argsort(lens, stable=True)
         parts = []
         for idx in torch.tensor_split(order, groups):
             m = max(int(lens[idx].max()), 1)
-            out = self.aggregation(query.index_select(0, idx.to(query.device))[:, :m])[0]
-            parts.append(F.pad(out, (0, 0, 0, tq - m)).transpose(0, 1))
+            out = lstm(x.index_select(0, idx.to(x.device))[:, :m])[0]
+            parts.append(F.pad(out, (0, 0, 0, t - m)).transpose(0, 1))
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(b)
-        # laid out time-major, as the LSTM lays out its own output: the dropout that follows
+        # laid out time-major, as the LSTM lays out its own output: a dropout that follows
         # draws its mask in memory order, so the same seed drops the same units
-        return torch.cat(parts, 1).index_select(1, inverse.to(query.device)).transpose(0, 1)
+        return torch.cat(parts, 1).index_select(1, inverse.to(x.device)).transpose(0, 1)
 
     @torch.no_grad()
     def log_probs(self, query, query_len, ref, ref_len) -> np.ndarray:
