@@ -35,8 +35,9 @@ so the longest varies from batch to batch: over 300 batches of the ActivityNet s
 median of 35 steps and a mean of 58); an estimate needs enough timed steps (40 or more) for
 its mean to stand for the run's.
 
-The timed steps start after ``--skip`` steps (the first batches are not typical: the sampler
-shuffles the batch order, so any window of steps is an unbiased sample of batch lengths).
+The timed training steps of the estimate are spread evenly over the run's ``--budget`` steps
+after ``--skip`` untimed ones (:func:`spread_steps`); the recipe rows time consecutive steps
+after ``--skip`` (both recipes on the same batches).
 """
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ def main(argv=None) -> None:
             opt.zero_grad()
         t0 = time.perf_counter()
         pad = []
-        for step in range(args.skip, args.skip + args.steps):
+        for step in spread_steps(args):
             b = base.batch(step)
             if hasattr(b, "ref_len"):
                 pad.append(float(b.ref_len.mean() / b.ref_len.max()))
@@ -161,7 +162,7 @@ def main(argv=None) -> None:
     base = cls(cfg, ctx)
     base.prepare(model)
     model.eval()
-    evals = args.budget // cfg.eval_every if getattr(cfg, "eval_every", 0) else 0
+    evals = validations(args, cfg)
     t_val = 0.0
     for split in ("val",) if args.no_test else ("val", "test"):
         pairs = man.table("pairs", split)
@@ -228,7 +229,7 @@ def time_ranks(args, cls, cfg, *, t_render=None):
          f"median {1000 * float(np.median(ddp)):.0f} ms; {t_ddp / t_one:.2f}x the one-process step; {load}"],
     ]
     rows.append(["batches timed", f"{len(one)} steps", "", "", longest])
-    t_val, evals = res["val"], args.budget // cfg.eval_every if getattr(cfg, "eval_every", 0) else 0
+    t_val, evals = res["val"], validations(args, cfg)
     rows.append([f"predict (val pairs, shared by {args.ranks} ranks)", "", "", f"{t_val * evals / 60:.1f} min",
                  f"{t_val:.1f} s per pass; {evals} passes per run"])
     total = (t_render if t_render is not None else rend) + args.budget * t_ddp + evals * t_val
@@ -296,7 +297,7 @@ def _rank_worker(rank, world, port, opts, results):
         skip, steps = opts["skip"], opts["steps"]
         # the timed steps spread evenly over the run's (the warm-up ones first): their
         # batches' lengths are a sample of the whole run's
-        spread = np.linspace(skip, opts["budget"] - 1, steps).round().astype(int).tolist()
+        spread = spread_steps(SimpleNamespace(**opts))
         plan = list(range(skip)) + spread
         for k, s in enumerate(plan):
             batch = b_ddp.batch(s, rank, world)
@@ -331,6 +332,20 @@ def _rank_worker(rank, world, port, opts, results):
             results.put({**times, "render": t_render, "val": t_val})
     finally:
         dist.destroy_process_group()
+
+
+def validations(args, cfg) -> int:
+    """Validation passes of a ``--budget``-step run: every ``eval_every`` steps and after the
+    last step (as the engine does); one pass at the end when ``eval_every`` is 0."""
+    every = int(getattr(cfg, "eval_every", 0) or 0) or args.budget
+    return args.budget // every + (1 if args.budget % every else 0)
+
+
+def spread_steps(args):
+    """The timed training steps: ``--steps`` of them spread evenly over the run's ``--budget``
+    steps after the ``--skip`` warm-up ones (a step's time grows with its batch's longest
+    reference, so the first steps alone are not a sample of the run's)."""
+    return np.linspace(args.skip, max(args.skip, args.budget - 1), args.steps).round().astype(int).tolist()
 
 
 def time_recipes(args, cls, ctx):
