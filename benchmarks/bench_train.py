@@ -30,10 +30,11 @@ computes its share of every global batch on ``--threads`` threads, DDP averages 
 gradients over gloo) is timed against the one-process step on the same global batches,
 alternated step by step (:func:`time_ranks`), and the run is estimated from it.
 
-A step's time grows with its batch's longest reference (the windows are bucketed by length,
-so the longest varies from batch to batch: over 300 batches of the ActivityNet stream, a
-median of 35 steps and a mean of 58); an estimate needs enough timed steps (40 or more) for
-its mean to stand for the run's.
+A step's time grows with its batch's valid reference steps, which vary a lot from batch to
+batch (the longest reference of a batch: median 35 steps, mean 58 over 300 batches of the
+ActivityNet stream; a few batches of 300-step windows cost ten times a typical one): the
+estimates scale the timed steps' mean by the run's mean valid reference steps per batch
+over the timed batches' (:func:`batch_work`, a ratio estimator).
 
 The timed training steps of the estimate are spread evenly over the run's ``--budget`` steps
 after ``--skip`` untimed ones (:func:`spread_steps`); the recipe rows time consecutive steps
@@ -149,9 +150,15 @@ def main(argv=None) -> None:
             opt.step()
         dt = (time.perf_counter() - t0) / args.steps
         fill = f"{100 * np.mean(pad):.0f}% of padded steps valid" if pad else ""
+        timed, run = batch_work(base, spread_steps(args)), batch_work(base, range(args.budget))
+        scale = run / timed if timed and run else 1.0
+        if timed and run:
+            fill += (f"; mean {1000 * dt:.0f} ms over batches of {timed:,.0f} valid reference steps, "
+                     f"the run's {run:,.0f}: scaled by {scale:.2f}")
         rows.append([f"train step ({'bucketed' if bucketed else 'unbucketed, plain'})",
-                     f"batch {cfg.batch_size}", f"{1 / dt:.3f} steps/s", f"{dt * args.budget / 60:.1f} min", fill])
-        return dt
+                     f"batch {cfg.batch_size}", f"{1 / (dt * scale):.3f} steps/s",
+                     f"{dt * scale * args.budget / 60:.1f} min", fill])
+        return dt * scale
 
     t_b = time_training(True)
     if not args.no_plain:
@@ -215,18 +222,19 @@ def time_ranks(args, cls, cfg, *, t_render=None):
     load1 = os.getloadavg()
     res = results.get()
     ddp, one, rend = res["ddp"], res["one"], res["render"]
-    t_ddp, t_one = float(np.mean(ddp)), float(np.mean(one))
+    scale = res["run_work"] / res["timed_work"] if res["timed_work"] and res["run_work"] else 1.0
+    t_ddp, t_one = float(np.mean(ddp)) * scale, float(np.mean(one)) * scale
     load = f"load average {load0[0]:.2f} -> {load1[0]:.2f}"
-    longest = (f"timed batches' longest reference {res['timed_longest']:.0f} steps on average "
-               f"(the run's {args.budget:,} batches: {res['run_longest']:.0f})")
+    longest = (f"timed batches: {res['timed_work']:,.0f} valid reference steps on average, the run's "
+               f"{args.budget:,}: {res['run_work']:,.0f}; step times scaled by {scale:.2f} (batch_work)")
     rows = [
         [f"train step (1 process, {args.threads} thread{'s' if args.threads > 1 else ''})",
          f"batch {args.batch_size}", f"{1 / t_one:.3f} steps/s", f"{t_one * args.budget / 60:.1f} min",
-         f"median {1000 * float(np.median(one)):.0f} ms; alternated with the row below; {load}"],
+         f"median {1000 * float(np.median(one)):.0f} ms (unscaled); alternated with the row below; {load}"],
         [f"train step ({args.ranks} ranks x {args.threads} thread{'s' if args.threads > 1 else ''}, DDP)",
          f"batch {args.batch_size} ({args.batch_size // args.ranks} a rank)", f"{1 / t_ddp:.3f} steps/s",
          f"{t_ddp * args.budget / 60:.1f} min",
-         f"median {1000 * float(np.median(ddp)):.0f} ms; {t_ddp / t_one:.2f}x the one-process step; {load}"],
+         f"median {1000 * float(np.median(ddp)):.0f} ms (unscaled); {t_ddp / t_one:.2f}x the one-process step; {load}"],
     ]
     rows.append(["batches timed", f"{len(one)} steps", "", "", longest])
     t_val, evals = res["val"], validations(args, cfg)
@@ -323,15 +331,31 @@ def _rank_worker(rank, world, port, opts, results):
                       quiet=True, dist=shared)
         t_val = _time.perf_counter() - t0
         if rank == 0:
-            def longest(s):
-                w = one[1]._batches.rows(s)
-                return int((w["ref_end_step"] - w["ref_start_step"]).max())
-
-            times["timed_longest"] = float(np.mean([longest(s) for s in spread]))
-            times["run_longest"] = float(np.mean([longest(s) for s in range(opts["budget"])]))
+            times["timed_work"] = batch_work(one[1], spread)
+            times["run_work"] = batch_work(one[1], range(opts["budget"]))
             results.put({**times, "render": t_render, "val": t_val})
     finally:
         dist.destroy_process_group()
+
+
+def batch_work(base, steps):
+    """Mean number of valid reference steps per global batch over ``steps`` (``None`` when the
+    baseline's training stream does not list its rows).
+
+    A cgbm step's time grows with it (the matching steps only the pairs inside their
+    reference, the LSTMs run in length groups), and the run's batches vary a lot (a few of
+    300-step windows cost ten times a typical one): the estimates scale a sample's mean step
+    time by the run's mean work over the sample's (a ratio estimator), which a few dozen timed
+    steps would otherwise miss by a third either way.
+    """
+    rows = getattr(getattr(base, "_batches", None), "rows", None)
+    if rows is None:
+        return None
+    work = []
+    for s in steps:
+        w = rows(s)
+        work.append(float((w["ref_end_step"] - w["ref_start_step"]).sum()))
+    return float(np.mean(work)) if work else None
 
 
 def validations(args, cfg) -> int:
