@@ -143,11 +143,7 @@ def main(argv=None) -> None:
             b = base.batch(step)
             if hasattr(b, "ref_len"):
                 pad.append(float(b.ref_len.mean() / b.ref_len.max()))
-            loss, _ = base.loss(model, b)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-            opt.step()
+            train_step(base, model, opt, b, cfg.clip_norm)
         dt = (time.perf_counter() - t0) / args.steps
         fill = f"{100 * np.mean(pad):.0f}% of padded steps valid" if pad else ""
         timed, run = batch_work(base, spread_steps(args)), batch_work(base, range(args.budget))
@@ -291,16 +287,9 @@ def _rank_worker(rank, world, port, opts, results):
             model.train()
             return model, base, opt
 
-        def step(model, wrapped, base, opt, b):
-            loss, _ = base.loss(wrapped, b)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-            opt.step()
-
         m_ddp, b_ddp, o_ddp = make(world)
         w_ddp = DDP(m_ddp)
-        one = make(1) if rank == 0 else None
+        m_one, b_one, o_one = make(1) if rank == 0 else (None, None, None)
         times = {"ddp": [], "one": []}
         skip, steps = opts["skip"], opts["steps"]
         # the timed steps spread evenly over the run's (the warm-up ones first): their
@@ -311,15 +300,15 @@ def _rank_worker(rank, world, port, opts, results):
             batch = b_ddp.batch(s, rank, world)
             dist.barrier()
             t0 = _time.perf_counter()
-            step(m_ddp, w_ddp, b_ddp, o_ddp, batch)
+            train_step(b_ddp, m_ddp, o_ddp, batch, cfg.clip_norm, wrapped=w_ddp)
             dt = _time.perf_counter() - t0
             if k >= skip:
                 times["ddp"].append(dt)
             dist.barrier()
             if rank == 0:
-                full = one[1].batch(s)
+                full = b_one.batch(s)
                 t0 = _time.perf_counter()
-                step(one[0], one[0], one[1], one[2], full)
+                train_step(b_one, m_one, o_one, full, cfg.clip_norm)
                 if k >= skip:
                     times["one"].append(_time.perf_counter() - t0)
         # a validation pass as the run does it: every rank predicts its share of the chunks
@@ -331,11 +320,23 @@ def _rank_worker(rank, world, port, opts, results):
                       quiet=True, dist=shared)
         t_val = _time.perf_counter() - t0
         if rank == 0:
-            times["timed_work"] = batch_work(one[1], spread)
-            times["run_work"] = batch_work(one[1], range(opts["budget"]))
+            times["timed_work"] = batch_work(b_one, spread)
+            times["run_work"] = batch_work(b_one, range(opts["budget"]))
             results.put({**times, "render": t_render, "val": t_val})
     finally:
         dist.destroy_process_group()
+
+
+def train_step(base, model, opt, batch, clip_norm, wrapped=None) -> None:
+    """One optimiser step as the engine takes it: loss (through ``wrapped``, a DDP wrapper,
+    when given), backward, global-norm clip, step."""
+    import torch
+
+    loss, _ = base.loss(wrapped if wrapped is not None else model, batch)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    opt.step()
 
 
 def batch_work(base, steps):
@@ -400,11 +401,7 @@ def time_recipes(args, cls, ctx):
     def one_step(r, b):
         cfg, model, base, opt = runs[r]
         t0 = time.perf_counter()
-        loss, _ = base.loss(model, b)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-        opt.step()
+        train_step(base, model, opt, b, cfg.clip_norm)
         return time.perf_counter() - t0
 
     for b in batches[:args.skip]:  # warm-up (untimed)

@@ -383,7 +383,6 @@ def _train(baseline: Baseline, model, run_dir: Path, dist: Distributed, task, va
                                             desc=f"validate {baseline.name} at step {step}", quiet=quiet,
                                             leave=False, dist=dist)
                 if dist.is_main:
-                    model.eval()
                     score = float("nan")
                     if validate:
                         # a baseline may keep its checkpoint by its own validation score (the

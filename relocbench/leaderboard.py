@@ -1528,10 +1528,11 @@ def run_summary(r: Dict[str, Any]) -> str:
         return (f"`{row_name(r)}` seed {r.get('seed')}, predictions file `{src.get('file')}` (sha256 "
                 f"{str(src.get('sha256'))[:12]}...) scored by relocbench")
     wall = r.get("wall_time_s")
+    hw = r.get("hardware") or {}
     batch = "" if row_name(r) == r["baseline"] else f" at batch {(r.get('config') or {}).get('batch_size', '?')}"
+    procs = f" ({hw['processes']} processes)" if hw.get("processes") else ""
     return (f"`{row_name(r)}` seed {r.get('seed')}, {(r.get('config') or {}).get('steps', 0)} steps{batch}, "
-            + ("–" if wall is None else f"{wall:.0f}") + f" s on {(r.get('hardware') or {}).get('device', '?')}"
-            + (f" ({hw['processes']} processes)" if (hw := r.get("hardware") or {}).get("processes") else ""))
+            + ("–" if wall is None else f"{wall:.0f}") + f" s on {hw.get('device', '?')}{procs}")
 
 
 def figure_name(board: str, features: Optional[str], kind: str) -> str:

@@ -203,7 +203,6 @@ class CrossGatedBilinearMatching(nn.Module):
             )
         query_len = query_len.to(query.device).long()
         ref_len = ref_len.to(ref.device).long()
-        ref_len_in = ref_len
         hq = self.drop_aggregation(self._run_grouped(self.aggregation, query, query_len))  # [B, Tq, l]
         hr = self.drop_aggregation(self._run_grouped(self.aggregation, ref, ref_len))      # [B, Tr, l]
         # The matching runs on the pairs sorted by reference length, longest first, so that at
@@ -214,14 +213,15 @@ class CrossGatedBilinearMatching(nn.Module):
         lens = ref_len.detach().cpu()
         order = torch.argsort(lens, descending=True, stable=True)
         identity = bool((order == torch.arange(b)).all())
+        s_ref_len = ref_len                                               # in sorted order
         if not identity:
             dev_order = order.to(hr.device)
             hr, hq = hr.index_select(0, dev_order), hq.index_select(0, dev_order)
-            query_len, ref_len = query_len.index_select(0, dev_order), ref_len.index_select(0, dev_order)
+            query_len, s_ref_len = query_len.index_select(0, dev_order), ref_len.index_select(0, dev_order)
             lens = lens[order]
         active = (lens[None, :] > torch.arange(tr)[:, None]).sum(1).tolist()   # n_i at every step
         # both directions stacked on a leading axis: [2, B, Tr, l]
-        hr2 = torch.stack([hr, reverse_padded(hr, ref_len)], 0)
+        hr2 = torch.stack([hr, reverse_padded(hr, s_ref_len)], 0)
         # Attention runs on the valid query steps only, packed as rows [N, l] in pair order
         # (queries are padded to the longest of the batch, about twice their mean length), so
         # the rows of the first n pairs are the first ``cum[n]``. The scores of both directions
@@ -270,12 +270,10 @@ class CrossGatedBilinearMatching(nn.Module):
             h, c = self.matching(t, (h, c))
             outs.append(F.pad(h, (0, 0, 0, b - n)) if n < b else h)
         hm = torch.stack(outs, 2)                                         # [2, B, Tr, l]
-        hm = torch.cat([hm[0], reverse_padded(hm[1], ref_len)], -1)       # [B, Tr, 2l]
+        hm = torch.cat([hm[0], reverse_padded(hm[1], s_ref_len)], -1)     # [B, Tr, 2l]
         if not identity:
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(b)
-            hm = hm.index_select(0, inverse.to(hm.device))
-        hl = self._run_grouped(self.localization, self.drop_matching(hm), ref_len_in)
+            hm = hm.index_select(0, torch.argsort(order).to(hm.device))   # back to the batch's order
+        hl = self._run_grouped(self.localization, self.drop_matching(hm), ref_len)
         return self.classifier(hl)
 
     #: Batches are run through an LSTM (the aggregation of queries and references, the
@@ -304,8 +302,7 @@ class CrossGatedBilinearMatching(nn.Module):
             m = max(int(lens[idx].max()), 1)
             out = lstm(x.index_select(0, idx.to(x.device))[:, :m])[0]
             parts.append(F.pad(out, (0, 0, 0, t - m)).transpose(0, 1))
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(b)
+        inverse = torch.argsort(order)
         # laid out time-major, as the LSTM lays out its own output: a dropout that follows
         # draws its mask in memory order, so the same seed drops the same units
         return torch.cat(parts, 1).index_select(1, inverse.to(x.device)).transpose(0, 1)
