@@ -37,7 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import __version__
 from .baseline import Baseline, config_to_dict
@@ -50,7 +50,7 @@ from .tasks import get_task
 log = logging.getLogger(__name__)
 
 __all__ = ["resolve_device", "run_baseline", "RunResult", "load_config_file", "Distributed", "resolve_config",
-           "describe_config", "load_checkpoint", "predict_pairs", "paper_config_path"]
+           "describe_config", "load_checkpoint", "predict_pairs", "share_chunks", "paper_config_path"]
 
 
 def resolve_device(spec: str = "auto"):
@@ -290,6 +290,23 @@ def _load_weights(model, path: Path, device) -> None:
                          "run over", file=path) from None
 
 
+def share_chunks(work: Sequence[float], world_size: int) -> List[int]:
+    """The rank that predicts each chunk: the largest first, each to the least loaded rank so far
+    (ties: the lower chunk index, then the lower rank). Every rank computes the same list.
+
+    Chunks come sorted by window length, so the round-robin ``r, r + N, ...`` would hand the
+    last rank's neighbour the longest windows every time; balanced by work, a validation pass
+    of the paper's cgbm run on two ranks takes the longer share's time, not the sum's.
+    """
+    load = [0.0] * max(1, int(world_size))
+    owner = [0] * len(work)
+    for i in sorted(range(len(work)), key=lambda j: (-float(work[j]), j)):
+        r = min(range(len(load)), key=lambda k: (load[k], k))
+        owner[i] = r
+        load[r] += float(work[i])
+    return owner
+
+
 def predict_pairs(baseline: Baseline, model, task, ctx, pairs, *, desc: str, quiet: bool,
                   leave: bool = True, dist: Optional["Distributed"] = None) -> Dict[str, list]:
     """``baseline.predict`` over ``pairs`` in the task's chunks, with a progress line.
@@ -297,15 +314,19 @@ def predict_pairs(baseline: Baseline, model, task, ctx, pairs, *, desc: str, qui
     Chunks hold ``baseline.prediction_chunk()`` pairs in the task's order (temporal: by
     window length, as the batched predictors sort them), so batched predictors see the
     same batches as in one call and the predictions are the same. With ``dist`` (a
-    distributed run: every rank calls this with the same model) rank ``r`` predicts chunks
-    ``r, r + N, ...`` and every rank returns all of them, merged in chunk order: the same
-    dictionary as one process computes.
+    distributed run: every rank calls this with the same model) the chunks are shared out by
+    their work (:func:`share_chunks` of ``task.prediction_work``) and every rank returns all of
+    them, merged in chunk order: the same dictionary as one process computes.
     """
     import torch
 
     chunks = task.prediction_chunks(ctx, pairs, baseline.prediction_chunk())
     share = dist is not None and dist.enabled
-    mine = [(i, c) for i, c in enumerate(chunks) if not share or i % dist.world_size == dist.rank]
+    if share:
+        owner = share_chunks([task.prediction_work(c) for c in chunks], dist.world_size)
+        mine = [(i, c) for i, c in enumerate(chunks) if owner[i] == dist.rank]
+    else:
+        mine = list(enumerate(chunks))
     done: Dict[int, Dict[str, list]] = {}
     with Progress(total=sum(len(c) for _, c in mine), desc=desc, unit="pair", quiet=quiet, leave=leave) as bar:
         with torch.no_grad():
@@ -648,11 +669,13 @@ def run_baseline(
         metrics: Dict[str, Any] = {}
         result: Dict[str, Any] = {}
         coverage: Optional[Dict[str, Any]] = None
+        if model is not None:
+            model.eval()
+        asked = task.predictable(ctx, pairs)
+        # every rank predicts its share of the split (one process: all of it); rank 0 writes
+        results = predict_pairs(baseline, model, task, ctx, asked, desc=f"predict {name} ({split})", quiet=quiet,
+                                dist=dist)
         if dist.is_main:
-            if model is not None:
-                model.eval()
-            asked = task.predictable(ctx, pairs)
-            results = predict_pairs(baseline, model, task, ctx, asked, desc=f"predict {name} ({split})", quiet=quiet)
             doc = task.predictions_doc(ctx, split, results)
             atomic_write_json(run_dir / f"predictions-{split}.json", doc)
             if skip_missing:

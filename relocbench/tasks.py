@@ -66,6 +66,11 @@ class Task:
         size = max(1, int(size))
         return [pairs.iloc[i:i + size] for i in range(0, len(pairs), size)]
 
+    def prediction_work(self, chunk) -> float:
+        """How much a chunk of :meth:`prediction_chunks` costs to predict, relative to the others
+        (what a distributed run shares out: :func:`relocbench.engine.share_chunks`): its pairs."""
+        return float(len(chunk))
+
     def coverage(self, ctx: RunContext, pairs, predicted) -> Dict[str, Any]:
         """How many of ``pairs`` were predicted, how many distinct videos the missing ones lack,
         and what else the feature source skipped (its ``report``: training segments, ...)."""
@@ -181,6 +186,10 @@ class TemporalTask(Task):
         wlen = (pairs["ref_end_step"] - pairs["ref_start_step"]).to_numpy()
         ordered = pairs.iloc[np.argsort(wlen, kind="stable")]
         return super().prediction_chunks(ctx, ordered, size)
+
+    def prediction_work(self, chunk) -> float:
+        """The chunk's reference steps: the models step through every reference window."""
+        return float((chunk["ref_end_step"] - chunk["ref_start_step"]).sum())
 
     def check_training(self, ctx):
         if not ctx.extras.get("skip_missing"):

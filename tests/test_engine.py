@@ -14,7 +14,7 @@ from click.testing import CliRunner
 import tiny_baseline  # noqa: F401  (registers "tiny-test")
 from relocbench import ConfigError, OutputExistsError
 from relocbench.cli import cli
-from relocbench.engine import resolve_device, run_baseline
+from relocbench.engine import resolve_device, run_baseline, share_chunks
 
 HERE = Path(__file__).resolve().parent
 
@@ -200,10 +200,12 @@ def _val_scores(run_dir):
 
 
 def test_ddp_ranks_share_the_validation_and_keep_the_one_process_scores(small_manifest, tmp_path, monkeypatch):
-    """Under torchrun every rank predicts its share of the validation pairs (chunks r, r + N, ...);
-    rank 0 scores the merged predictions: the same validation scores and kept checkpoint
-    as one process, and the record says it ran on 2 processes."""
+    """Under torchrun every rank predicts its share of the validation pairs and of the test
+    split (chunks shared out by their reference steps, :func:`share_chunks`); rank 0 scores the
+    merged predictions: the same validation scores, kept checkpoint and test predictions as one
+    process, and the record says it ran on 2 processes."""
     from relocbench.manifest import open_manifest
+    from relocbench.tasks import get_task
 
     monkeypatch.setattr(tiny_baseline.TinyTemporal, "prediction_chunk", lambda self: 3)
     single = run_baseline("tiny-test", dataset=str(small_manifest), out=tmp_path / "single",
@@ -218,22 +220,50 @@ def test_ddp_ranks_share_the_validation_and_keep_the_one_process_scores(small_ma
                            "--master_port", "29537", str(script)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    n_val = len(open_manifest(str(small_manifest)).table("pairs", "val"))
-    assert n_val > 6, "the validation split must span several chunks of 3 pairs for the test to mean anything"
+    man = open_manifest(str(small_manifest))
+    task = get_task("temporal")
+
+    def rank1_share(split):
+        chunks = task.prediction_chunks(None, man.table("pairs", split), 3)
+        owner = share_chunks([task.prediction_work(c) for c in chunks], 2)
+        return sum(len(c) for c, r in zip(chunks, owner) if r == 1), len(chunks)
+
+    (val1, n_chunks), (test1, _) = rank1_share("val"), rank1_share("test")
+    assert n_chunks > 2, "the validation split must span several chunks of 3 pairs for the test to mean anything"
+    n_val, n_test = len(man.table("pairs", "val")), len(man.table("pairs", "test"))
+    assert 0 < val1 < n_val and 0 < test1 < n_test
     rank1 = [int(x) for x in (calls / "rank-1").read_text().split()]
     rank0 = [int(x) for x in (calls / "rank-0").read_text().split()]
     passes = len(_val_scores(tmp_path / "ddp"))
     assert passes == 3  # steps 4, 8, 12
-    # rank 1 predicted only validation chunks, every other one: its share of each pass
-    per_pass = sum(rank1) // passes
-    assert sum(rank1) == passes * per_pass and 0 < per_pass < n_val
-    # rank 0 predicted the rest of each pass, then the test split alone
-    n_test = len(open_manifest(str(small_manifest)).table("pairs", "test"))
-    assert sum(rank0) == passes * (n_val - per_pass) + n_test
+    # rank 1 predicted its share of each validation pass and of the test split, rank 0 the rest
+    assert sum(rank1) == passes * val1 + test1
+    assert sum(rank0) == passes * (n_val - val1) + (n_test - test1)
     assert _val_scores(tmp_path / "ddp") == _val_scores(tmp_path / "single")
     record = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert record["hardware"]["processes"] == 2 and "processes" not in single.result["hardware"]
     assert record["metrics"]["average"] == pytest.approx(single.metrics["average"], abs=1e-9)
+    ddp_pred = json.loads((tmp_path / "ddp" / "predictions-test.json").read_text())
+    one_pred = json.loads((tmp_path / "single" / "predictions-test.json").read_text())
+    # the same pairs and spans (DDP's averaged gradients train weights equal to float rounding)
+    got, want = ddp_pred["results"], one_pred["results"]
+    assert sorted(got) == sorted(want) and len(got) == n_test
+    for pid, spans in want.items():
+        assert [s["segment"] for s in got[pid]] == [s["segment"] for s in spans]
+        assert [s["score"] for s in got[pid]] == pytest.approx([s["score"] for s in spans], rel=1e-5)
+
+
+def test_share_chunks_gives_the_largest_first_to_the_least_loaded_rank():
+    # 10 -> rank 0 (load 10); then 4, 3, 2, 1 each to rank 1, the less loaded (4, 7, 9, 10)
+    assert share_chunks([1, 2, 3, 4, 10], 2) == [1, 1, 1, 1, 0]
+    assert share_chunks([5, 5], 2) == [0, 1]                  # equal work: lower index to the lower rank
+    assert share_chunks([3, 3, 3], 2) == [0, 1, 0]
+    assert share_chunks([2, 7, 1], 1) == [0, 0, 0]
+    assert share_chunks([], 3) == []
+    # round-robin would give rank 0 the chunks 0, 2, 4 (work 9 of 12); balanced: 6 and 6
+    work = [1, 1, 2, 2, 6]
+    owner = share_chunks(work, 2)
+    assert [sum(w for w, r in zip(work, owner) if r == k) for k in (0, 1)] == [6, 6]
 
 
 _FAULTS = """

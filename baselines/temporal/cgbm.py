@@ -47,6 +47,11 @@ The LSTMs run over groups of similar length (``length_groups``), each cut at its
 sequence, and the matching loop sorts the pairs by reference length and steps only those
 still inside their reference: an LSTM runs over padding only up to its group's longest
 sequence, the matching never. Padded reference steps' outputs are never used.
+
+The matching loop is one autograd function whose backward is written out
+(:mod:`._cgbm_matching`): the same arithmetic, without autograd's per-step bookkeeping.
+``tests/test_cgbm_equivalence.py`` holds its values and every gradient to the step-by-step
+model's within 1e-6.
 """
 from __future__ import annotations
 
@@ -62,6 +67,7 @@ from torch import nn
 from relocbench.errors import ConfigError
 from relocbench.temporal.decode import FORMS, MAX_SPAN_STEPS, DecodedSpans, decode_spans, span_score_table
 
+from ._cgbm_matching import MatchingPlan, run_matching
 from ._common import count_parameters, length_mask, reverse_padded, set_forget_bias
 
 __all__ = ["CGBMConfig", "VARIANTS", "cgbm_config", "CrossGatedBilinearMatching", "cgbm_loss",
@@ -234,42 +240,20 @@ class CrossGatedBilinearMatching(nn.Module):
         # with the factor 2 folded into the keys and the per-step term (PyTorch's CPU tanh
         # costs about four times its sigmoid; the two agree to float rounding)
         keys = self.att_query(hq[qb, qj]).mul(2.0)                        # [N, l], doubled
-        w_score = self.att_score.weight.view(l, 1) * 2.0
-        b_score = self.att_score.bias - self.att_score.weight.sum()
-        ref_proj = self.att_ref(hr2)                                      # [2, B, Tr, l]
-        gate_q = torch.sigmoid(self.gate_query(hr2)).unbind(2) if cfg.gating else None
-        # unbind once: indexing [:, :, i] inside the loop would make autograd zero-fill a
-        # full-size gradient buffer at every step
-        ref_proj_steps = ref_proj.unbind(2)
-        hr_steps = hr2.unbind(2)
-        h = hr.new_zeros(2, b, l)
-        c = hr.new_zeros(2, b, l)
-        e_pad = hr.new_full((2, b * tq), torch.finfo(hr.dtype).min)
-        outs = []
-        for i in range(tr):
-            n = active[i]
-            if n == 0:
-                outs.append(hr.new_zeros(2, b, l))
-                continue
-            m = cum[n]
-            h, c = h[:, :n], c[:, :n]
-            u = (ref_proj_steps[i][:, :n] + self.att_match(h)).mul_(2.0)  # [2, n, l], doubled
-            # in-place sigmoid on the fresh sum: one [2, m, l] buffer per step, saved for backward
-            score = torch.matmul((keys[:m] + u[:, qb[:m]]).sigmoid_(), w_score).squeeze(-1) + b_score
-            e = e_pad[:, :n * tq].scatter(1, flat[:m].expand(2, m), score).view(2, n, tq)
-            alpha = torch.softmax(e, dim=-1)                              # [2, n, Tq]
-            att = torch.matmul(alpha.transpose(0, 1), hq[:n]).transpose(0, 1)  # [2, n, l]
-            r_i = hr_steps[i][:, :n]
-            if cfg.gating:
-                att, r_i = att * gate_q[i][:, :n], r_i * torch.sigmoid(self.gate_ref(att))
-            if cfg.bilinear:
-                pq, pr = self.bilinear(torch.stack([att, r_i], 0)).view(2, 2, n, l, cfg.rank)
-                t = (pq * pr).sum(-1)
-            else:
-                t = torch.cat([att, r_i], -1)
-            h, c = self.matching(t, (h, c))
-            outs.append(F.pad(h, (0, 0, 0, b - n)) if n < b else h)
-        hm = torch.stack(outs, 2)                                         # [2, B, Tr, l]
+        w_score = self.att_score.weight.view(l) * 2.0
+        b_score = (self.att_score.bias - self.att_score.weight.sum()).view(1)
+        cell = self.matching
+        plan = MatchingPlan(active=active, cum=cum, rows=qb, flat=flat, tq=tq, gating=cfg.gating,
+                            bilinear=cfg.bilinear, rank=cfg.rank)
+        # h^m_{i-1} enters a step twice, through W_p's h^m half (att_match) and the matching
+        # cells' hidden weights: one batched matmul by both ([2, l, 4l + l])
+        w_hidden = torch.cat([cell.weight_hh, self.att_match.weight.t().expand(2, l, l)], -1)
+        hm = run_matching(
+            plan, keys, hq, self.att_ref(hr2), hr2,
+            torch.sigmoid(self.gate_query(hr2)) if cfg.gating else None, w_score, b_score, w_hidden,
+            cell.weight_ih, cell.bias_ih + cell.bias_hh,
+            self.gate_ref.weight if cfg.gating else None, self.gate_ref.bias if cfg.gating else None,
+            self.bilinear.weight if cfg.bilinear else None, self.bilinear.bias if cfg.bilinear else None)
         hm = torch.cat([hm[0], reverse_padded(hm[1], s_ref_len)], -1)     # [B, Tr, 2l]
         if not identity:
             hm = hm.index_select(0, torch.argsort(order).to(hm.device))   # back to the batch's order

@@ -1,0 +1,215 @@
+"""cgbm's matching loop as one autograd function, its backward written out.
+
+The loop of :class:`~.cgbm.CrossGatedBilinearMatching` (attention over the query, cross
+gating, factorised bilinear matching and both directions' matching LSTM cells, at every
+reference step) runs hundreds of small steps per batch. Left to autograd, each step records a
+few dozen nodes whose backward allocates, zero-fills and adds up gradients one small tensor
+at a time: on a CPU that bookkeeping costs about as much as the arithmetic. Here the forward
+keeps what each step's backward needs, and the backward walks the steps in reverse with the
+same arithmetic, accumulating every weight's gradient in place (one buffer per weight) and
+writing the per-step inputs' gradients into full-size buffers once.
+
+The pairs are sorted by reference length, longest first, so at step ``i`` the pairs still
+inside their reference are the first ``n_i`` (:class:`MatchingPlan`); attention reads the
+valid query steps only, packed as rows ``[N, l]`` in pair order (the first ``n`` pairs' rows
+are the first ``cum[n]``).
+
+Shapes: ``keys [N, l]`` (``2 W_q h^q_j``), ``values [B, Tq, l]`` (``h^q``), ``ref_proj``,
+``ref``, ``gate_q`` of ``[2, B, Tr, l]`` (``W_p``'s ``h^r`` half with its bias, ``h^r`` and
+the query gate ``sigmoid(W_1 h^r + b_1)`` of both directions), ``w_score [l]`` and
+``b_score [1]`` (the attention score's doubled weight and shifted bias: ``tanh(x) = 2
+sigmoid(2 x) - 1``), ``w_hidden [2, l, 4 l + l]`` (the cells' hidden weights beside ``W_p``'s
+``h^m`` half), ``w_ih [2, in, 4 l]``, ``bias [2, 1, 4 l]``, ``w_gate``/``b_gate`` (``W_2``,
+``b_2``), ``w_bil``/``b_bil`` (``P: l -> l k``). Returns the matching states
+``[2, B, Tr, l]``, zero after each reference's length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+__all__ = ["MatchingPlan", "run_matching"]
+
+
+@dataclass
+class MatchingPlan:
+    """What the loop steps over: ``active[i]`` pairs at step ``i`` (non-increasing), ``cum[n]``
+    valid query rows of the first ``n`` pairs, ``rows``/``flat`` (each query row's pair and its
+    place in a ``[n, Tq]`` matrix), the query's padded length and the variant."""
+
+    active: List[int]
+    cum: List[int]
+    rows: torch.Tensor
+    flat: torch.Tensor
+    tq: int
+    gating: bool
+    bilinear: bool
+    rank: int
+
+
+def run_matching(plan: MatchingPlan, keys, values, ref_proj, ref, gate_q, w_score, b_score, w_hidden, w_ih,
+                 bias, w_gate, b_gate, w_bil, b_bil) -> torch.Tensor:
+    """The matching states ``[2, B, Tr, l]`` (module docstring); differentiable in every tensor."""
+    tensors = (keys, values, ref_proj, ref, gate_q, w_score, b_score, w_hidden, w_ih, bias, w_gate, b_gate,
+               w_bil, b_bil)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return _Matching.apply(plan, *tensors)
+    return _forward(plan, *tensors, saved=None)
+
+
+def _forward(plan, keys, values, ref_proj, ref, gate_q, w_score, b_score, w_hidden, w_ih, bias, w_gate, b_gate,
+             w_bil, b_bil, *, saved: Optional[list]) -> torch.Tensor:
+    _, b, tr, l = ref.shape
+    tq, k = plan.tq, plan.rank
+    out = ref.new_zeros(2, b, tr, l)
+    h = ref.new_zeros(2, b, l)
+    c = ref.new_zeros(2, b, l)
+    # attention scores of padded query steps stay at the float minimum: zero weight
+    e_pad = ref.new_full((2, b * tq), torch.finfo(ref.dtype).min)
+    for i in range(tr):
+        n = plan.active[i]
+        if n == 0:
+            break
+        m = plan.cum[n]
+        h_prev, c_prev = h[:, :n], c[:, :n]
+        hw = torch.bmm(h_prev, w_hidden)                                   # [2, n, 4l + l]
+        u = (ref_proj[:, :n, i] + hw[..., 4 * l:]).mul_(2.0)               # [2, n, l], doubled
+        # attention, laid out pair-major ([m, 2, l]) so that per-pair sums are row sums
+        s = u.transpose(0, 1).contiguous().index_select(0, plan.rows[:m])
+        s.add_(keys[:m].unsqueeze(1)).sigmoid_()
+        score = torch.mv(s.view(-1, l), w_score).view(m, 2).t() + b_score  # [2, m]
+        alpha = torch.softmax(e_pad[:, :n * tq].index_copy(1, plan.flat[:m], score).view(2, n, tq), -1)
+        att = torch.bmm(alpha.transpose(0, 1), values[:n]).transpose(0, 1)  # [2, n, l]
+        r = ref[:, :n, i]
+        gr = None
+        if plan.gating:  # both gates from the ungated vectors
+            gr = torch.sigmoid(F.linear(att, w_gate, b_gate))
+            att_g, r_g = att * gate_q[:, :n, i], r * gr
+        else:
+            att_g, r_g = att, r
+        x = proj = None
+        if plan.bilinear:
+            x = torch.stack([att_g, r_g], 0)                               # [2 (query, ref), 2, n, l]
+            proj = F.linear(x, w_bil, b_bil).view(2, 2, n, l, k)
+            t = (proj[0] * proj[1]).sum(-1)
+        else:
+            t = torch.cat([att_g, r_g], -1)
+        gates = torch.baddbmm(bias, t, w_ih) + hw[..., :4 * l]             # i, f, g, o
+        act = torch.sigmoid(gates)
+        g = torch.tanh(gates[..., 2 * l:3 * l])
+        c = act[..., l:2 * l] * c_prev + act[..., :l] * g
+        tc = torch.tanh(c)
+        h = act[..., 3 * l:] * tc
+        out[:, :n, i] = h
+        if saved is not None:
+            saved.append((h_prev, c_prev, s, alpha, att, gr, r_g, x, proj, t, act, g, tc))
+    return out
+
+
+class _Matching(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, plan, *tensors):
+        ctx.plan = plan
+        ctx.saved = []
+        ctx.save_for_backward(*tensors)
+        return _forward(plan, *tensors, saved=ctx.saved)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out):
+        plan, saved = ctx.plan, ctx.saved
+        (keys, values, ref_proj, ref, gate_q, w_score, b_score, w_hidden, w_ih, bias, w_gate, b_gate,
+         w_bil, b_bil) = ctx.saved_tensors
+        need = ctx.needs_input_grad[1:]
+        l, k, tq = ref.shape[-1], plan.rank, plan.tq
+
+        def buf(t, i):
+            return torch.zeros_like(t) if need[i] else None
+
+        d_keys, d_values, d_ref_proj, d_ref, d_gate_q = (buf(t, i) for i, t in
+                                                         enumerate((keys, values, ref_proj, ref, gate_q)))
+        d_w_score, d_b_score = torch.zeros_like(w_score), torch.zeros_like(b_score)
+        d_w_hidden, d_w_ih, d_bias = torch.zeros_like(w_hidden), torch.zeros_like(w_ih), torch.zeros_like(bias)
+        d_w_gate = torch.zeros_like(w_gate) if plan.gating else None
+        d_b_gate = torch.zeros_like(b_gate) if plan.gating else None
+        d_w_bil = torch.zeros_like(w_bil) if plan.bilinear else None
+        d_b_bil = torch.zeros_like(b_bil) if plan.bilinear else None
+        dh = dc = None
+        for i in reversed(range(len(saved))):
+            h_prev, c_prev, s, alpha, att, gr, r_g, x, proj, t, act, g, tc = saved[i]
+            saved[i] = None  # free what this step kept as soon as it is used
+            n, m = att.shape[1], s.shape[0]
+            # gradients reaching h_i and c_i: the output, and step i + 1 (its first rows)
+            dh_i = g_out[:, :n, i].clone()
+            dc_i = torch.zeros_like(dh_i)
+            if dh is not None:
+                dh_i[:, :dh.shape[1]] += dh
+                dc_i[:, :dc.shape[1]] += dc
+            # the LSTM cells
+            i_g, f_g, o_g = act[..., :l], act[..., l:2 * l], act[..., 3 * l:]
+            dct = dc_i.addcmul_(dh_i * o_g, 1 - tc * tc)
+            d_gates = torch.cat([torch.ops.aten.sigmoid_backward(dct * g, i_g),
+                                 torch.ops.aten.sigmoid_backward(dct * c_prev, f_g),
+                                 torch.ops.aten.tanh_backward(dct * i_g, g),
+                                 torch.ops.aten.sigmoid_backward(dh_i * tc, o_g)], -1)   # [2, n, 4l]
+            d_bias += d_gates.sum(1, keepdim=True)
+            d_w_ih.baddbmm_(t.transpose(1, 2), d_gates)
+            dt = torch.bmm(d_gates, w_ih.transpose(1, 2))
+            # bilinear matching (or concatenation)
+            if plan.bilinear:
+                g_proj = torch.empty_like(proj)
+                torch.mul(proj[1], dt.unsqueeze(-1), out=g_proj[0])
+                torch.mul(proj[0], dt.unsqueeze(-1), out=g_proj[1])
+                g_proj = g_proj.view(4 * n, l * k)
+                d_w_bil.addmm_(g_proj.t(), x.reshape(4 * n, l))
+                d_b_bil += g_proj.sum(0)
+                dx = torch.mm(g_proj, w_bil).view(2, 2, n, l)
+                d_att_g, d_r_g = dx[0], dx[1]
+            else:
+                d_att_g, d_r_g = dt[..., :l], dt[..., l:]
+            # cross gating
+            if plan.gating:
+                d_att = d_att_g * gate_q[:, :n, i]
+                if d_gate_q is not None:
+                    d_gate_q[:, :n, i] = d_att_g * att
+                if d_ref is not None:
+                    d_ref[:, :n, i] = d_r_g * gr
+                dz = torch.ops.aten.sigmoid_backward(d_r_g * ref[:, :n, i], gr).reshape(2 * n, l)
+                d_w_gate.addmm_(dz.t(), att.reshape(2 * n, l))
+                d_b_gate += dz.sum(0)
+                d_att = d_att + torch.mm(dz, w_gate).view(2, n, l)
+            else:
+                d_att = d_att_g
+                if d_ref is not None:
+                    d_ref[:, :n, i] = d_r_g
+            # attention
+            d_att = d_att.transpose(0, 1)                                          # [n, 2, l]
+            if d_values is not None:
+                d_values[:n].baddbmm_(alpha.permute(1, 2, 0), d_att)
+            d_alpha = torch.bmm(d_att, values[:n].transpose(1, 2)).transpose(0, 1)  # [2, n, tq]
+            d_e = alpha * (d_alpha - (alpha * d_alpha).sum(-1, keepdim=True))
+            d_score = d_e.reshape(2, n * tq).index_select(1, plan.flat[:m]).t().contiguous()  # [m, 2]
+            d_b_score += d_score.sum()
+            d_w_score.addmv_(s.view(-1, l).t(), d_score.view(-1))
+            d_pre = torch.ops.aten.sigmoid_backward(d_score.unsqueeze(-1) * w_score, s)  # [m, 2, l]
+            if d_keys is not None:
+                d_keys[:m] += d_pre.sum(1)
+            # u = 2 (ref_proj + h W_p^m): both halves get twice u's gradient
+            d_u = s.new_zeros(n, 2, l).index_add_(0, plan.rows[:m], d_pre).transpose(0, 1).mul_(2.0)
+            if d_ref_proj is not None:
+                d_ref_proj[:, :n, i] = d_u
+            if i == 0:
+                break  # h_{-1} = c_{-1} = 0: nothing flows further back
+            d_hw = torch.cat([d_gates, d_u], -1)                                    # [2, n, 4l + l]
+            d_w_hidden.baddbmm_(h_prev.transpose(1, 2), d_hw)
+            dh = torch.bmm(d_hw, w_hidden.transpose(1, 2))
+            dc = dct.mul_(f_g)
+        ctx.saved = None
+        grads = (d_keys, d_values, d_ref_proj, d_ref, d_gate_q, d_w_score, d_b_score, d_w_hidden, d_w_ih, d_bias,
+                 d_w_gate, d_b_gate, d_w_bil, d_b_bil)
+        return (None,) + tuple(gr if need[j] else None for j, gr in enumerate(grads))
