@@ -239,7 +239,7 @@ class CrossGatedBilinearMatching(nn.Module):
         # tanh(x) = 2 sigmoid(2 x) - 1: the scores are computed as 2 w^T sigmoid(2 x) + b - sum(w),
         # with the factor 2 folded into the keys and the per-step term (PyTorch's CPU tanh
         # costs about four times its sigmoid; the two agree to float rounding)
-        keys = self.att_query(hq[qb, qj]).mul(2.0)                        # [N, l], doubled
+        keys = self.att_query(hq[qb, qj]).mul(2.0).repeat(1, 2)           # [N, 2l]: doubled, per direction
         w_score = self.att_score.weight.view(l) * 2.0
         b_score = (self.att_score.bias - self.att_score.weight.sum()).view(1)
         cell = self.matching
@@ -253,12 +253,21 @@ class CrossGatedBilinearMatching(nn.Module):
             torch.sigmoid(self.gate_query(hr2)) if cfg.gating else None, w_score, b_score, w_hidden,
             cell.weight_ih, cell.bias_ih + cell.bias_hh,
             self.gate_ref.weight if cfg.gating else None, self.gate_ref.bias if cfg.gating else None,
-            self.bilinear.weight if cfg.bilinear else None, self.bilinear.bias if cfg.bilinear else None)
+            *(self._rank_major() if cfg.bilinear else (None, None)))
         hm = torch.cat([hm[0], reverse_padded(hm[1], s_ref_len)], -1)     # [B, Tr, 2l]
         if not identity:
             hm = hm.index_select(0, torch.argsort(order).to(hm.device))   # back to the batch's order
         hl = self._run_grouped(self.localization, self.drop_matching(hm), ref_len)
         return self.classifier(hl)
+
+    def _rank_major(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The bilinear map's weight and bias with its ``l k`` outputs reordered from ``[l, k]``
+        (this module's parameter layout, the original code's) to ``[k, l]``: summing over the
+        rank then adds ``k`` contiguous rows, 2.8x faster than a sum over the innermost axis
+        of 8 (measured at batch 64, one thread)."""
+        l, k = self.config.hidden, self.config.rank
+        w = self.bilinear.weight.view(l, k, l).transpose(0, 1).reshape(k * l, l)
+        return w, self.bilinear.bias.view(l, k).t().reshape(k * l)
 
     #: Batches are run through an LSTM (the aggregation of queries and references, the
     #: localization) in up to this many groups of similar length, each cut at its own longest
