@@ -142,7 +142,9 @@ class DualLSTMCell(nn.Module):
 
     Inputs ``x [2, B, in]`` and state ``(h, c)`` of ``[2, B, hidden]``; direction 0 uses the
     first cell's weights, direction 1 the second's. Same parameters and initialisation as
-    two ``nn.LSTMCell`` (gates ``i, f, g, o``).
+    two ``nn.LSTMCell`` (gates ``i, f, g, o``). The model holds its matching cells' parameters
+    here and steps them inside its matching loop (:mod:`._cgbm_matching`, the same arithmetic
+    as this ``forward``).
     """
 
     def __init__(self, input_size: int, hidden: int, forget_bias: float = 1.0) -> None:
