@@ -29,7 +29,9 @@ With ``--ranks N`` (``--only-ranks``: just these rows) the step of an N-process
 data-parallel run (``torchrun --nproc_per_node N relocbench run-baseline ...``: each rank
 computes its share of every global batch on ``--threads`` threads, DDP averages the
 gradients over gloo) is timed against the one-process step on the same global batches,
-alternated step by step (:func:`time_ranks`), and the run is estimated from it.
+alternated step by step (:func:`time_ranks`), and the run is estimated from it. A 2048 x 2048 matmul's rate and a 256 MiB copy's are
+measured before and after the ranks run (:func:`matmul_rate`, :func:`copy_rate`): the minutes
+of two runs of this script compare only where the machine ran alike.
 
 A step's time grows with its batch's valid reference steps, which vary a lot from batch to
 batch (the longest reference of a batch: median 35 steps, mean 58 over 300 batches of the
@@ -218,10 +220,10 @@ def time_ranks(args, cls, cfg, *, t_render=None):
         port = sock.getsockname()[1]
     ctx = tmp.get_context("spawn")
     results = ctx.SimpleQueue()
-    load0 = os.getloadavg()
+    load0, rate0, bus0 = os.getloadavg(), matmul_rate(), copy_rate()
     tmp.start_processes(_rank_worker, args=(args.ranks, port, vars(args), results), nprocs=args.ranks,
                         join=True, start_method="spawn")
-    load1 = os.getloadavg()
+    load1, rate1, bus1 = os.getloadavg(), matmul_rate(), copy_rate()
     res = results.get()
     ddp, one, rend = res["ddp"], res["one"], res["render"]
     scale = res["run_work"] / res["timed_work"] if res["timed_work"] and res["run_work"] else 1.0
@@ -239,6 +241,10 @@ def time_ranks(args, cls, cfg, *, t_render=None):
          f"median {1000 * float(np.median(ddp)):.0f} ms (unscaled); {t_ddp / t_one:.2f}x the one-process step; {load}"],
     ]
     rows.append(["batches timed", f"{len(one)} steps", "", "", longest])
+    rows.append(["machine now (before, after the ranks)", "2048x2048 matmul; 256 MiB copy",
+                 f"{rate0:.0f}, {rate1:.0f} GFLOP/s; {bus0:.1f}, {bus1:.1f} GB/s", "",
+                 f"{args.threads} thread{'s' if args.threads > 1 else ''}: the machine's compute and memory-bus rates "
+                 "during this run, to set runs of this script side by side"])
     evals = validations(args, cfg)
     t_vals = validation_time(res["val"], evals)
     rows.append([f"predict (val pairs, shared by {args.ranks} ranks)", "", "", f"{t_vals / 60:.1f} min",
@@ -480,6 +486,20 @@ def step_profile(args, run, batch, step_s):
         fwd_bwd()
     opt.zero_grad()
     flops = counter.get_total_flops()
+    peak = matmul_rate()
+    got = flops / step_s / 1e9
+    shape = f"query {batch.query.shape[1]}, ref {batch.ref.shape[1]}" if hasattr(batch, "ref") else ""
+    return [["aten calls (one step, forward + backward)", f"batch {args.batch_size}, {shape}", f"{calls:,} calls",
+             "", "torch.profiler, all nesting levels"],
+            ["matmul roofline (one step)", f"{flops / 1e9:.1f} GFLOP", f"{got:.1f} GFLOP/s", f"step {step_s:.2f} s",
+             f"{100 * got / peak:.0f}% of a 2048x2048 matmul's {peak:.1f} GFLOP/s (same threads)"]]
+
+
+def matmul_rate() -> float:
+    """GFLOP/s of a 2048 x 2048 float32 matmul on this process's threads, best of 5: the
+    machine's speed at the moment (on a shared or virtual machine it drifts between runs)."""
+    import torch
+
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     torch.mm(a, b)
     best = float("inf")
@@ -487,13 +507,23 @@ def step_profile(args, run, batch, step_s):
         t0 = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
-    peak = 2 * 2048 ** 3 / best / 1e9
-    got = flops / step_s / 1e9
-    shape = f"query {batch.query.shape[1]}, ref {batch.ref.shape[1]}" if hasattr(batch, "ref") else ""
-    return [["aten calls (one step, forward + backward)", f"batch {args.batch_size}, {shape}", f"{calls:,} calls",
-             "", "torch.profiler, all nesting levels"],
-            ["matmul roofline (one step)", f"{flops / 1e9:.1f} GFLOP", f"{got:.1f} GFLOP/s", f"step {step_s:.2f} s",
-             f"{100 * got / peak:.0f}% of a 2048x2048 matmul's {peak:.1f} GFLOP/s (same threads)"]]
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def copy_rate() -> float:
+    """GB/s of copying a 256 MiB float32 tensor (read and write counted), best of 3: the
+    memory bus's speed at the moment, which a cache-resident matmul does not see."""
+    import torch
+
+    a = torch.ones(64 * 2**20)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * a.numel() * 4 / best / 1e9
 
 
 def _print_rows(args, kept, rows):
