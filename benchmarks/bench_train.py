@@ -29,9 +29,10 @@ With ``--ranks N`` (``--only-ranks``: just these rows) the step of an N-process
 data-parallel run (``torchrun --nproc_per_node N relocbench run-baseline ...``: each rank
 computes its share of every global batch on ``--threads`` threads, DDP averages the
 gradients over gloo) is timed against the one-process step on the same global batches,
-alternated step by step (:func:`time_ranks`), and the run is estimated from it. A 2048 x 2048 matmul's rate and a 256 MiB copy's are
-measured before and after the ranks run (:func:`matmul_rate`, :func:`copy_rate`): the minutes
-of two runs of this script compare only where the machine ran alike.
+alternated step by step (:func:`time_ranks`), and the run is estimated from it. A 2048 x 2048
+matmul's rate and a 256 MiB copy's are measured before and after the ranks run
+(:func:`matmul_rate`, :func:`copy_rate`): the minutes of two runs of this script compare only
+where the machine ran alike.
 
 A step's time grows with its batch's valid reference steps, which vary a lot from batch to
 batch (the longest reference of a batch: median 35 steps, mean 58 over 300 batches of the

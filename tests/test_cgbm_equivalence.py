@@ -131,3 +131,21 @@ def test_the_reference_sees_a_change_of_any_step():
         model.bilinear.bias.add_(1e-3)
         after = model(query, ql, ref, rl)
     assert float((after - before).abs().max()) > 10 * ATOL
+
+
+def test_a_second_backward_through_the_matching_says_why_it_cannot():
+    """The matching loop frees each step's activations as its backward passes; a second
+    backward through the same forward (``retain_graph=True``) raises a clear error instead of
+    computing from freed state, and a fresh forward backpropagates again."""
+    torch.manual_seed(3)
+    model = CrossGatedBilinearMatching(cgbm_config("cgbm", feature_dim=6, hidden=8, rank=3)).train()
+    query, ql, ref, rl, _, _ = _batch(6)
+    out = model(query, ql, ref, rl).square().sum()
+    out.backward(retain_graph=True)
+    first = model.bilinear.weight.grad.clone()
+    with pytest.raises(RuntimeError, match="already backpropagated once"):
+        out.backward()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    model(query, ql, ref, rl).square().sum().backward()
+    assert float(model.bilinear.weight.grad.abs().max()) > 0 and first.shape == model.bilinear.weight.grad.shape

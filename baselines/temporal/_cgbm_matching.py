@@ -110,7 +110,7 @@ def _forward(plan, keys, values, ref_proj, ref, gate_q, w_score, b_score, w_hidd
         h = act[..., 3 * l:] * tc
         out[:, :n, i] = h
         if saved is not None:
-            saved.append((h_prev, c_prev, s, alpha, att, gr, r_g, x, proj, t, act, g, tc))
+            saved.append((h_prev, c_prev, s, alpha, att, gr, x, proj, t, act, g, tc))
     return out
 
 
@@ -127,6 +127,9 @@ class _Matching(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g_out):
         plan, saved = ctx.plan, ctx.saved
+        if saved is None:  # each step's activations are freed as the backward passes it
+            raise RuntimeError("cgbm's matching loop was already backpropagated once: run the forward again "
+                               "(retain_graph does not keep its per-step activations)")
         (keys, values, ref_proj, ref, gate_q, w_score, b_score, w_hidden, w_ih, bias, w_gate, b_gate,
          w_bil, b_bil) = ctx.saved_tensors
         need = ctx.needs_input_grad[1:]
@@ -148,7 +151,7 @@ class _Matching(torch.autograd.Function):
         d_b_bil = torch.zeros_like(b_bil) if plan.bilinear else None
         dh = dc = None
         for i in reversed(range(len(saved))):
-            h_prev, c_prev, s, alpha, att, gr, r_g, x, proj, t, act, g, tc = saved[i]
+            h_prev, c_prev, s, alpha, att, gr, x, proj, t, act, g, tc = saved[i]
             saved[i] = None  # free what this step kept as soon as it is used
             n, m = att.shape[1], s.shape[0]
             # gradients reaching h_i and c_i: the output, and step i + 1 (its first rows)
@@ -221,4 +224,4 @@ class _Matching(torch.autograd.Function):
         d_w_bil = d_w_bil_t.t() if plan.bilinear else None
         grads = (d_keys, d_values, d_ref_proj, d_ref, d_gate_q, d_w_score, d_b_score, d_w_hidden, d_w_ih, d_bias,
                  d_w_gate, d_b_gate, d_w_bil, d_b_bil)
-        return (None,) + tuple(gr if need[j] else None for j, gr in enumerate(grads))
+        return (None,) + tuple(d if need[j] else None for j, d in enumerate(grads))
