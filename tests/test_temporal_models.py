@@ -409,3 +409,37 @@ def test_sst_overfits_and_predicts_the_ground_truth():
     # the top proposal is a positive anchor (tIoU > 0.5 with the ground truth)
     for p, s, e in zip(best, gs, ge):
         assert span_tiou(p.start_step[0], p.end_step[0], s, e) > 0.5
+
+
+def test_reverse_padded_passes_the_reversed_gradient_back():
+    torch.manual_seed(0)
+    lengths = torch.tensor([3, 1, 4])
+    x = torch.randn(3, 4, 2, requires_grad=True)
+    g = torch.randn(3, 4, 2)
+    reverse_padded(x, lengths).backward(g)
+    # the gradient of a permutation is the inverse permutation of the output's gradient
+    expected = torch.zeros_like(g)
+    for b, n in enumerate(lengths.tolist()):
+        for t in range(4):
+            expected[b, n - 1 - t if t < n else t] = g[b, t]
+    assert torch.equal(x.grad, expected)
+
+
+def test_keep_dropout_keeps_units_with_the_keep_probability_and_rescales_them():
+    from relocbench_baselines.temporal._common import KeepDropout
+
+    drop = KeepDropout(0.6)
+    x = torch.ones(200_000, requires_grad=True)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    # Bernoulli(0.6): the kept fraction within 5 standard deviations of 0.6
+    assert abs(float(kept.float().mean()) - 0.6) < 5 * (0.6 * 0.4 / x.numel()) ** 0.5
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.6))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient is the same scaled mask
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)          # torch's seed fixes the masks
+    drop.eval()
+    assert drop(x) is x
+    assert KeepDropout(1.0)(x) is x

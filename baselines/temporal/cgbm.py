@@ -4,7 +4,8 @@ Built as the original code built it (reference-algorithms.md Sec. 2):
 
 * **Aggregation**: one LSTM (hidden ``l``) shared by query and reference over their
   features (``d``); dropout (keep 0.6) on both outputs, which are also the attention keys
-  and values.
+  and values. Every dropout draws its mask as the original code's ``tf.nn.dropout``
+  (:class:`~._common.KeepDropout`).
 * **Matching**, at every reference step ``i`` and in both directions: attention
   ``e_ij = w^T tanh(W_q h^q_j + W_p [h^r_i ; h^m_{i-1}] + b_p) + b`` (``W_q`` bias-free,
   ``h^m_{i-1}`` the previous hidden state of that direction's matching LSTM), softmax over
@@ -68,7 +69,8 @@ from relocbench.errors import ConfigError
 from relocbench.temporal.decode import FORMS, MAX_SPAN_STEPS, DecodedSpans, decode_spans, span_score_table
 
 from ._cgbm_matching import MatchingPlan, run_matching
-from ._common import count_parameters, length_mask, reverse_padded, set_forget_bias
+from ._common import (KeepDropout, count_parameters, length_mask, reverse_index, reverse_padded, set_forget_bias,
+                      with_reversed)
 
 __all__ = ["CGBMConfig", "VARIANTS", "cgbm_config", "CrossGatedBilinearMatching", "cgbm_loss",
            "cgbm_parameter_count", "DualLSTMCell", "top_spans", "INITS", "POOLINGS", "glorot_bound",
@@ -176,7 +178,7 @@ class CrossGatedBilinearMatching(nn.Module):
         d, l, k = cfg.feature_dim, cfg.hidden, cfg.rank
         self.aggregation = nn.LSTM(d, l, batch_first=True)
         set_forget_bias(self.aggregation, cfg.forget_bias)
-        self.drop_aggregation = nn.Dropout(1.0 - cfg.keep_aggregation)
+        self.drop_aggregation = KeepDropout(cfg.keep_aggregation)
         # attention: W_q (no bias), W_p [h^r ; h^m] + b_p (split in its two halves), w, b
         self.att_query = nn.Linear(l, l, bias=False)
         self.att_ref = nn.Linear(l, l, bias=True)        # the h^r half of W_p, with b_p
@@ -191,7 +193,7 @@ class CrossGatedBilinearMatching(nn.Module):
         else:
             match_in = 2 * l
         self.matching = DualLSTMCell(match_in, l, cfg.forget_bias)
-        self.drop_matching = nn.Dropout(1.0 - cfg.keep_matching)
+        self.drop_matching = KeepDropout(cfg.keep_matching)
         self.localization = nn.LSTM(2 * l, l, batch_first=True)
         set_forget_bias(self.localization, cfg.forget_bias)
         self.classifier = nn.Linear(l, 4)
@@ -228,8 +230,11 @@ class CrossGatedBilinearMatching(nn.Module):
             query_len, s_ref_len = query_len.index_select(0, dev_order), ref_len.index_select(0, dev_order)
             lens = lens[order]
         active = (lens[None, :] > torch.arange(tr)[:, None]).sum(1).tolist()   # n_i at every step
-        # both directions stacked on a leading axis: [2, B, Tr, l]
-        hr2 = torch.stack([hr, reverse_padded(hr, s_ref_len)], 0)
+        # both directions stacked on a leading axis: [2, B, Tr, l]; the maps of h^r that do
+        # not depend on the step (W_p's h^r half, the query gate) are taken once and reversed
+        # with it
+        rev = reverse_index(s_ref_len, tr)
+        hr2 = with_reversed(hr, s_ref_len, rev)
         # Attention runs on the valid query steps only, packed as rows [N, l] in pair order
         # (queries are padded to the longest of the batch, about twice their mean length), so
         # the rows of the first n pairs are the first ``cum[n]``. The scores of both directions
@@ -248,15 +253,18 @@ class CrossGatedBilinearMatching(nn.Module):
         plan = MatchingPlan(active=active, cum=cum, rows=qb, flat=flat, tq=tq, gating=cfg.gating,
                             bilinear=cfg.bilinear, rank=cfg.rank)
         # h^m_{i-1} enters a step twice, through W_p's h^m half (att_match) and the matching
-        # cells' hidden weights: one batched matmul by both ([2, l, 4l + l])
-        w_hidden = torch.cat([cell.weight_hh, self.att_match.weight.t().expand(2, l, l)], -1)
+        # cells' hidden weights: one batched matmul by both ([2, l, 4l + l]). Every term of
+        # the attention's pre-activation comes doubled (the tanh above): keys, W_p's halves.
+        w_hidden = torch.cat([cell.weight_hh, (self.att_match.weight.t() * 2.0).expand(2, l, l)], -1)
+        ref_proj = F.linear(hr, self.att_ref.weight * 2.0, self.att_ref.bias * 2.0)
+        gate_q = torch.sigmoid(self.gate_query(hr)) if cfg.gating else None
         hm = run_matching(
-            plan, keys, hq, self.att_ref(hr2), hr2,
-            torch.sigmoid(self.gate_query(hr2)) if cfg.gating else None, w_score, b_score, w_hidden,
+            plan, keys, hq, with_reversed(ref_proj, s_ref_len, rev), hr2,
+            with_reversed(gate_q, s_ref_len, rev) if cfg.gating else None, w_score, b_score, w_hidden,
             cell.weight_ih, cell.bias_ih + cell.bias_hh,
             self.gate_ref.weight if cfg.gating else None, self.gate_ref.bias if cfg.gating else None,
             *(self._rank_major() if cfg.bilinear else (None, None)))
-        hm = torch.cat([hm[0], reverse_padded(hm[1], s_ref_len)], -1)     # [B, Tr, 2l]
+        hm = torch.cat([hm[0], reverse_padded(hm[1], s_ref_len, rev)], -1)     # [B, Tr, 2l]
         if not identity:
             hm = hm.index_select(0, torch.argsort(order).to(hm.device))   # back to the batch's order
         hl = self._run_grouped(self.localization, self.drop_matching(hm), ref_len)
