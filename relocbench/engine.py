@@ -2,14 +2,14 @@
 
 Run folder layout (``--out``, default ``runs/<dataset>/<baseline>``)::
 
-    config.json            baseline, dataset, features, split, full config, versions
+    config.json            baseline, dataset, features, split, full config, versions, code commit
     checkpoint-last.pt     model, optimiser, scheduler, step, best score (for --resume)
     checkpoint-best.pt     the model weights with the best validation score
     log.jsonl              one JSON object per logged step and per validation
     predictions-<split>.json   the task's prediction format (scored by `relocbench evaluate`)
     metrics-<split>.json       the task's metrics JSON
     result.json            the leaderboard record (metrics + config, seed, features,
-                           manifest sha256, package version, wall time, hardware)
+                           manifest sha256, package version, code commit, wall time, hardware)
 
 Every file is written atomically. A killed run restarts from ``checkpoint-last.pt`` with
 ``--resume``; batches derive from ``(seed, step)``, so a resumed run trains on exactly the
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import __version__
+from .provenance import code_revision
 from .baseline import Baseline, config_to_dict
 from .errors import ConfigError, InputError, OutputExistsError
 from .io import atomic_write_bytes, atomic_write_json, read_json
@@ -642,6 +643,9 @@ def run_baseline(
             "baseline": name, "task": cls.task, "dataset": ctx.dataset, "features": task.describe_features(ctx),
             "split": split, "config": config_to_dict(cfg), "relocbench": __version__,
         }
+        code = code_revision()
+        if code is not None:  # the commit this run's code came from (module docstring of .provenance)
+            run_config["code"] = code
         if cls.trainable:
             task.check_training(ctx)
         baseline = cls(cfg, ctx)
@@ -697,6 +701,8 @@ def run_baseline(
                 "parameters": cls.parameter_count(cfg), "training": train_info,
                 "examples": task.examples(ctx, scored, results),
             }
+            if code is not None:
+                result["code"] = code
             if coverage is not None:
                 result["coverage"] = coverage
             if score_subset:

@@ -219,7 +219,8 @@ def validate_record(rec: Any, file: Union[str, Path, None] = None) -> Dict[str, 
     :func:`check_name`), ``task`` (one of :data:`KNOWN_TASKS`), ``seed`` (an integer >= 0),
     ``board`` and ``dataset`` (names), the task's table columns and ``ci95`` in
     ``metrics`` (finite fractions), ``parameters`` and ``wall_time_s`` (numbers >= 0),
-    ``hardware``, ``config`` and ``source`` (objects), ``features`` (an object or a text),
+    ``hardware``, ``config`` and ``source`` (objects), ``code`` (an object with a ``commit``
+    text and a boolean ``modified``), ``features`` (an object or a text),
     ``config.recipe`` (a recipe the baseline declares, when it is registered:
 :func:`recipe_identity`), ``examples`` (objects with a ``pair_id``), ``per_pair``, ``proposals`` and
     ``metrics.clip_scoring`` (one of
@@ -289,6 +290,11 @@ def validate_record(rec: Any, file: Union[str, Path, None] = None) -> Dict[str, 
     for key in ("hardware", "config", "source", "training", "coverage"):
         if rec.get(key) is not None:
             mapping(rec[key], file=file, item=f"field {key!r}", error=E)
+    if rec.get("code") is not None:  # the commit a run's code came from (relocbench.provenance)
+        code = mapping(rec["code"], file=file, item="field 'code'", required=("commit",), error=E)
+        string(code["commit"], file=file, item="field 'code.commit'", error=E)
+        if not isinstance(code.get("modified", False), bool):
+            raise fail("true or false", code.get("modified"), file=file, item="field 'code.modified'", error=E)
     steps = (rec.get("config") or {}).get("steps")
     if steps is not None:
         integer(steps, file=file, item="field 'config.steps'", min=0, error=E)

@@ -183,6 +183,16 @@ def _proposal_section(runs: List[Dict[str, Any]], name: str, board: str, sub: st
     return out
 
 
+def _code_label(rec) -> str:
+    """The code a run ran: the package version, and the commit (12 digits) with ``modified``
+    when the record carries one (runs recorded before the commit was: the version only)."""
+    label = f"relocbench {rec.get('relocbench') or '?'}"
+    code = rec.get("code") or {}
+    if code.get("commit"):
+        label += f" @ {str(code['commit'])[:12]}" + (" (modified)" if code.get("modified") else "")
+    return label
+
+
 def _table_html(task, title: str, names: List[str], runs_by_name, stats, reference, features: str, tid: str,
                 pages: Dict[str, str]) -> List[str]:
     cols = [t for _, t in task.columns]
@@ -362,7 +372,7 @@ def _result_page(task, board: str, name: str, features: str, runs, st, files: _F
     cols = [t for _, t in task.columns]
     body += ["<h2>Runs</h2>", '<table class="sortable"><thead><tr>'
              + "".join(f"<th>{_e(h)}</th>" for h in ["seed"] + cols + ["95% CI (run)", "steps", "wall time (s)",
-                                                                        "hardware", "parameters"])
+                                                                        "hardware", "parameters", "code"])
              + "</tr></thead><tbody>"]
     for r in runs:
         m = r["metrics"]
@@ -381,7 +391,7 @@ def _result_page(task, board: str, name: str, features: str, runs, st, files: _F
                   _td(f"{hw.get('device', '?')} ({hw.get('cpu_count', '?')} CPUs, torch {hw.get('torch', '?')}"
                       + (f", {hw['processes']} processes" if hw.get("processes") else "") + ")"
                       if hw else "–"),
-                  _td(fmt_count(r.get("parameters")))]
+                  _td(fmt_count(r.get("parameters"))), _td(_code_label(r))]
         body.append("<tr>" + "".join(cells) + "</tr>")
     body.append("</tbody></table>")
     svg = _svg_curve(task, runs, f"{name} on {board} ({features})")
