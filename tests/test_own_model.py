@@ -49,6 +49,9 @@ def installed_plugin(tmp_path, monkeypatch):
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
     eps = meta["entry-points"]["relocbench.baselines"]
     (info / "entry_points.txt").write_text("[relocbench.baselines]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    # the installed baselines registered first: the zoo's modules register on their first
+    # import only, so a registry copy taken before it would leave the restored one empty
+    registry.list_baselines()
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delitem(sys.modules, "my_relocbench_model", raising=False)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
