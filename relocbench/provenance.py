@@ -13,7 +13,6 @@ from such a run cannot be reproduced from the commit alone.
 from __future__ import annotations
 
 import subprocess
-from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -36,18 +35,11 @@ def code_revision(root: Union[str, Path, None] = None) -> Optional[Dict[str, Uni
     """``{"commit": <40 hex digits>, "modified": bool}`` of the checkout at ``root`` (default:
     the folder that holds the imported ``relocbench`` package), or ``None`` when ``root`` is not
     the top of a git work tree (an installed package: a site-packages folder inside some other
-    repository's tree does not count) or git cannot be run."""
-    if root is None:
-        return _package_revision()
-    return _revision(Path(root).resolve())
+    repository's tree does not count) or git cannot be run.
 
-
-@lru_cache(maxsize=1)
-def _package_revision():
-    return _revision(Path(__file__).resolve().parent.parent)
-
-
-def _revision(root: Path):
+    Read again at every call (three git calls, a few milliseconds), not cached: a process that
+    runs several runs while its source is edited must record each run's own state."""
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root).resolve()
     if not (root / "relocbench").is_dir():
         return None
     top = _git(root, "rev-parse", "--show-toplevel")

@@ -4,7 +4,7 @@ Built as the original code built it (reference-algorithms.md Sec. 2):
 
 * **Aggregation**: one LSTM (hidden ``l``) shared by query and reference over their
   features (``d``); dropout (keep 0.6) on both outputs, which are also the attention keys
-  and values. Every dropout draws its mask as the original code's ``tf.nn.dropout``
+  and values. Every dropout draws its mask as the original code's ``slim.dropout``
   (:class:`~._common.KeepDropout`).
 * **Matching**, at every reference step ``i`` and in both directions: attention
   ``e_ij = w^T tanh(W_q h^q_j + W_p [h^r_i ; h^m_{i-1}] + b_p) + b`` (``W_q`` bias-free,
